@@ -1,0 +1,92 @@
+//! The operator API: JSON over HTTP for administering the registry, with bearer-token
+//! roles, RFC 7807 errors and an OpenAPI document generated alongside the routes.
+
+pub mod auth;
+pub mod body;
+pub mod extras;
+pub mod openapi;
+pub mod problem;
+pub mod resources;
+
+use crate::registry::model::{Account, Der, Enrolment, Group, Identity, Meter, Program, Site};
+use crate::registry::Registry;
+use auth::Authenticator;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, MethodRouter};
+use axum::Router;
+use openapi::DocBuilder;
+use std::sync::Arc;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Registry,
+    pub auth: Arc<Authenticator>,
+    /// Largest accepted request body, bytes.
+    pub body_limit: usize,
+    /// Largest accepted CSV import body, bytes (imports are legitimately large).
+    pub import_limit: usize,
+}
+
+/// Collects routes and their documentation together.
+pub struct ApiBuilder {
+    router: Router<AppState>,
+    pub doc: DocBuilder,
+}
+
+impl ApiBuilder {
+    /// Adds a route; its documentation is added by the caller through `doc`.
+    pub fn route(&mut self, path: &str, handler: MethodRouter<AppState>) {
+        let router = std::mem::take(&mut self.router);
+        self.router = router.route(path, handler);
+    }
+}
+
+/// Builds the whole operator API router for `state`.
+pub fn router(state: AppState) -> Router {
+    let mut api = ApiBuilder {
+        router: Router::new(),
+        doc: DocBuilder::default(),
+    };
+    resources::register::<Account>(&mut api);
+    resources::register::<Site>(&mut api);
+    resources::register::<Meter>(&mut api);
+    resources::register::<Der>(&mut api);
+    resources::register::<Identity>(&mut api);
+    resources::register::<Program>(&mut api);
+    resources::register::<Enrolment>(&mut api);
+    resources::register::<Group>(&mut api);
+    extras::register(&mut api);
+    let ApiBuilder { router, mut doc } = api;
+    extras::document_public(&mut doc);
+    let document = Arc::new(doc.finish());
+
+    let protected = router.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_token,
+    ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let d = document.clone();
+                async move { axum::Json((*d).clone()) }
+            }),
+        )
+        .merge(protected)
+        .fallback(|| async {
+            problem::Problem::not_found("no such endpoint; see /openapi.json").into_response()
+        })
+        .method_not_allowed_fallback(|| async {
+            problem::Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "this endpoint does not accept that method; see /openapi.json",
+            )
+            .into_response()
+        })
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,261 @@
+//! One typed configuration: a TOML file plus environment overrides, with documented
+//! defaults (docs/configuration.md lists every key).
+
+use crate::api::auth::{Role, TokenConfig};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub log: LogConfig,
+    pub api: ApiConfig,
+}
+
+/// The operator API listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the operator API.
+    pub listen: SocketAddr,
+    /// Largest JSON request body, bytes.
+    pub body_limit_bytes: usize,
+    /// Largest CSV import body, bytes.
+    pub import_limit_bytes: usize,
+    /// How long in-flight requests may take to finish after a shutdown signal, seconds.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit_bytes: 1024 * 1024,
+            import_limit_bytes: 256 * 1024 * 1024,
+            shutdown_grace_seconds: 30,
+        }
+    }
+}
+
+/// The database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite:PATH` or `postgres://...`; empty means `sqlite:<data_dir>/switchyard.db`.
+    pub url: String,
+    /// Directory for the embedded database and generated files.
+    pub data_dir: PathBuf,
+    /// Pool size.
+    pub max_connections: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: String::new(),
+            data_dir: PathBuf::from("data"),
+            max_connections: 8,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The database URL to open, creating the data directory for the SQLite default.
+    pub fn resolved_url(&self) -> Result<String, ConfigError> {
+        if !self.url.is_empty() {
+            return Ok(self.url.clone());
+        }
+        std::fs::create_dir_all(&self.data_dir).map_err(|e| ConfigError::Io {
+            path: self.data_dir.clone(),
+            source: e,
+        })?;
+        Ok(format!(
+            "sqlite:{}?mode=rwc",
+            self.data_dir.join("switchyard.db").display()
+        ))
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` env-filter directive, e.g. `info,switchyard=debug`.
+    pub filter: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            filter: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Operator API access.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// Why configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name}: {message}")]
+    Env { name: &'static str, message: String },
+}
+
+/// Environment variables that override the file, in the order they are applied.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("SWITCHYARD_LISTEN", "server.listen"),
+    ("SWITCHYARD_BODY_LIMIT_BYTES", "server.body_limit_bytes"),
+    ("SWITCHYARD_DATABASE_URL", "store.url"),
+    ("SWITCHYARD_DATA_DIR", "store.data_dir"),
+    ("SWITCHYARD_MAX_CONNECTIONS", "store.max_connections"),
+    ("SWITCHYARD_LOG", "log.filter"),
+    ("SWITCHYARD_LOG_FORMAT", "log.format"),
+    ("SWITCHYARD_OPERATOR_TOKEN", "adds an operator token named 'env-operator'"),
+    ("SWITCHYARD_READONLY_TOKEN", "adds a read-only token named 'env-readonly'"),
+];
+
+impl Config {
+    /// Reads `path` (or starts from defaults) and applies overrides from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Io {
+                    path: p.to_path_buf(),
+                    source: e,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: p.to_path_buf(),
+                    message: e.to_string(),
+                })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(name: &'static str, v: &str) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            v.parse().map_err(|e: T::Err| ConfigError::Env {
+                name,
+                message: format!("'{v}': {e}"),
+            })
+        }
+        if let Some(v) = env("SWITCHYARD_LISTEN") {
+            self.server.listen = parse("SWITCHYARD_LISTEN", &v)?;
+        }
+        if let Some(v) = env("SWITCHYARD_BODY_LIMIT_BYTES") {
+            self.server.body_limit_bytes = parse("SWITCHYARD_BODY_LIMIT_BYTES", &v)?;
+        }
+        if let Some(v) = env("SWITCHYARD_DATABASE_URL") {
+            self.store.url = v;
+        }
+        if let Some(v) = env("SWITCHYARD_DATA_DIR") {
+            self.store.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("SWITCHYARD_MAX_CONNECTIONS") {
+            self.store.max_connections = parse("SWITCHYARD_MAX_CONNECTIONS", &v)?;
+        }
+        if let Some(v) = env("SWITCHYARD_LOG") {
+            self.log.filter = v;
+        }
+        if let Some(v) = env("SWITCHYARD_LOG_FORMAT") {
+            self.log.format = match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::Env {
+                        name: "SWITCHYARD_LOG_FORMAT",
+                        message: format!("'{v}': expected text or json"),
+                    })
+                }
+            };
+        }
+        for (var, name, role) in [
+            ("SWITCHYARD_OPERATOR_TOKEN", "env-operator", Role::Operator),
+            ("SWITCHYARD_READONLY_TOKEN", "env-readonly", Role::ReadOnly),
+        ] {
+            if let Some(token) = env(var).filter(|t| !t.is_empty()) {
+                self.api.tokens.push(TokenConfig {
+                    name: name.into(),
+                    token,
+                    role,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[server]\nlisten = \"0.0.0.0:9000\"\n[[api.tokens]]\nname = \"a\"\ntoken = \"t\"\nrole = \"read_only\"\n",
+        )
+        .unwrap();
+        let env: HashMap<&str, &str> = [
+            ("SWITCHYARD_DATABASE_URL", "postgres://x/y"),
+            ("SWITCHYARD_OPERATOR_TOKEN", "op"),
+        ]
+        .into();
+        let c = Config::load(Some(&path), |k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(c.server.listen.port(), 9000);
+        assert_eq!(c.store.url, "postgres://x/y");
+        assert_eq!(c.api.tokens.len(), 2);
+        assert_eq!(c.api.tokens[1].role, Role::Operator);
+        assert_eq!(c.server.body_limit_bytes, 1024 * 1024, "defaults fill the rest");
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[server]\nlisten_addr = \"x\"\n").unwrap();
+        let err = Config::load(Some(&path), |_| None).unwrap_err();
+        assert!(err.to_string().contains("listen_addr"), "{err}");
+        let err = Config::load(None, |k| (k == "SWITCHYARD_LISTEN").then(|| "nope".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("SWITCHYARD_LISTEN"), "{err}");
+    }
+}

@@ -1,0 +1,20 @@
+//! Switchyard: a DER interoperability server.
+//!
+//! Protocols live at the edge and the engine in the middle knows none of them:
+//!
+//! - [`domain`]: the engine's vocabulary (ids, enumerations, units, certificate identities).
+//! - [`store`]: persistence over sqlx, SQLite by default and PostgreSQL for multi-node use.
+//! - [`registry`]: the asset registry (accounts, sites, meters, DERs, identities, programs,
+//!   enrolments, groups), its rules, bulk import and the ISO inventory export.
+//! - [`api`]: the operator JSON API with roles, problem+json errors and OpenAPI.
+//! - [`pki`]: the development PKI (`switchyard certs`).
+//! - [`config`], [`app`], [`demo`]: configuration, wiring and the demo portfolio.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod pki;
+pub mod registry;
+pub mod store;

@@ -1,0 +1,301 @@
+//! The asset registry: the authoritative portfolio (accounts, sites, meters, DERs,
+//! certificate identities, programs, enrolments, groups) and the rules that keep it
+//! consistent.
+//!
+//! Every write runs in one transaction: validation, reference and uniqueness checks,
+//! cross-record rules (eligibility), the row change and its group-membership effects all
+//! commit together or not at all.
+
+pub mod eligibility;
+pub mod entity;
+pub mod groups;
+pub mod identity_index;
+pub mod import;
+pub mod inventory;
+pub mod model;
+pub mod validate;
+
+use crate::domain::now_epoch;
+use crate::store::record::{self, exists};
+use crate::store::{Store, StoreError};
+pub use entity::Entity;
+use identity_index::IdentityIndex;
+use model::{Der, GroupAggregate};
+use serde::Serialize;
+use std::sync::Arc;
+use utoipa::ToSchema;
+pub use validate::Violation;
+
+/// Why a registry operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("invalid {}", describe(.0))]
+    Invalid(Vec<Violation>),
+    #[error("{kind} '{key}' not found")]
+    NotFound { kind: &'static str, key: String },
+    #[error("{field}: {detail}")]
+    Conflict { field: String, detail: String },
+    #[error("{field} refers to {kind} '{key}', which does not exist")]
+    MissingReference {
+        field: String,
+        kind: String,
+        key: String,
+    },
+    #[error("not eligible for program '{program}': {}", .reasons.join("; "))]
+    Ineligible {
+        program: String,
+        reasons: Vec<String>,
+    },
+    #[error("{kind} '{key}' is still in use: {detail}")]
+    InUse {
+        kind: &'static str,
+        key: String,
+        detail: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn describe(v: &[Violation]) -> String {
+    v.iter()
+        .map(|v| format!("{}: {}", v.field, v.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl From<sqlx::Error> for RegistryError {
+    fn from(e: sqlx::Error) -> Self {
+        RegistryError::Store(StoreError::Database(e))
+    }
+}
+
+impl RegistryError {
+    /// A single-field validation failure.
+    pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
+        RegistryError::Invalid(vec![Violation {
+            field: field.to_string(),
+            reason: reason.into(),
+        }])
+    }
+}
+
+/// One page of a keyset-paginated list.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    pub next_after: Option<String>,
+}
+
+/// Largest page a list returns.
+pub const MAX_PAGE: u32 = 1000;
+
+/// The registry service: the store plus in-memory indexes built from it.
+#[derive(Clone)]
+pub struct Registry {
+    store: Store,
+    identities: Arc<IdentityIndex>,
+}
+
+impl Registry {
+    /// Builds the registry over `store`, loading the identity index.
+    pub async fn open(store: Store) -> Result<Self, RegistryError> {
+        let identities = Arc::new(IdentityIndex::load(&store).await?);
+        Ok(Registry { store, identities })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The LFDI index used for certificate-to-device lookups.
+    pub fn identities(&self) -> &IdentityIndex {
+        &self.identities
+    }
+
+    /// Creates a record. An empty key is replaced by a generated one.
+    pub async fn create<E: Entity>(&self, mut rec: E) -> Result<E, RegistryError> {
+        if rec.key().is_empty() && E::KEY == "id" {
+            rec.set_key(uuid::Uuid::new_v4().to_string());
+        }
+        rec.prepare()?;
+        validate_fields(&rec)?;
+        let now = now_epoch();
+        rec.set_times(now, now);
+        let mut tx = self.store.pool().begin().await.map_err(StoreError::from)?;
+        if record::get::<E>(&mut tx, rec.key()).await?.is_some() {
+            return Err(RegistryError::Conflict {
+                field: E::KEY.to_string(),
+                detail: format!("{} '{}' already exists", E::NAME, rec.key()),
+            });
+        }
+        check_consistency(&mut tx, &rec, None).await?;
+        record::insert(&mut tx, &rec).await.map_err(conflict_on_unique::<E>)?;
+        E::after_write(&mut tx, None, Some(&rec)).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        E::after_commit(self, None, Some(&rec));
+        Ok(rec)
+    }
+
+    /// Reads one record.
+    pub async fn get<E: Entity>(&self, key: &str) -> Result<E, RegistryError> {
+        let mut conn = self.store.pool().acquire().await.map_err(StoreError::from)?;
+        record::get::<E>(&mut conn, key)
+            .await?
+            .ok_or_else(|| not_found::<E>(key))
+    }
+
+    /// Lists records matching `filters`, `limit` at a time after key `after`.
+    pub async fn list<E: Entity>(
+        &self,
+        filters: &[(&str, crate::store::Value)],
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<E>, RegistryError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let mut conn = self.store.pool().acquire().await.map_err(StoreError::from)?;
+        let items: Vec<E> = record::list(&mut conn, filters, after, limit).await?;
+        let next_after = if items.len() == limit as usize {
+            items.last().map(|r| r.key().to_string())
+        } else {
+            None
+        };
+        Ok(Page { items, next_after })
+    }
+
+    /// Applies `change` to the stored record inside one transaction and writes it back.
+    /// `change` receives the current record and returns the new one (or a refusal).
+    pub async fn update<E, F>(&self, key: &str, change: F) -> Result<E, RegistryError>
+    where
+        E: Entity,
+        F: FnOnce(&E) -> Result<E, RegistryError> + Send,
+    {
+        let mut tx = self.store.pool().begin().await.map_err(StoreError::from)?;
+        let old: E = record::get(&mut tx, key)
+            .await?
+            .ok_or_else(|| not_found::<E>(key))?;
+        let mut new = change(&old)?;
+        new.prepare()?;
+        if new.key() != old.key() {
+            return Err(RegistryError::invalid(E::KEY, "cannot be changed"));
+        }
+        validate_fields(&new)?;
+        new.set_times(old.created_at(), now_epoch());
+        check_consistency(&mut tx, &new, Some(key)).await?;
+        record::update(&mut tx, &new)
+            .await
+            .map_err(conflict_on_unique::<E>)?;
+        E::after_write(&mut tx, Some(&old), Some(&new)).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        E::after_commit(self, Some(&old), Some(&new));
+        Ok(new)
+    }
+
+    /// Deletes a record; refused with [`RegistryError::InUse`] while others refer to it.
+    pub async fn delete<E: Entity>(&self, key: &str) -> Result<(), RegistryError> {
+        let mut tx = self.store.pool().begin().await.map_err(StoreError::from)?;
+        let old: E = record::get(&mut tx, key)
+            .await?
+            .ok_or_else(|| not_found::<E>(key))?;
+        E::check_delete(&mut tx, key).await?;
+        E::after_write(&mut tx, Some(&old), None).await?;
+        match record::delete::<E>(&mut tx, key).await {
+            Ok(_) => {}
+            Err(e) if e.is_foreign_key_violation() => {
+                return Err(RegistryError::InUse {
+                    kind: E::NAME,
+                    key: key.to_string(),
+                    detail: "other records refer to it; delete or move them first".into(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        E::after_commit(self, Some(&old), None);
+        Ok(())
+    }
+
+    /// Member DERs of a group.
+    pub async fn group_members(
+        &self,
+        group_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Der>, RegistryError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let mut conn = self.store.pool().acquire().await.map_err(StoreError::from)?;
+        if record::get::<model::Group>(&mut conn, group_id).await?.is_none() {
+            return Err(not_found::<model::Group>(group_id));
+        }
+        let items = groups::members(&mut conn, group_id, after, limit).await?;
+        let next_after = if items.len() == limit as usize {
+            items.last().map(|d| d.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next_after })
+    }
+
+    /// A group's aggregate rated power and energy.
+    pub async fn group_aggregate(&self, group_id: &str) -> Result<GroupAggregate, RegistryError> {
+        let mut conn = self.store.pool().acquire().await.map_err(StoreError::from)?;
+        if record::get::<model::Group>(&mut conn, group_id).await?.is_none() {
+            return Err(not_found::<model::Group>(group_id));
+        }
+        Ok(groups::aggregate(&mut conn, group_id).await?)
+    }
+}
+
+fn not_found<E: Entity>(key: &str) -> RegistryError {
+    RegistryError::NotFound {
+        kind: E::NAME,
+        key: key.to_string(),
+    }
+}
+
+fn validate_fields<E: Entity>(rec: &E) -> Result<(), RegistryError> {
+    let mut c = validate::Checker::default();
+    rec.validate(&mut c);
+    c.finish().map_err(RegistryError::Invalid)
+}
+
+/// Reference, uniqueness and cross-record checks, in that order, inside the write's
+/// transaction. `except` is the record's own key on update.
+async fn check_consistency<E: Entity>(
+    conn: &mut sqlx::AnyConnection,
+    rec: &E,
+    except: Option<&str>,
+) -> Result<(), RegistryError> {
+    for r in rec.references() {
+        if !exists(conn, r.table, &[(r.key_column, r.value.clone().into())], None).await? {
+            return Err(RegistryError::MissingReference {
+                field: r.field.to_string(),
+                kind: r.table.trim_end_matches('s').to_string(),
+                key: r.value,
+            });
+        }
+    }
+    for u in rec.unique_keys() {
+        let except = except.map(|k| (E::KEY, k));
+        if exists(conn, E::TABLE, &u.columns, except).await? {
+            return Err(RegistryError::Conflict {
+                field: u.field.to_string(),
+                detail: format!("another {} already has this {}", E::NAME, u.field),
+            });
+        }
+    }
+    rec.check(conn).await
+}
+
+/// A concurrent writer can still win the race between our uniqueness check and the insert;
+/// the database constraint then reports it, and it is still a 409.
+fn conflict_on_unique<E: Entity>(e: StoreError) -> RegistryError {
+    if e.is_unique_violation() {
+        RegistryError::Conflict {
+            field: E::KEY.to_string(),
+            detail: format!("a conflicting {} was written concurrently", E::NAME),
+        }
+    } else {
+        e.into()
+    }
+}
