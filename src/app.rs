@@ -1,9 +1,9 @@
 //! Wiring: open the store, build the registry, serve the operator API, shut down cleanly.
 
-use crate::api::{self, auth::Authenticator, AppState};
+use crate::api::{self, AppState, auth::Authenticator};
 use crate::config::{Config, ConfigError};
 use crate::registry::{Registry, RegistryError};
-use crate::store::{redact, Store, StoreError};
+use crate::store::{Store, StoreError, redact};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;

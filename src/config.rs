@@ -137,8 +137,14 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SWITCHYARD_MAX_CONNECTIONS", "store.max_connections"),
     ("SWITCHYARD_LOG", "log.filter"),
     ("SWITCHYARD_LOG_FORMAT", "log.format"),
-    ("SWITCHYARD_OPERATOR_TOKEN", "adds an operator token named 'env-operator'"),
-    ("SWITCHYARD_READONLY_TOKEN", "adds a read-only token named 'env-readonly'"),
+    (
+        "SWITCHYARD_OPERATOR_TOKEN",
+        "adds an operator token named 'env-operator'",
+    ),
+    (
+        "SWITCHYARD_READONLY_TOKEN",
+        "adds a read-only token named 'env-readonly'",
+    ),
 ];
 
 impl Config {
@@ -200,7 +206,7 @@ impl Config {
                     return Err(ConfigError::Env {
                         name: "SWITCHYARD_LOG_FORMAT",
                         message: format!("'{v}': expected text or json"),
-                    })
+                    });
                 }
             };
         }
@@ -244,7 +250,11 @@ mod tests {
         assert_eq!(c.store.url, "postgres://x/y");
         assert_eq!(c.api.tokens.len(), 2);
         assert_eq!(c.api.tokens[1].role, Role::Operator);
-        assert_eq!(c.server.body_limit_bytes, 1024 * 1024, "defaults fill the rest");
+        assert_eq!(
+            c.server.body_limit_bytes,
+            1024 * 1024,
+            "defaults fill the rest"
+        );
     }
 
     #[test]
@@ -254,8 +264,8 @@ mod tests {
         std::fs::write(&path, "[server]\nlisten_addr = \"x\"\n").unwrap();
         let err = Config::load(Some(&path), |_| None).unwrap_err();
         assert!(err.to_string().contains("listen_addr"), "{err}");
-        let err = Config::load(None, |k| (k == "SWITCHYARD_LISTEN").then(|| "nope".into()))
-            .unwrap_err();
+        let err =
+            Config::load(None, |k| (k == "SWITCHYARD_LISTEN").then(|| "nope".into())).unwrap_err();
         assert!(err.to_string().contains("SWITCHYARD_LISTEN"), "{err}");
     }
 }

@@ -8,7 +8,7 @@ use crate::domain::{
     AccountKind, DerClass, DerStatus, EnrolmentStatus, GridLocation, IdentityKind,
     InterconnectionType,
 };
-use crate::pki::{write_bundle, BundleReport, BundleSpec, PkiError};
+use crate::pki::{BundleReport, BundleSpec, PkiError, write_bundle};
 use crate::registry::model::{Account, Der, Enrolment, Group, Identity, Meter, Program, Site};
 use crate::registry::{Registry, RegistryError};
 use std::path::Path;
@@ -37,11 +37,7 @@ pub struct DemoSummary {
 /// Loads the demo portfolio unless it is already there; certificates go to `pki_dir`.
 pub async fn load(registry: &Registry, pki_dir: &Path) -> Result<DemoSummary, DemoError> {
     let existing = registry
-        .list::<Account>(
-            &[("account_number", MARKER_ACCOUNT.into())],
-            None,
-            1,
-        )
+        .list::<Account>(&[("account_number", MARKER_ACCOUNT.into())], None, 1)
         .await?;
     if !existing.items.is_empty() {
         return Ok(DemoSummary {
@@ -187,7 +183,13 @@ pub async fn load(registry: &Registry, pki_dir: &Path) -> Result<DemoSummary, De
             .await?;
     }
     let groups = [
-        ("grp-batteries", "All batteries", Some(DerClass::Battery), None, None),
+        (
+            "grp-batteries",
+            "All batteries",
+            Some(DerClass::Battery),
+            None,
+            None,
+        ),
         ("grp-feeder-f1", "Feeder F1", None, None, Some("F1")),
         ("grp-feeder-f2", "Feeder F2", None, None, Some("F2")),
         (
@@ -223,7 +225,11 @@ pub async fn load(registry: &Registry, pki_dir: &Path) -> Result<DemoSummary, De
         devices: vec!["demo-battery-1".into(), "demo-battery-2".into()],
         aggregators: vec!["demo-aggregator".into()],
     })?;
-    for (client, der) in report.clients.iter().zip([Some(&batteries[0]), Some(&batteries[1]), None]) {
+    for (client, der) in report
+        .clients
+        .iter()
+        .zip([Some(&batteries[0]), Some(&batteries[1]), None])
+    {
         registry
             .create(Identity {
                 lfdi: String::new(),

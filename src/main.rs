@@ -1,6 +1,6 @@
 //! The `switchyard` command line: serve, demo, certs, import and export.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -128,7 +128,9 @@ async fn main() -> Result<()> {
             }
             println!("  Operator token:  {token}");
             println!("  OpenAPI:         {base}/openapi.json");
-            println!("  Try:             curl -H 'Authorization: Bearer {token}' {base}/api/v1/groups/grp-feeder-f1/aggregate");
+            println!(
+                "  Try:             curl -H 'Authorization: Bearer {token}' {base}/api/v1/groups/grp-feeder-f1/aggregate"
+            );
             println!("  Stop with Ctrl-C.");
             app::shutdown_signal().await;
             server.stop().await?;
@@ -155,7 +157,8 @@ async fn main() -> Result<()> {
             what: ImportWhat::Assets { file },
         } => {
             let registry = app::open_registry(&config).await?;
-            let text = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let text =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let lines = text.iter().filter(|b| **b == b'\n').count() as u64;
             let bar = ProgressBar::new(lines.saturating_sub(1));
             bar.set_style(
@@ -195,8 +198,7 @@ async fn main() -> Result<()> {
                 },
         } => {
             let registry = app::open_registry(&config).await?;
-            let rows =
-                registry::inventory::collect(registry.store(), program.as_deref()).await?;
+            let rows = registry::inventory::collect(registry.store(), program.as_deref()).await?;
             let text = if format == "json" {
                 serde_json::to_string_pretty(&rows)?
             } else {

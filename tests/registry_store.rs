@@ -11,9 +11,7 @@ use switchyard::domain::{
 use switchyard::pki::{CertKind, CertificateAuthority, IssueRequest};
 use switchyard::registry::import::import_csv;
 use switchyard::registry::inventory;
-use switchyard::registry::model::{
-    Account, Der, Enrolment, Group, Identity, Meter, Program, Site,
-};
+use switchyard::registry::model::{Account, Der, Enrolment, Group, Identity, Meter, Program, Site};
 use switchyard::registry::{Registry, RegistryError};
 
 on_both_backends!(
@@ -132,10 +130,18 @@ async fn crud_round_trip_and_keyset_pagination(db: TestDb) {
     assert!(d.created_at > 0 && d.updated_at >= d.created_at);
 
     let updated = reg
-        .update::<Der, _>("der-2", |d| Ok(Der { rated_kw: 8.5, ..d.clone() }))
+        .update::<Der, _>("der-2", |d| {
+            Ok(Der {
+                rated_kw: 8.5,
+                ..d.clone()
+            })
+        })
         .await
         .unwrap();
-    assert_eq!(updated.created_at, d.created_at, "created_at is kept on update");
+    assert_eq!(
+        updated.created_at, d.created_at,
+        "created_at is kept on update"
+    );
     assert_eq!(reg.get::<Der>("der-2").await.unwrap().rated_kw, 8.5);
 
     let p1 = reg.list::<Der>(&[], None, 2).await.unwrap();
@@ -169,7 +175,10 @@ async fn topology_group_follows_site_moves(db: TestDb) {
     assert_eq!(member_ids(&reg, "f1").await, ["der-1", "der-2"]);
     assert_eq!(member_ids(&reg, "f2").await, ["der-3"]);
     let agg = reg.group_aggregate("f1").await.unwrap();
-    assert_eq!((agg.der_count, agg.rated_kw, agg.storage_kwh), (2, 12.0, 24.0));
+    assert_eq!(
+        (agg.der_count, agg.rated_kw, agg.storage_kwh),
+        (2, 12.0, 24.0)
+    );
 
     // The utility re-parents site-1 onto feeder F2: both groups are recomputed.
     reg.update::<Site, _>("site-1", |s| {
@@ -184,9 +193,14 @@ async fn topology_group_follows_site_moves(db: TestDb) {
     assert_eq!(reg.group_aggregate("f2").await.unwrap().rated_kw, 14.0);
 
     // Decommissioned DERs leave every group.
-    reg.update::<Der, _>("der-3", |d| Ok(Der { status: DerStatus::Decommissioned, ..d.clone() }))
-        .await
-        .unwrap();
+    reg.update::<Der, _>("der-3", |d| {
+        Ok(Der {
+            status: DerStatus::Decommissioned,
+            ..d.clone()
+        })
+    })
+    .await
+    .unwrap();
     assert_eq!(member_ids(&reg, "f2").await, ["der-1", "der-2"]);
 }
 
@@ -194,7 +208,9 @@ async fn program_group_follows_enrolment(db: TestDb) {
     let reg = db.registry().await;
     portfolio(&reg).await;
     reg.create(program()).await.unwrap();
-    reg.create(group("members", None, Some("prog"))).await.unwrap();
+    reg.create(group("members", None, Some("prog")))
+        .await
+        .unwrap();
     assert!(member_ids(&reg, "members").await.is_empty());
     let e = reg
         .create(Enrolment {
@@ -209,9 +225,14 @@ async fn program_group_follows_enrolment(db: TestDb) {
         .unwrap();
     assert!(!e.id.is_empty(), "an id is generated");
     assert_eq!(member_ids(&reg, "members").await, ["der-1"]);
-    reg.update::<Enrolment, _>(&e.id, |e| Ok(Enrolment { status: EnrolmentStatus::Withdrawn, ..e.clone() }))
-        .await
-        .unwrap();
+    reg.update::<Enrolment, _>(&e.id, |e| {
+        Ok(Enrolment {
+            status: EnrolmentStatus::Withdrawn,
+            ..e.clone()
+        })
+    })
+    .await
+    .unwrap();
     assert!(member_ids(&reg, "members").await.is_empty());
     // A program still referenced by enrolments and groups cannot be deleted.
     assert!(matches!(
@@ -224,7 +245,9 @@ async fn eligibility_refusal_names_each_reason_and_writes_nothing(db: TestDb) {
     let reg = db.registry().await;
     portfolio(&reg).await;
     reg.create(program()).await.unwrap();
-    reg.create(group("members", None, Some("prog"))).await.unwrap();
+    reg.create(group("members", None, Some("prog")))
+        .await
+        .unwrap();
     // der-3 is rated 2 kW; the program asks for 3 kW.
     let err = reg
         .create(Enrolment {
@@ -240,7 +263,10 @@ async fn eligibility_refusal_names_each_reason_and_writes_nothing(db: TestDb) {
     match err {
         RegistryError::Ineligible { reasons, .. } => {
             assert_eq!(reasons.len(), 1);
-            assert!(reasons[0].contains("below the program minimum of 3 kW"), "{reasons:?}");
+            assert!(
+                reasons[0].contains("below the program minimum of 3 kW"),
+                "{reasons:?}"
+            );
         }
         other => panic!("expected Ineligible, got {other:?}"),
     }
@@ -255,7 +281,9 @@ async fn identity_from_certificate_and_index(db: TestDb) {
     let reg = db.registry().await;
     portfolio(&reg).await;
     let ca = CertificateAuthority::generate("Test CA").unwrap();
-    let cert = ca.issue(&IssueRequest::new(CertKind::Device, "dev-1")).unwrap();
+    let cert = ca
+        .issue(&IssueRequest::new(CertKind::Device, "dev-1"))
+        .unwrap();
     let created = reg
         .create(Identity {
             lfdi: String::new(),
@@ -275,7 +303,9 @@ async fn identity_from_certificate_and_index(db: TestDb) {
     assert_eq!(hit.der_id.as_deref(), Some("der-1"));
 
     // A body that claims another LFDI than its certificate's is refused.
-    let other = ca.issue(&IssueRequest::new(CertKind::Device, "dev-2")).unwrap();
+    let other = ca
+        .issue(&IssueRequest::new(CertKind::Device, "dev-2"))
+        .unwrap();
     let err = reg
         .create(Identity {
             lfdi: other.lfdi.to_hex(),
@@ -289,7 +319,10 @@ async fn identity_from_certificate_and_index(db: TestDb) {
         })
         .await
         .unwrap_err();
-    assert!(matches!(&err, RegistryError::Invalid(v) if v[0].field == "lfdi"), "{err:?}");
+    assert!(
+        matches!(&err, RegistryError::Invalid(v) if v[0].field == "lfdi"),
+        "{err:?}"
+    );
 
     // A fresh registry over the same store rebuilds the index from the database.
     let reopened = Registry::open(db.store.clone()).await.unwrap();
@@ -304,14 +337,26 @@ async fn identity_from_certificate_and_index(db: TestDb) {
 async fn references_and_uniqueness_are_enforced(db: TestDb) {
     let reg = db.registry().await;
     portfolio(&reg).await;
-    let err = reg.create(battery(9, "no-such-site", 5.0)).await.unwrap_err();
-    assert!(matches!(&err, RegistryError::MissingReference { field, .. } if field == "site_id"), "{err:?}");
+    let err = reg
+        .create(battery(9, "no-such-site", 5.0))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RegistryError::MissingReference { field, .. } if field == "site_id"),
+        "{err:?}"
+    );
     let mut dup = battery(9, "site-1", 5.0);
     dup.serial = "SN1".into();
     let err = reg.create(dup).await.unwrap_err();
-    assert!(matches!(&err, RegistryError::Conflict { field, .. } if field == "serial"), "{err:?}");
+    assert!(
+        matches!(&err, RegistryError::Conflict { field, .. } if field == "serial"),
+        "{err:?}"
+    );
     let err = reg.create(battery(1, "site-1", 5.0)).await.unwrap_err();
-    assert!(matches!(&err, RegistryError::Conflict { field, .. } if field == "id"), "{err:?}");
+    assert!(
+        matches!(&err, RegistryError::Conflict { field, .. } if field == "id"),
+        "{err:?}"
+    );
     let err = reg.delete::<Site>("site-1").await.unwrap_err();
     assert!(matches!(err, RegistryError::InUse { .. }), "{err:?}");
     reg.create(Meter {
@@ -329,7 +374,12 @@ async fn references_and_uniqueness_are_enforced(db: TestDb) {
     // A failed update leaves the stored record untouched.
     let before: Der = reg.get("der-1").await.unwrap();
     let err = reg
-        .update::<Der, _>("der-1", |d| Ok(Der { rated_kw: 1e9, ..d.clone() }))
+        .update::<Der, _>("der-1", |d| {
+            Ok(Der {
+                rated_kw: 1e9,
+                ..d.clone()
+            })
+        })
         .await
         .unwrap_err();
     assert!(matches!(&err, RegistryError::Invalid(v) if v[0].field == "rated_kw"));
@@ -357,8 +407,20 @@ async fn import_is_all_or_nothing(db: TestDb) {
         lines,
         [(3, "rated_kw"), (4, "interconnection_type"), (5, "serial")]
     );
-    assert!(reg.list::<Account>(&[], None, 10).await.unwrap().items.is_empty());
-    assert!(reg.list::<Der>(&[], None, 10).await.unwrap().items.is_empty());
+    assert!(
+        reg.list::<Account>(&[], None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        reg.list::<Der>(&[], None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
 async fn import_reuses_existing_sites_and_exports_inventory(db: TestDb) {
@@ -371,12 +433,20 @@ async fn import_reuses_existing_sites_and_exports_inventory(db: TestDb) {
     let r = import_csv(&reg, first.as_bytes(), None).await.unwrap();
     assert!(r.rejected.is_empty(), "{:?}", r.rejected);
     assert_eq!(
-        (r.accounts_created, r.sites_created, r.meters_created, r.ders_created),
+        (
+            r.accounts_created,
+            r.sites_created,
+            r.meters_created,
+            r.ders_created
+        ),
         (1, 1, 1, 2)
     );
     let second = format!("{HEADER}\nA1,One,NMI1,NORTH,nem,F1,MP1,ev_charger,Acme,E1,S3,7.2,\n");
     let r = import_csv(&reg, second.as_bytes(), None).await.unwrap();
-    assert_eq!((r.accounts_created, r.sites_created, r.ders_created), (0, 0, 1));
+    assert_eq!(
+        (r.accounts_created, r.sites_created, r.ders_created),
+        (0, 0, 1)
+    );
     assert_eq!(reg.group_aggregate("f1").await.unwrap().der_count, 3);
 
     let rows = inventory::collect(reg.store(), None).await.unwrap();
@@ -387,6 +457,10 @@ async fn import_reuses_existing_sites_and_exports_inventory(db: TestDb) {
     assert_eq!((bat.rated_kw, bat.storage_kwh), (5.0, Some(10.0)));
     assert_eq!(bat.inverter_make, "Acme");
     let csv = inventory::to_csv(&rows).unwrap();
-    assert!(csv.starts_with("account_number,subscriber_id,territory,interconnection_type,meter_point_id"));
+    assert!(
+        csv.starts_with(
+            "account_number,subscriber_id,territory,interconnection_type,meter_point_id"
+        )
+    );
     assert_eq!(csv.lines().count(), 4);
 }

@@ -4,10 +4,10 @@
 //! dump does not leak them; comparing digests also makes the lookup independent of where
 //! two token strings first differ.
 
-use super::problem::Problem;
 use super::AppState;
+use super::problem::Problem;
 use axum::extract::{Request, State};
-use axum::http::{header, Method, StatusCode};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -108,7 +108,11 @@ pub async fn require_token(
             )
         })?;
     let caller = state.auth.authenticate(token).cloned().ok_or_else(|| {
-        Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown bearer token")
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unknown bearer token",
+        )
     })?;
     let needed = required_role(req.method());
     if caller.role < needed {

@@ -3,7 +3,7 @@
 
 use super::problem::Problem;
 use axum::body::Body;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
 /// Reads the whole body, refusing more than `limit` bytes with 413.
@@ -23,7 +23,12 @@ pub fn require_content_type(headers: &HeaderMap, accepted: &[&str]) -> Result<()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if accepted.iter().any(|a| *a == essence) {
         Ok(())
     } else {
@@ -53,11 +58,19 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Pr
         let inner = e.into_inner().to_string();
         // Unknown or missing fields are reported at the parent path; the field name is in
         // serde's message, so point at it directly.
-        let field = field_from_message(&inner)
-            .map(|f| if path == "." { f } else { format!("{path}.{f}") })
-            .unwrap_or(path);
-        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("{field}: {inner}"))
-            .with_field(field)
+        // For unknown fields the path already ends with the field; for missing ones it
+        // stops at the parent, and the field name is only in serde's message.
+        let field = match field_from_message(&inner) {
+            Some(f) if path == "." => f,
+            Some(f) if path != f && !path.ends_with(&format!(".{f}")) => format!("{path}.{f}"),
+            _ => path,
+        };
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("{field}: {inner}"),
+        )
+        .with_field(field)
     })
 }
 

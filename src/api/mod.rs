@@ -8,13 +8,13 @@ pub mod openapi;
 pub mod problem;
 pub mod resources;
 
-use crate::registry::model::{Account, Der, Enrolment, Group, Identity, Meter, Program, Site};
 use crate::registry::Registry;
+use crate::registry::model::{Account, Der, Enrolment, Group, Identity, Meter, Program, Site};
 use auth::Authenticator;
+use axum::Router;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, MethodRouter};
-use axum::Router;
+use axum::routing::{MethodRouter, get};
 use openapi::DocBuilder;
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document of the operator API, built from the same calls that register
 //! the routes, so the document describes exactly what the server serves.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::Schema;
 
@@ -59,7 +59,10 @@ impl DocBuilder {
         }
         errors.push(500);
         for e in errors {
-            responses.insert(e.to_string(), json!({ "$ref": format!("#/components/responses/Problem{e}") }));
+            responses.insert(
+                e.to_string(),
+                json!({ "$ref": format!("#/components/responses/Problem{e}") }),
+            );
         }
         let mut operation = json!({
             "summary": op.summary,
@@ -69,7 +72,8 @@ impl DocBuilder {
             "responses": responses,
         });
         if let Some((ct, schema)) = op.request {
-            operation["requestBody"] = json!({ "required": true, "content": { ct: { "schema": schema } } });
+            operation["requestBody"] =
+                json!({ "required": true, "content": { ct: { "schema": schema } } });
         }
         if !op.authenticated {
             operation["security"] = json!([]);

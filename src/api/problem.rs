@@ -4,7 +4,7 @@
 //! can hand the id from a failed call to whoever reads the server's logs.
 
 use crate::registry::{RegistryError, Violation};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -96,10 +96,12 @@ impl From<RegistryError> for Problem {
             RegistryError::Conflict { field, .. } => {
                 Problem::new(StatusCode::CONFLICT, "conflict", detail).with_field(field)
             }
-            RegistryError::MissingReference { field, .. } => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "missing-reference", detail)
-                    .with_field(field)
-            }
+            RegistryError::MissingReference { field, .. } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "missing-reference",
+                detail,
+            )
+            .with_field(field),
             RegistryError::Ineligible { .. } => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "ineligible", detail)
                     .with_field("der_id")

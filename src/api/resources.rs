@@ -2,17 +2,17 @@
 //! record type.
 
 use super::body::{decode, from_value, read_limited, require_content_type};
-use super::openapi::{path_param, query_param, DocBuilder, Operation};
+use super::openapi::{DocBuilder, Operation, path_param, query_param};
 use super::problem::Problem;
 use super::{ApiBuilder, AppState};
 use crate::registry::{Entity, RegistryError};
 use crate::store::Value;
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Json;
 use serde_json::json;
 use std::collections::HashMap;
 
@@ -23,14 +23,8 @@ pub const DEFAULT_LIMIT: u32 = 100;
 pub fn register<E: Entity>(api: &mut ApiBuilder) {
     let collection = format!("/api/v1/{}", E::COLLECTION);
     let item = format!("/api/v1/{}/{{key}}", E::COLLECTION);
-    api.route(
-        &collection,
-        get(list::<E>).post(create::<E>),
-    );
-    api.route(
-        &item,
-        get(read::<E>).patch(patch::<E>).delete(remove::<E>),
-    );
+    api.route(&collection, get(list::<E>).post(create::<E>));
+    api.route(&item, get(read::<E>).patch(patch::<E>).delete(remove::<E>));
     document::<E>(&mut api.doc, &collection, &item);
 }
 
@@ -50,7 +44,11 @@ fn document<E: Entity>(doc: &mut DocBuilder, collection: &str, item: &str) {
             "page size (1-1000)",
             json!({ "type": "integer", "minimum": 1, "maximum": 1000, "default": DEFAULT_LIMIT }),
         ),
-        query_param("after", "return items whose key sorts after this one", json!({ "type": "string" })),
+        query_param(
+            "after",
+            "return items whose key sorts after this one",
+            json!({ "type": "string" }),
+        ),
     ];
     for f in E::FILTERS {
         params.push(query_param(
@@ -81,7 +79,11 @@ fn document<E: Entity>(doc: &mut DocBuilder, collection: &str, item: &str) {
             tag,
             parameters: vec![],
             request: Some(("application/json", schema.clone())),
-            success: (201, "created; Location names it", Some(("application/json", schema.clone()))),
+            success: (
+                201,
+                "created; Location names it",
+                Some(("application/json", schema.clone())),
+            ),
             errors: &[400, 409, 413, 415, 422],
             authenticated: true,
         },
@@ -95,7 +97,11 @@ fn document<E: Entity>(doc: &mut DocBuilder, collection: &str, item: &str) {
             tag,
             parameters: key.clone(),
             request: None,
-            success: (200, "the object", Some(("application/json", schema.clone()))),
+            success: (
+                200,
+                "the object",
+                Some(("application/json", schema.clone())),
+            ),
             errors: &[404],
             authenticated: true,
         },
@@ -108,7 +114,11 @@ fn document<E: Entity>(doc: &mut DocBuilder, collection: &str, item: &str) {
             tag,
             parameters: key.clone(),
             request: Some(("application/merge-patch+json", json!({ "type": "object" }))),
-            success: (200, "the updated object", Some(("application/json", schema))),
+            success: (
+                200,
+                "the updated object",
+                Some(("application/json", schema)),
+            ),
             errors: &[400, 404, 409, 413, 415, 422],
             authenticated: true,
         },
@@ -137,8 +147,10 @@ pub fn paging(params: &mut HashMap<String, String>) -> Result<(Option<String>, u
             .ok()
             .filter(|l| (1..=crate::registry::MAX_PAGE).contains(l))
             .ok_or_else(|| {
-                Problem::bad_request(format!("limit must be an integer from 1 to 1000, got '{l}'"))
-                    .with_field("limit")
+                Problem::bad_request(format!(
+                    "limit must be an integer from 1 to 1000, got '{l}'"
+                ))
+                .with_field("limit")
             })?,
     };
     Ok((params.remove("after"), limit))
@@ -204,7 +216,10 @@ async fn patch<E: Entity>(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    require_content_type(&headers, &["application/merge-patch+json", "application/json"])?;
+    require_content_type(
+        &headers,
+        &["application/merge-patch+json", "application/json"],
+    )?;
     let bytes = read_limited(body, state.body_limit).await?;
     let patch: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| Problem::bad_request(format!("malformed JSON: {e}")))?;
@@ -217,9 +232,8 @@ async fn patch<E: Entity>(
             let mut doc = serde_json::to_value(old)
                 .map_err(|e| RegistryError::invalid(E::KEY, e.to_string()))?;
             merge_patch(&mut doc, &patch);
-            from_value::<E>(doc).map_err(|p| {
-                RegistryError::invalid(p.field.as_deref().unwrap_or(E::KEY), p.detail)
-            })
+            from_value::<E>(doc)
+                .map_err(|p| RegistryError::invalid(p.field.as_deref().unwrap_or(E::KEY), p.detail))
         })
         .await?;
     Ok(Json(updated).into_response())
@@ -264,7 +278,13 @@ mod tests {
     #[test]
     fn merge_patch_follows_rfc7396() {
         let mut doc = json!({"a": 1, "g": {"feeder": "F1", "substation": "S"}, "x": [1]});
-        merge_patch(&mut doc, &json!({"a": null, "g": {"feeder": "F2"}, "x": [2]}));
-        assert_eq!(doc, json!({"g": {"feeder": "F2", "substation": "S"}, "x": [2]}));
+        merge_patch(
+            &mut doc,
+            &json!({"a": null, "g": {"feeder": "F2"}, "x": [2]}),
+        );
+        assert_eq!(
+            doc,
+            json!({"g": {"feeder": "F2", "substation": "S"}, "x": [2]})
+        );
     }
 }

@@ -16,7 +16,11 @@ pub fn check(program: &Program, der: &Der, site: &Site) -> Result<(), Vec<String
         ));
     }
     if !program.eligible_classes.is_empty() && !program.eligible_classes.contains(&der.der_class) {
-        let names: Vec<&str> = program.eligible_classes.iter().map(|c| c.as_str()).collect();
+        let names: Vec<&str> = program
+            .eligible_classes
+            .iter()
+            .map(|c| c.as_str())
+            .collect();
         reasons.push(format!(
             "DER class '{}' is not one of the program's classes {:?}",
             der.der_class, names

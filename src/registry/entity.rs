@@ -11,8 +11,8 @@ use crate::domain::identity::Lfdi;
 use crate::domain::{DerClass, EnrolmentStatus, IdentityKind};
 use crate::store::record::{exists, get};
 use crate::store::{Record, StoreError, Value};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use sqlx::AnyConnection;
 use std::future::Future;
 use utoipa::ToSchema;
@@ -308,7 +308,10 @@ impl Entity for Der {
         c.text("model", &self.model);
         c.text("serial", &self.serial);
         if !(self.rated_kw > 0.0) {
-            c.fail("rated_kw", format!("must be greater than 0, got {}", self.rated_kw));
+            c.fail(
+                "rated_kw",
+                format!("must be greater than 0, got {}", self.rated_kw),
+            );
         } else {
             c.range("rated_kw", self.rated_kw, 0.0, MAX_RATED_KW);
         }
@@ -423,12 +426,12 @@ impl Entity for Identity {
                 "give the LFDI or the certificate_pem it is derived from",
             ));
         }
-        let lfdi: Lfdi = self
-            .lfdi
-            .parse()
-            .map_err(|e: crate::domain::identity::IdentityError| {
-                RegistryError::invalid("lfdi", e.to_string())
-            })?;
+        let lfdi: Lfdi =
+            self.lfdi
+                .parse()
+                .map_err(|e: crate::domain::identity::IdentityError| {
+                    RegistryError::invalid("lfdi", e.to_string())
+                })?;
         self.lfdi = lfdi.to_hex();
         self.sfdi = lfdi.sfdi().value();
         Ok(())
@@ -592,11 +595,9 @@ impl Entity for Enrolment {
             let site: Site = get(conn, &der.site_id)
                 .await?
                 .ok_or_else(|| RegistryError::invalid("der_id", "DER has no site"))?;
-            eligibility::check(&program, &der, &site).map_err(|reasons| {
-                RegistryError::Ineligible {
-                    program: program.name.clone(),
-                    reasons,
-                }
+            eligibility::check(&program, &der, &site).map_err(|reasons| RegistryError::Ineligible {
+                program: program.name.clone(),
+                reasons,
             })
         }
     }

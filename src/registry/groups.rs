@@ -38,10 +38,12 @@ pub async fn refresh_der(conn: &mut AnyConnection, der_id: &str) -> Result<(), S
 
 /// Recomputes membership of every DER at a site (after its grid location changed).
 pub async fn refresh_site(conn: &mut AnyConnection, site_id: &str) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM group_members WHERE der_id IN (SELECT id FROM ders WHERE site_id = $1)")
-        .bind(site_id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "DELETE FROM group_members WHERE der_id IN (SELECT id FROM ders WHERE site_id = $1)",
+    )
+    .bind(site_id)
+    .execute(&mut *conn)
+    .await?;
     dynamic(format!("{MATCH} AND d.site_id = $1"))
         .bind(site_id)
         .execute(&mut *conn)

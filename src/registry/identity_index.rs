@@ -6,8 +6,8 @@
 //! entries compact.
 
 use super::model::Identity;
-use crate::domain::identity::Lfdi;
 use crate::domain::IdentityKind;
+use crate::domain::identity::Lfdi;
 use crate::store::{Store, StoreError};
 use sqlx::Row;
 use std::collections::HashMap;

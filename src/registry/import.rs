@@ -8,10 +8,12 @@
 
 use super::entity::Entity;
 use super::model::{Account, Der, Meter, Site};
-use super::{groups, Registry, RegistryError};
-use crate::domain::{now_epoch, AccountKind, DerClass, DerStatus, GridLocation, InterconnectionType};
-use crate::store::record::insert_many;
+use super::{Registry, RegistryError, groups};
+use crate::domain::{
+    AccountKind, DerClass, DerStatus, GridLocation, InterconnectionType, now_epoch,
+};
 use crate::store::StoreError;
+use crate::store::record::insert_many;
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -161,7 +163,10 @@ async fn load_existing(registry: &Registry) -> Result<Existing, StoreError> {
     {
         ex.sites.insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?));
     }
-    for r in sqlx::query("SELECT mpid FROM meters").fetch_all(pool).await? {
+    for r in sqlx::query("SELECT mpid FROM meters")
+        .fetch_all(pool)
+        .await?
+    {
         ex.meters.insert(r.try_get(0)?);
     }
     for r in sqlx::query("SELECT manufacturer, serial FROM ders")
@@ -308,7 +313,8 @@ fn build_row(
             let mut s = site;
             s.id = uuid::Uuid::new_v4().to_string();
             check("site", &s)?;
-            ex.sites.insert(cp.clone(), (s.id.clone(), account_id.clone()));
+            ex.sites
+                .insert(cp.clone(), (s.id.clone(), account_id.clone()));
             new_sites.insert(cp.clone(), batch.sites.len());
             let id = s.id.clone();
             batch.sites.push(s);
@@ -325,12 +331,15 @@ fn build_row(
                     return Err((
                         "meter_revenue_grade".into(),
                         format!("'{other}' is not true/false"),
-                    ))
+                    ));
                 }
             };
             let interval_seconds = match opt(&row.meter_interval_seconds) {
                 Some(s) => s.parse::<i64>().map_err(|_| {
-                    ("meter_interval_seconds".to_string(), format!("'{s}' is not an integer"))
+                    (
+                        "meter_interval_seconds".to_string(),
+                        format!("'{s}' is not an integer"),
+                    )
                 })?,
                 None => 900,
             };
@@ -373,7 +382,8 @@ fn build_row(
         created_at: now,
         updated_at: now,
     };
-    der.prepare().map_err(|e| ("aggregator_lfdi".to_string(), e.to_string()))?;
+    der.prepare()
+        .map_err(|e| ("aggregator_lfdi".to_string(), e.to_string()))?;
     check("der", &der)?;
     if let Some(l) = &der.aggregator_lfdi {
         if !ex.aggregators.contains(l) {
@@ -404,7 +414,9 @@ pub async fn import_csv<R: std::io::Read>(
     input: R,
     progress: Option<&ProgressBar>,
 ) -> Result<ImportReport, ImportError> {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(input);
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(input);
     let headers = reader
         .headers()
         .map_err(|e| ImportError::Header(e.to_string()))?
@@ -430,7 +442,9 @@ pub async fn import_csv<R: std::io::Read>(
         "rated_kw",
     ] {
         if !headers.iter().any(|h| h == required) {
-            return Err(ImportError::Header(format!("missing required column '{required}'")));
+            return Err(ImportError::Header(format!(
+                "missing required column '{required}'"
+            )));
         }
     }
 
@@ -471,7 +485,11 @@ pub async fn import_csv<R: std::io::Read>(
             }
         };
         if let Err((column, reason)) = build_row(&row, now, &mut ex, &mut batch, &mut new_sites) {
-            report.rejected.push(RejectedRow { line, column, reason });
+            report.rejected.push(RejectedRow {
+                line,
+                column,
+                reason,
+            });
         }
     }
     if !report.rejected.is_empty() {

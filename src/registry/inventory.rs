@@ -34,7 +34,10 @@ pub struct InventoryRow {
 }
 
 /// Reads the inventory, optionally restricted to DERs enrolled in `program_id`.
-pub async fn collect(store: &Store, program_id: Option<&str>) -> Result<Vec<InventoryRow>, StoreError> {
+pub async fn collect(
+    store: &Store,
+    program_id: Option<&str>,
+) -> Result<Vec<InventoryRow>, StoreError> {
     let pool = store.pool();
     let mut programs: HashMap<String, Vec<String>> = HashMap::new();
     for r in sqlx::query(
@@ -44,7 +47,10 @@ pub async fn collect(store: &Store, program_id: Option<&str>) -> Result<Vec<Inve
     .fetch_all(pool)
     .await?
     {
-        programs.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
+        programs
+            .entry(r.try_get(0)?)
+            .or_default()
+            .push(r.try_get(1)?);
     }
     let base = "SELECT a.account_number, a.subscriber_id, s.territory, s.interconnection_type, \
         COALESCE((SELECT MIN(m.mpid) FROM meters m WHERE m.site_id = s.id AND m.revenue_grade = 1), \
@@ -63,9 +69,11 @@ pub async fn collect(store: &Store, program_id: Option<&str>) -> Result<Vec<Inve
             .await?
         }
         None => {
-            sqlx::query(sqlx::AssertSqlSafe(format!("{base} ORDER BY a.account_number, d.id")))
-                .fetch_all(pool)
-                .await?
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{base} ORDER BY a.account_number, d.id"
+            )))
+            .fetch_all(pool)
+            .await?
         }
     };
     rows.iter()

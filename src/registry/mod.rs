@@ -130,7 +130,9 @@ impl Registry {
             });
         }
         check_consistency(&mut tx, &rec, None).await?;
-        record::insert(&mut tx, &rec).await.map_err(conflict_on_unique::<E>)?;
+        record::insert(&mut tx, &rec)
+            .await
+            .map_err(conflict_on_unique::<E>)?;
         E::after_write(&mut tx, None, Some(&rec)).await?;
         tx.commit().await.map_err(StoreError::from)?;
         E::after_commit(self, None, Some(&rec));
@@ -139,7 +141,12 @@ impl Registry {
 
     /// Reads one record.
     pub async fn get<E: Entity>(&self, key: &str) -> Result<E, RegistryError> {
-        let mut conn = self.store.pool().acquire().await.map_err(StoreError::from)?;
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::from)?;
         record::get::<E>(&mut conn, key)
             .await?
             .ok_or_else(|| not_found::<E>(key))
@@ -153,7 +160,12 @@ impl Registry {
         limit: u32,
     ) -> Result<Page<E>, RegistryError> {
         let limit = limit.clamp(1, MAX_PAGE);
-        let mut conn = self.store.pool().acquire().await.map_err(StoreError::from)?;
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::from)?;
         let items: Vec<E> = record::list(&mut conn, filters, after, limit).await?;
         let next_after = if items.len() == limit as usize {
             items.last().map(|r| r.key().to_string())
@@ -206,7 +218,7 @@ impl Registry {
                     kind: E::NAME,
                     key: key.to_string(),
                     detail: "other records refer to it; delete or move them first".into(),
-                })
+                });
             }
             Err(e) => return Err(e.into()),
         }
@@ -223,8 +235,16 @@ impl Registry {
         limit: u32,
     ) -> Result<Page<Der>, RegistryError> {
         let limit = limit.clamp(1, MAX_PAGE);
-        let mut conn = self.store.pool().acquire().await.map_err(StoreError::from)?;
-        if record::get::<model::Group>(&mut conn, group_id).await?.is_none() {
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::from)?;
+        if record::get::<model::Group>(&mut conn, group_id)
+            .await?
+            .is_none()
+        {
             return Err(not_found::<model::Group>(group_id));
         }
         let items = groups::members(&mut conn, group_id, after, limit).await?;
@@ -238,8 +258,16 @@ impl Registry {
 
     /// A group's aggregate rated power and energy.
     pub async fn group_aggregate(&self, group_id: &str) -> Result<GroupAggregate, RegistryError> {
-        let mut conn = self.store.pool().acquire().await.map_err(StoreError::from)?;
-        if record::get::<model::Group>(&mut conn, group_id).await?.is_none() {
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::from)?;
+        if record::get::<model::Group>(&mut conn, group_id)
+            .await?
+            .is_none()
+        {
             return Err(not_found::<model::Group>(group_id));
         }
         Ok(groups::aggregate(&mut conn, group_id).await?)
@@ -267,7 +295,14 @@ async fn check_consistency<E: Entity>(
     except: Option<&str>,
 ) -> Result<(), RegistryError> {
     for r in rec.references() {
-        if !exists(conn, r.table, &[(r.key_column, r.value.clone().into())], None).await? {
+        if !exists(
+            conn,
+            r.table,
+            &[(r.key_column, r.value.clone().into())],
+            None,
+        )
+        .await?
+        {
             return Err(RegistryError::MissingReference {
                 field: r.field.to_string(),
                 kind: r.table.trim_end_matches('s').to_string(),

@@ -416,7 +416,9 @@ fn json_list<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<
 
 fn to_json_text<T: Serialize>(v: &T) -> Value {
     // Serializing a Vec of strings or closed enums cannot fail.
-    Value::Text(Some(serde_json::to_string(v).unwrap_or_else(|_| "[]".into())))
+    Value::Text(Some(
+        serde_json::to_string(v).unwrap_or_else(|_| "[]".into()),
+    ))
 }
 
 impl Record for Program {

@@ -67,7 +67,10 @@ impl Checker {
     /// A finite number within `[min, max]`.
     pub fn range(&mut self, field: &str, value: f64, min: f64, max: f64) {
         if !value.is_finite() || value < min || value > max {
-            self.fail(field, format!("must be between {min} and {max}, got {value}"));
+            self.fail(
+                field,
+                format!("must be between {min} and {max}, got {value}"),
+            );
         }
     }
 

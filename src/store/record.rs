@@ -20,10 +20,7 @@ pub enum Value {
 
 impl Value {
     /// Binds this value as the next parameter of `q`.
-    pub fn bind_to<'q>(
-        self,
-        q: Query<'q, Any, AnyArguments>,
-    ) -> Query<'q, Any, AnyArguments> {
+    pub fn bind_to<'q>(self, q: Query<'q, Any, AnyArguments>) -> Query<'q, Any, AnyArguments> {
         match self {
             Value::Text(v) => q.bind(v),
             Value::Int(v) => q.bind(v),

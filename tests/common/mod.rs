@@ -53,9 +53,13 @@ impl TestDb {
             Ok(p) => p,
             Err(e) => {
                 if std::env::var("SWITCHYARD_REQUIRE_PG").as_deref() == Ok("1") {
-                    panic!("PostgreSQL at {base} is required (SWITCHYARD_REQUIRE_PG=1) but unreachable: {e}");
+                    panic!(
+                        "PostgreSQL at {base} is required (SWITCHYARD_REQUIRE_PG=1) but unreachable: {e}"
+                    );
                 }
-                eprintln!("SKIPPED: PostgreSQL at {base} unreachable ({e}); set SWITCHYARD_TEST_PG_URL or start it");
+                eprintln!(
+                    "SKIPPED: PostgreSQL at {base} unreachable ({e}); set SWITCHYARD_TEST_PG_URL or start it"
+                );
                 return None;
             }
         };
