@@ -118,7 +118,7 @@ fn thousands(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);
@@ -171,7 +171,7 @@ fn push_site_rows(out: &mut String, site: usize) {
     let feeder = transformer % FEEDERS;
     let substation = feeder * 2 / FEEDERS;
     let section = (transformer / FEEDERS) % 8;
-    let territory = if site % 3 == 0 { "T2" } else { "T1" };
+    let territory = if site.is_multiple_of(3) { "T2" } else { "T1" };
     // (class, manufacturer, serial prefix, rated_kw, storage_kwh, reserve_pct)
     let ders = [
         ("battery", "Voltstack", "VB", "5", "13.5", "20"),

@@ -1,6 +1,10 @@
 //! The operator API: JSON over HTTP for administering the registry, with bearer-token
 //! roles, RFC 7807 errors and an OpenAPI document generated alongside the routes.
 
+// Handlers return `Result<_, Problem>`; the error path is cold and a boxed problem would
+// only add noise at every `?`, so the large-error lint is relaxed for this layer.
+#![allow(clippy::result_large_err)]
+
 pub mod auth;
 pub mod body;
 pub mod extras;

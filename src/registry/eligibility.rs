@@ -41,13 +41,13 @@ pub fn check(program: &Program, der: &Der, site: &Site) -> Result<(), Vec<String
             site.interconnection_type, names
         ));
     }
-    if let Some(min) = program.min_rated_kw {
-        if der.rated_kw < min {
-            reasons.push(format!(
-                "rated power {} kW is below the program minimum of {} kW",
-                der.rated_kw, min
-            ));
-        }
+    if let Some(min) = program.min_rated_kw
+        && der.rated_kw < min
+    {
+        reasons.push(format!(
+            "rated power {} kW is below the program minimum of {} kW",
+            der.rated_kw, min
+        ));
     }
     if reasons.is_empty() {
         Ok(())

@@ -191,13 +191,13 @@ impl Entity for Site {
 
     fn validate(&self, c: &mut Checker) {
         c.ident("id", &self.id);
-        if let Some(cp) = &self.connection_point_id {
-            if cp.is_empty() || cp.len() > 32 || !cp.chars().all(|ch| ch.is_ascii_alphanumeric()) {
-                c.fail(
-                    "connection_point_id",
-                    "an NMI or MPID is 1-32 letters and digits",
-                );
-            }
+        if let Some(cp) = &self.connection_point_id
+            && (cp.is_empty() || cp.len() > 32 || !cp.chars().all(|ch| ch.is_ascii_alphanumeric()))
+        {
+            c.fail(
+                "connection_point_id",
+                "an NMI or MPID is 1-32 letters and digits",
+            );
         }
         c.text("territory", &self.territory);
         c.opt_text("address", self.address.as_deref());
@@ -223,20 +223,18 @@ impl Entity for Site {
         }
     }
 
-    fn after_write<'a>(
-        conn: &'a mut AnyConnection,
-        old: Option<&'a Self>,
-        new: Option<&'a Self>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a {
-        async move {
-            // Only a moved site changes topology groups; a new site has no DERs yet.
-            if let (Some(old), Some(new)) = (old, new) {
-                if old.grid_location != new.grid_location {
-                    groups::refresh_site(conn, &new.id).await?;
-                }
-            }
-            Ok(())
+    async fn after_write(
+        conn: &mut AnyConnection,
+        old: Option<&Self>,
+        new: Option<&Self>,
+    ) -> Result<(), StoreError> {
+        // Only a moved site changes topology groups; a new site has no DERs yet.
+        if let (Some(old), Some(new)) = (old, new)
+            && old.grid_location != new.grid_location
+        {
+            groups::refresh_site(conn, &new.id).await?;
         }
+        Ok(())
     }
 }
 
@@ -307,7 +305,7 @@ impl Entity for Der {
         c.text("manufacturer", &self.manufacturer);
         c.text("model", &self.model);
         c.text("serial", &self.serial);
-        if !(self.rated_kw > 0.0) {
+        if self.rated_kw.is_nan() || self.rated_kw <= 0.0 {
             c.fail(
                 "rated_kw",
                 format!("must be greater than 0, got {}", self.rated_kw),
@@ -323,10 +321,10 @@ impl Entity for Der {
         if let Some(r) = self.reserve_pct {
             c.range("reserve_pct", r, 0.0, 100.0);
         }
-        if let Some(l) = &self.aggregator_lfdi {
-            if let Err(e) = l.parse::<Lfdi>() {
-                c.fail("aggregator_lfdi", e.to_string());
-            }
+        if let Some(l) = &self.aggregator_lfdi
+            && let Err(e) = l.parse::<Lfdi>()
+        {
+            c.fail("aggregator_lfdi", e.to_string());
         }
     }
 
@@ -358,36 +356,29 @@ impl Entity for Der {
         }]
     }
 
-    fn check<'a>(
-        &'a self,
-        conn: &'a mut AnyConnection,
-    ) -> impl Future<Output = Result<(), RegistryError>> + Send + 'a {
-        async move {
-            if let Some(l) = &self.aggregator_lfdi {
-                let ident: Option<Identity> = get(conn, l).await?;
-                if ident.map(|i| i.kind) != Some(IdentityKind::Aggregator) {
-                    return Err(RegistryError::invalid(
-                        "aggregator_lfdi",
-                        "names an identity that is not an aggregator",
-                    ));
-                }
+    async fn check(&self, conn: &mut AnyConnection) -> Result<(), RegistryError> {
+        if let Some(l) = &self.aggregator_lfdi {
+            let ident: Option<Identity> = get(conn, l).await?;
+            if ident.map(|i| i.kind) != Some(IdentityKind::Aggregator) {
+                return Err(RegistryError::invalid(
+                    "aggregator_lfdi",
+                    "names an identity that is not an aggregator",
+                ));
             }
-            Ok(())
         }
+        Ok(())
     }
 
-    fn after_write<'a>(
-        conn: &'a mut AnyConnection,
-        _old: Option<&'a Self>,
-        new: Option<&'a Self>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a {
-        async move {
-            // Deleted DERs leave their groups through ON DELETE CASCADE.
-            if let Some(new) = new {
-                groups::refresh_der(conn, &new.id).await?;
-            }
-            Ok(())
+    async fn after_write(
+        conn: &mut AnyConnection,
+        _old: Option<&Self>,
+        new: Option<&Self>,
+    ) -> Result<(), StoreError> {
+        // Deleted DERs leave their groups through ON DELETE CASCADE.
+        if let Some(new) = new {
+            groups::refresh_der(conn, &new.id).await?;
         }
+        Ok(())
     }
 }
 
@@ -468,20 +459,15 @@ impl Entity for Identity {
         }]
     }
 
-    fn check_delete<'a>(
-        conn: &'a mut AnyConnection,
-        key: &'a str,
-    ) -> impl Future<Output = Result<(), RegistryError>> + Send + 'a {
-        async move {
-            if exists(conn, "ders", &[("aggregator_lfdi", key.into())], None).await? {
-                return Err(RegistryError::InUse {
-                    kind: "identity",
-                    key: key.to_string(),
-                    detail: "DERs still name this aggregator in aggregator_lfdi".into(),
-                });
-            }
-            Ok(())
+    async fn check_delete(conn: &mut AnyConnection, key: &str) -> Result<(), RegistryError> {
+        if exists(conn, "ders", &[("aggregator_lfdi", key.into())], None).await? {
+            return Err(RegistryError::InUse {
+                kind: "identity",
+                key: key.to_string(),
+                detail: "DERs still name this aggregator in aggregator_lfdi".into(),
+            });
         }
+        Ok(())
     }
 
     fn after_commit(registry: &Registry, old: Option<&Self>, new: Option<&Self>) {
@@ -577,47 +563,40 @@ impl Entity for Enrolment {
         }]
     }
 
-    fn check<'a>(
-        &'a self,
-        conn: &'a mut AnyConnection,
-    ) -> impl Future<Output = Result<(), RegistryError>> + Send + 'a {
-        async move {
-            if self.status != EnrolmentStatus::Enrolled {
-                return Ok(());
-            }
-            // References were checked just before, in the same transaction.
-            let program: Program = get(conn, &self.program_id)
-                .await?
-                .ok_or_else(|| RegistryError::invalid("program_id", "does not exist"))?;
-            let der: Der = get(conn, &self.der_id)
-                .await?
-                .ok_or_else(|| RegistryError::invalid("der_id", "does not exist"))?;
-            let site: Site = get(conn, &der.site_id)
-                .await?
-                .ok_or_else(|| RegistryError::invalid("der_id", "DER has no site"))?;
-            eligibility::check(&program, &der, &site).map_err(|reasons| RegistryError::Ineligible {
-                program: program.name.clone(),
-                reasons,
-            })
+    async fn check(&self, conn: &mut AnyConnection) -> Result<(), RegistryError> {
+        if self.status != EnrolmentStatus::Enrolled {
+            return Ok(());
         }
+        // References were checked just before, in the same transaction.
+        let program: Program = get(conn, &self.program_id)
+            .await?
+            .ok_or_else(|| RegistryError::invalid("program_id", "does not exist"))?;
+        let der: Der = get(conn, &self.der_id)
+            .await?
+            .ok_or_else(|| RegistryError::invalid("der_id", "does not exist"))?;
+        let site: Site = get(conn, &der.site_id)
+            .await?
+            .ok_or_else(|| RegistryError::invalid("der_id", "DER has no site"))?;
+        eligibility::check(&program, &der, &site).map_err(|reasons| RegistryError::Ineligible {
+            program: program.name.clone(),
+            reasons,
+        })
     }
 
-    fn after_write<'a>(
-        conn: &'a mut AnyConnection,
-        old: Option<&'a Self>,
-        new: Option<&'a Self>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a {
-        async move {
-            if let Some(old) = old {
-                groups::refresh_der(conn, &old.der_id).await?;
-            }
-            if let Some(new) = new {
-                if old.map(|o| o.der_id.as_str()) != Some(new.der_id.as_str()) {
-                    groups::refresh_der(conn, &new.der_id).await?;
-                }
-            }
-            Ok(())
+    async fn after_write(
+        conn: &mut AnyConnection,
+        old: Option<&Self>,
+        new: Option<&Self>,
+    ) -> Result<(), StoreError> {
+        if let Some(old) = old {
+            groups::refresh_der(conn, &old.der_id).await?;
         }
+        if let Some(new) = new
+            && old.map(|o| o.der_id.as_str()) != Some(new.der_id.as_str())
+        {
+            groups::refresh_der(conn, &new.der_id).await?;
+        }
+        Ok(())
     }
 }
 
@@ -675,16 +654,14 @@ impl Entity for Group {
         }]
     }
 
-    fn after_write<'a>(
-        conn: &'a mut AnyConnection,
-        _old: Option<&'a Self>,
-        new: Option<&'a Self>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a {
-        async move {
-            if let Some(new) = new {
-                groups::refresh_group(conn, &new.id).await?;
-            }
-            Ok(())
+    async fn after_write(
+        conn: &mut AnyConnection,
+        _old: Option<&Self>,
+        new: Option<&Self>,
+    ) -> Result<(), StoreError> {
+        if let Some(new) = new {
+            groups::refresh_group(conn, &new.id).await?;
         }
+        Ok(())
     }
 }

@@ -322,40 +322,40 @@ fn build_row(
         }
     };
 
-    if let Some(mpid) = opt(&row.meter_mpid) {
-        if !ex.meters.contains(&mpid) {
-            let revenue_grade = match opt(&row.meter_revenue_grade).as_deref() {
-                None | Some("true") | Some("1") | Some("yes") => true,
-                Some("false") | Some("0") | Some("no") => false,
-                Some(other) => {
-                    return Err((
-                        "meter_revenue_grade".into(),
-                        format!("'{other}' is not true/false"),
-                    ));
-                }
-            };
-            let interval_seconds = match opt(&row.meter_interval_seconds) {
-                Some(s) => s.parse::<i64>().map_err(|_| {
-                    (
-                        "meter_interval_seconds".to_string(),
-                        format!("'{s}' is not an integer"),
-                    )
-                })?,
-                None => 900,
-            };
-            let m = Meter {
-                id: uuid::Uuid::new_v4().to_string(),
-                site_id: site_id.clone(),
-                mpid: mpid.clone(),
-                revenue_grade,
-                interval_seconds,
-                created_at: now,
-                updated_at: now,
-            };
-            check("meter", &m)?;
-            ex.meters.insert(mpid);
-            batch.meters.push(m);
-        }
+    if let Some(mpid) = opt(&row.meter_mpid)
+        && !ex.meters.contains(&mpid)
+    {
+        let revenue_grade = match opt(&row.meter_revenue_grade).as_deref() {
+            None | Some("true") | Some("1") | Some("yes") => true,
+            Some("false") | Some("0") | Some("no") => false,
+            Some(other) => {
+                return Err((
+                    "meter_revenue_grade".into(),
+                    format!("'{other}' is not true/false"),
+                ));
+            }
+        };
+        let interval_seconds = match opt(&row.meter_interval_seconds) {
+            Some(s) => s.parse::<i64>().map_err(|_| {
+                (
+                    "meter_interval_seconds".to_string(),
+                    format!("'{s}' is not an integer"),
+                )
+            })?,
+            None => 900,
+        };
+        let m = Meter {
+            id: uuid::Uuid::new_v4().to_string(),
+            site_id: site_id.clone(),
+            mpid: mpid.clone(),
+            revenue_grade,
+            interval_seconds,
+            created_at: now,
+            updated_at: now,
+        };
+        check("meter", &m)?;
+        ex.meters.insert(mpid);
+        batch.meters.push(m);
     }
 
     let der_class: DerClass = parse_enum("der_class", &row.der_class)?;
@@ -385,13 +385,13 @@ fn build_row(
     der.prepare()
         .map_err(|e| ("aggregator_lfdi".to_string(), e.to_string()))?;
     check("der", &der)?;
-    if let Some(l) = &der.aggregator_lfdi {
-        if !ex.aggregators.contains(l) {
-            return Err((
-                "aggregator_lfdi".into(),
-                format!("{l} is not a registered aggregator identity"),
-            ));
-        }
+    if let Some(l) = &der.aggregator_lfdi
+        && !ex.aggregators.contains(l)
+    {
+        return Err((
+            "aggregator_lfdi".into(),
+            format!("{l} is not a registered aggregator identity"),
+        ));
     }
     let key = (der.manufacturer.clone(), der.serial.clone());
     if !ex.ders.insert(key) {
