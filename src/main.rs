@@ -162,8 +162,10 @@ async fn main() -> Result<()> {
             let lines = text.iter().filter(|b| **b == b'\n').count() as u64;
             let bar = ProgressBar::new(lines.saturating_sub(1));
             bar.set_style(
-                ProgressStyle::with_template("{bar:40} {pos}/{len} rows {per_sec} {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "{spinner} {bar:40} {pos}/{len} rows {per_sec} {eta} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             let started = std::time::Instant::now();
             let report = registry::import::import_csv(&registry, &text[..], Some(&bar)).await?;

@@ -23,6 +23,8 @@ on_both_backends!(
     references_and_uniqueness_are_enforced,
     import_is_all_or_nothing,
     import_reuses_existing_sites_and_exports_inventory,
+    optional_numbers_switch_between_null_and_value,
+    deleting_an_enrolment_leaves_the_program_group,
 );
 
 fn account(n: u32) -> Account {
@@ -463,4 +465,53 @@ async fn import_reuses_existing_sites_and_exports_inventory(db: TestDb) {
         )
     );
     assert_eq!(csv.lines().count(), 4);
+}
+
+/// Regression: on PostgreSQL a NULL float used to leave a float4-typed prepared statement
+/// behind, so the next non-NULL value for the same column failed to bind.
+async fn optional_numbers_switch_between_null_and_value(db: TestDb) {
+    let reg = db.registry().await;
+    portfolio(&reg).await;
+    for round in 0..6 {
+        let reserve = if round % 2 == 0 {
+            None
+        } else {
+            Some(30.0 + round as f64)
+        };
+        let d = reg
+            .update::<Der, _>("der-1", |d| {
+                Ok(Der {
+                    reserve_pct: reserve,
+                    ..d.clone()
+                })
+            })
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(d.reserve_pct, reserve);
+        assert_eq!(reg.get::<Der>("der-1").await.unwrap().reserve_pct, reserve);
+    }
+}
+
+/// Deleting an enrolment takes the DER out of the program's groups.
+async fn deleting_an_enrolment_leaves_the_program_group(db: TestDb) {
+    let reg = db.registry().await;
+    portfolio(&reg).await;
+    reg.create(program()).await.unwrap();
+    reg.create(group("members", None, Some("prog")))
+        .await
+        .unwrap();
+    let e = reg
+        .create(Enrolment {
+            id: "e1".into(),
+            program_id: "prog".into(),
+            der_id: "der-1".into(),
+            status: EnrolmentStatus::Enrolled,
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(member_ids(&reg, "members").await, ["der-1"]);
+    reg.delete::<Enrolment>(&e.id).await.unwrap();
+    assert!(member_ids(&reg, "members").await.is_empty());
 }

@@ -24,6 +24,16 @@ pub enum Role {
     Operator,
 }
 
+impl Role {
+    /// The configuration name of the role.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::ReadOnly => "read_only",
+            Role::Operator => "operator",
+        }
+    }
+}
+
 /// One configured API token.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,10 +105,11 @@ pub async fn require_token(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    // The scheme name is case-insensitive (RFC 9110 section 11.1).
     let token = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-        .map(str::trim)
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
             Problem::new(
@@ -120,14 +131,15 @@ pub async fn require_token(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!(
-                "token '{}' has role {:?}; {} needs {:?}",
+                "token '{}' has role {}; {} needs {}",
                 caller.name,
-                caller.role,
+                caller.role.as_str(),
                 req.method(),
-                needed
+                needed.as_str()
             ),
         ));
     }
+    tracing::debug!(caller = %caller.name, method = %req.method(), path = %req.uri().path(), "authorized");
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
 }

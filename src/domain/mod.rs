@@ -138,6 +138,7 @@ string_enum!(
 /// Where a site sits in the distribution network. Every level is optional because utilities
 /// publish topology to different depths.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct GridLocation {
     pub substation: Option<String>,
     pub feeder: Option<String>,

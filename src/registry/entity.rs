@@ -49,6 +49,8 @@ const fn text_filter(name: &'static str) -> Filter {
 pub struct Reference {
     pub field: &'static str,
     pub table: &'static str,
+    /// What the referenced record is called in messages.
+    pub kind: &'static str,
     pub key_column: &'static str,
     pub value: String,
 }
@@ -69,6 +71,11 @@ pub trait Entity: Record + Clone + Serialize + DeserializeOwned + ToSchema {
     const FILTERS: &'static [Filter];
 
     fn set_key(&mut self, key: String);
+
+    /// The canonical form of a key given in a request (LFDIs are stored in upper case).
+    fn canonical_key(key: &str) -> String {
+        key.to_string()
+    }
     fn set_times(&mut self, created_at: i64, updated_at: i64);
     fn created_at(&self) -> i64;
 
@@ -208,6 +215,7 @@ impl Entity for Site {
         vec![Reference {
             field: "account_id",
             table: "accounts",
+            kind: "account",
             key_column: "id",
             value: self.account_id.clone(),
         }]
@@ -260,6 +268,7 @@ impl Entity for Meter {
         vec![Reference {
             field: "site_id",
             table: "sites",
+            kind: "site",
             key_column: "id",
             value: self.site_id.clone(),
         }]
@@ -332,6 +341,7 @@ impl Entity for Der {
         let mut refs = vec![Reference {
             field: "site_id",
             table: "sites",
+            kind: "site",
             key_column: "id",
             value: self.site_id.clone(),
         }];
@@ -339,6 +349,7 @@ impl Entity for Der {
             refs.push(Reference {
                 field: "aggregator_lfdi",
                 table: "identities",
+                kind: "identity",
                 key_column: "lfdi",
                 value: l.clone(),
             });
@@ -395,6 +406,10 @@ impl Entity for Identity {
     ];
     common_accessors!(lfdi);
 
+    fn canonical_key(key: &str) -> String {
+        key.to_ascii_uppercase()
+    }
+
     fn prepare(&mut self) -> Result<(), RegistryError> {
         if let Some(pem) = &self.certificate_pem {
             let der = certificate_der_from_pem(pem)
@@ -446,6 +461,7 @@ impl Entity for Identity {
             .map(|d| Reference {
                 field: "der_id",
                 table: "ders",
+                kind: "DER",
                 key_column: "id",
                 value: d.clone(),
             })
@@ -541,12 +557,14 @@ impl Entity for Enrolment {
             Reference {
                 field: "program_id",
                 table: "programs",
+                kind: "program",
                 key_column: "id",
                 value: self.program_id.clone(),
             },
             Reference {
                 field: "der_id",
                 table: "ders",
+                kind: "DER",
                 key_column: "id",
                 value: self.der_id.clone(),
             },
@@ -641,6 +659,7 @@ impl Entity for Group {
             .map(|p| Reference {
                 field: "program_id",
                 table: "programs",
+                kind: "program",
                 key_column: "id",
                 value: p.clone(),
             })

@@ -141,7 +141,8 @@ struct Existing {
     accounts: HashMap<String, String>,
     /// connection point id -> (site id, account id)
     sites: HashMap<String, (String, String)>,
-    meters: HashSet<String>,
+    /// MPID -> site id
+    meters: HashMap<String, String>,
     ders: HashSet<(String, String)>,
     aggregators: HashSet<String>,
 }
@@ -163,11 +164,11 @@ async fn load_existing(registry: &Registry) -> Result<Existing, StoreError> {
     {
         ex.sites.insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?));
     }
-    for r in sqlx::query("SELECT mpid FROM meters")
+    for r in sqlx::query("SELECT mpid, site_id FROM meters")
         .fetch_all(pool)
         .await?
     {
-        ex.meters.insert(r.try_get(0)?);
+        ex.meters.insert(r.try_get(0)?, r.try_get(1)?);
     }
     for r in sqlx::query("SELECT manufacturer, serial FROM ders")
         .fetch_all(pool)
@@ -322,9 +323,20 @@ fn build_row(
         }
     };
 
-    if let Some(mpid) = opt(&row.meter_mpid)
-        && !ex.meters.contains(&mpid)
-    {
+    let new_meter = match opt(&row.meter_mpid) {
+        Some(mpid) => match ex.meters.get(&mpid) {
+            Some(owner) if *owner != site_id => {
+                return Err((
+                    "meter_mpid".into(),
+                    format!("meter {mpid} is installed at another site"),
+                ));
+            }
+            Some(_) => None,
+            None => Some(mpid),
+        },
+        None => None,
+    };
+    if let Some(mpid) = new_meter {
         let revenue_grade = match opt(&row.meter_revenue_grade).as_deref() {
             None | Some("true") | Some("1") | Some("yes") => true,
             Some("false") | Some("0") | Some("no") => false,
@@ -354,7 +366,7 @@ fn build_row(
             updated_at: now,
         };
         check("meter", &m)?;
-        ex.meters.insert(mpid);
+        ex.meters.insert(mpid, site_id.clone());
         batch.meters.push(m);
     }
 
@@ -496,6 +508,10 @@ pub async fn import_csv<R: std::io::Read>(
         return Ok(report);
     }
 
+    if let Some(p) = progress {
+        p.set_message("all rows valid; writing to the store");
+        p.enable_steady_tick(std::time::Duration::from_millis(200));
+    }
     let mut tx = registry.store().pool().begin().await?;
     insert_many(&mut tx, &batch.accounts).await?;
     insert_many(&mut tx, &batch.sites).await?;

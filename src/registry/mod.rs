@@ -141,6 +141,7 @@ impl Registry {
 
     /// Reads one record.
     pub async fn get<E: Entity>(&self, key: &str) -> Result<E, RegistryError> {
+        let key = &E::canonical_key(key);
         let mut conn = self
             .store
             .pool()
@@ -166,8 +167,10 @@ impl Registry {
             .acquire()
             .await
             .map_err(StoreError::from)?;
-        let items: Vec<E> = record::list(&mut conn, filters, after, limit).await?;
-        let next_after = if items.len() == limit as usize {
+        // One row more than asked tells whether another page exists.
+        let mut items: Vec<E> = record::list(&mut conn, filters, after, limit + 1).await?;
+        let next_after = if items.len() > limit as usize {
+            items.truncate(limit as usize);
             items.last().map(|r| r.key().to_string())
         } else {
             None
@@ -182,6 +185,7 @@ impl Registry {
         E: Entity,
         F: FnOnce(&E) -> Result<E, RegistryError> + Send,
     {
+        let key = &E::canonical_key(key);
         let mut tx = self.store.pool().begin().await.map_err(StoreError::from)?;
         let old: E = record::get(&mut tx, key)
             .await?
@@ -205,12 +209,12 @@ impl Registry {
 
     /// Deletes a record; refused with [`RegistryError::InUse`] while others refer to it.
     pub async fn delete<E: Entity>(&self, key: &str) -> Result<(), RegistryError> {
+        let key = &E::canonical_key(key);
         let mut tx = self.store.pool().begin().await.map_err(StoreError::from)?;
         let old: E = record::get(&mut tx, key)
             .await?
             .ok_or_else(|| not_found::<E>(key))?;
         E::check_delete(&mut tx, key).await?;
-        E::after_write(&mut tx, Some(&old), None).await?;
         match record::delete::<E>(&mut tx, key).await {
             Ok(_) => {}
             Err(e) if e.is_foreign_key_violation() => {
@@ -222,6 +226,8 @@ impl Registry {
             }
             Err(e) => return Err(e.into()),
         }
+        // After the row is gone, so recomputation no longer sees it.
+        E::after_write(&mut tx, Some(&old), None).await?;
         tx.commit().await.map_err(StoreError::from)?;
         E::after_commit(self, Some(&old), None);
         Ok(())
@@ -247,8 +253,9 @@ impl Registry {
         {
             return Err(not_found::<model::Group>(group_id));
         }
-        let items = groups::members(&mut conn, group_id, after, limit).await?;
-        let next_after = if items.len() == limit as usize {
+        let mut items = groups::members(&mut conn, group_id, after, limit + 1).await?;
+        let next_after = if items.len() > limit as usize {
+            items.truncate(limit as usize);
             items.last().map(|d| d.id.clone())
         } else {
             None
@@ -305,7 +312,7 @@ async fn check_consistency<E: Entity>(
         {
             return Err(RegistryError::MissingReference {
                 field: r.field.to_string(),
-                kind: r.table.trim_end_matches('s').to_string(),
+                kind: r.kind.to_string(),
                 key: r.value,
             });
         }

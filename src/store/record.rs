@@ -24,7 +24,12 @@ impl Value {
         match self {
             Value::Text(v) => q.bind(v),
             Value::Int(v) => q.bind(v),
-            Value::Float(v) => q.bind(v),
+            // sqlx 0.9's Any driver swaps the PostgreSQL types of typed NULLs (a NULL f64 is
+            // sent as float4 and a NULL f32 as float8). The prepared statement then keeps the
+            // float4 parameter type and a later non-NULL f64 fails to bind. Binding a NULL
+            // "f32" yields the float8 NULL that the DOUBLE PRECISION columns need.
+            Value::Float(None) => q.bind(None::<f32>),
+            Value::Float(Some(v)) => q.bind(v),
         }
     }
 }
