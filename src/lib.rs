@@ -15,6 +15,7 @@ pub mod app;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod envelope;
 pub mod pki;
 pub mod registry;
 pub mod store;
