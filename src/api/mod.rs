@@ -7,11 +7,13 @@
 
 pub mod auth;
 pub mod body;
+pub mod envelopes;
 pub mod extras;
 pub mod openapi;
 pub mod problem;
 pub mod resources;
 
+use crate::envelope::records::{ControlProgram, ControlRecord, DefaultControlRecord};
 use crate::registry::Registry;
 use crate::registry::model::{Account, Der, Enrolment, Group, Identity, Meter, Program, Site};
 use auth::Authenticator;
@@ -61,7 +63,11 @@ pub fn router(state: AppState) -> Router {
     resources::register::<Program>(&mut api);
     resources::register::<Enrolment>(&mut api);
     resources::register::<Group>(&mut api);
+    resources::register::<ControlProgram>(&mut api);
+    resources::register::<ControlRecord>(&mut api);
+    resources::register::<DefaultControlRecord>(&mut api);
     extras::register(&mut api);
+    envelopes::register(&mut api);
     let ApiBuilder { router, mut doc } = api;
     extras::document_public(&mut doc);
     let document = Arc::new(doc.finish());

@@ -17,6 +17,7 @@
 
 pub mod model;
 pub mod randomize;
+pub mod records;
 pub mod resolve;
 pub mod scale;
 pub mod status;

@@ -69,7 +69,7 @@ pub struct Program {
 }
 
 /// The sign convention of a fixed power factor: which way reactive power flows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Excitation {
     /// The DER injects reactive power. IEEE 2030.5 `PowerFactorWithExcitation.excitation`
@@ -81,7 +81,8 @@ pub enum Excitation {
 
 /// A displacement power factor with the direction of reactive power (2030.5
 /// `PowerFactorWithExcitation`, used by opModFixedPFInjectW).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PowerFactor {
     /// cos(φ), within 0..=1.
     pub displacement: f64,
@@ -94,8 +95,8 @@ pub struct PowerFactor {
 ///
 /// Sign convention for signed powers: positive means power flowing out of the device towards
 /// the grid (generation, battery discharge), negative means consumption (load, charging).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct ControlModes {
     /// opModConnect: `false` asks the device to disconnect from the grid.
     pub connect: Option<bool>,

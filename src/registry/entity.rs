@@ -105,12 +105,33 @@ pub trait Entity: Record + Clone + Serialize + DeserializeOwned + ToSchema {
         async { Ok(()) }
     }
 
+    /// Last adjustments to a new record inside its transaction, after the server set its
+    /// times (e.g. making creation order strict where precedence depends on it).
+    fn before_insert<'a>(
+        &'a mut self,
+        _conn: &'a mut AnyConnection,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send + 'a {
+        async { Ok(()) }
+    }
+
     /// Refuses a delete that would leave dangling references the schema cannot express.
     fn check_delete<'a>(
         _conn: &'a mut AnyConnection,
         _key: &'a str,
     ) -> impl Future<Output = Result<(), RegistryError>> + Send + 'a {
         async { Ok(()) }
+    }
+
+    /// Records that must stay visible after deletion (IEEE 2030.5 serves deleted controls
+    /// as Cancelled) return the tombstoned form here; DELETE then stores it instead of
+    /// removing the row.
+    fn tombstone(&self, _now: i64) -> Option<Self> {
+        None
+    }
+
+    /// Rules about what an update may change (some records are immutable once published).
+    fn check_change(_old: &Self, _new: &Self) -> Result<(), RegistryError> {
+        Ok(())
     }
 
     /// Side effects inside the write's transaction.

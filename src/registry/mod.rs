@@ -115,10 +115,10 @@ impl Registry {
 
     /// Creates a record. An empty key is replaced by a generated one.
     pub async fn create<E: Entity>(&self, mut rec: E) -> Result<E, RegistryError> {
+        rec.prepare()?;
         if rec.key().is_empty() && E::KEY == "id" {
             rec.set_key(uuid::Uuid::new_v4().to_string());
         }
-        rec.prepare()?;
         validate_fields(&rec)?;
         let now = now_epoch();
         rec.set_times(now, now);
@@ -130,6 +130,7 @@ impl Registry {
             });
         }
         check_consistency(&mut tx, &rec, None).await?;
+        rec.before_insert(&mut tx).await?;
         record::insert(&mut tx, &rec)
             .await
             .map_err(conflict_on_unique::<E>)?;
@@ -196,6 +197,7 @@ impl Registry {
             return Err(RegistryError::invalid(E::KEY, "cannot be changed"));
         }
         validate_fields(&new)?;
+        E::check_change(&old, &new)?;
         new.set_times(old.created_at(), now_epoch());
         check_consistency(&mut tx, &new, Some(key)).await?;
         record::update(&mut tx, &new)
@@ -215,6 +217,14 @@ impl Registry {
             .await?
             .ok_or_else(|| not_found::<E>(key))?;
         E::check_delete(&mut tx, key).await?;
+        if let Some(mut tombstone) = old.tombstone(now_epoch()) {
+            tombstone.set_times(old.created_at(), now_epoch());
+            record::update(&mut tx, &tombstone).await?;
+            E::after_write(&mut tx, Some(&old), Some(&tombstone)).await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            E::after_commit(self, Some(&old), Some(&tombstone));
+            return Ok(());
+        }
         match record::delete::<E>(&mut tx, key).await {
             Ok(_) => {}
             Err(e) if e.is_foreign_key_violation() => {
