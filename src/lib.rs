@@ -17,5 +17,6 @@ pub mod demo;
 pub mod domain;
 pub mod envelope;
 pub mod pki;
+pub mod protocol;
 pub mod registry;
 pub mod store;
