@@ -2,6 +2,9 @@
 
 use crate::api::{self, AppState, auth::Authenticator};
 use crate::config::{Config, ConfigError};
+use crate::protocol::sep2;
+use crate::protocol::sep2::tls::{ServeOptions, serve_tls, server_config};
+use crate::protocol::sep2::xml::CsipAusVersion;
 use crate::registry::{Registry, RegistryError};
 use crate::store::{Store, StoreError, redact};
 use std::future::Future;
@@ -9,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// Why the server could not start or stopped with an error.
@@ -28,6 +31,8 @@ pub enum AppError {
     },
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error("2030.5 TLS set-up: {0}")]
+    Tls(String),
 }
 
 /// Opens the configured store (applying migrations) and the registry over it.
@@ -42,25 +47,86 @@ pub async fn open_registry(config: &Config) -> Result<Registry, AppError> {
 pub struct RunningServer {
     /// Where the operator API listens (useful with port 0).
     pub addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
+    /// Where the 2030.5 server listens, when enabled.
+    pub sep2_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
     task: JoinHandle<Result<(), AppError>>,
 }
 
 impl RunningServer {
-    /// Asks the server to stop, waits for in-flight requests, and closes the store.
-    pub async fn stop(mut self) -> Result<(), AppError> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+    /// Asks the servers to stop, waits for in-flight requests, and closes the store.
+    pub async fn stop(self) -> Result<(), AppError> {
+        let _ = self.shutdown.send(true);
         self.task
             .await
             .unwrap_or_else(|e| Err(AppError::Serve(std::io::Error::other(e))))
     }
 }
 
+/// Completes when the shutdown flag is raised (or its sender is gone).
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Reads a PEM file named in the 2030.5 configuration.
+fn read_pem(path: &std::path::Path, what: &str) -> Result<String, AppError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| AppError::Tls(format!("cannot read the {what} at {}: {e}", path.display())))
+}
+
+/// Binds the 2030.5 mutual-TLS listener and spawns its accept loop.
+async fn start_sep2(
+    config: &Config,
+    registry: Registry,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(SocketAddr, JoinHandle<()>), AppError> {
+    let s = &config.sep2;
+    let tls = server_config(
+        &read_pem(&s.ca_cert, "CA certificate")?,
+        &read_pem(&s.server_cert, "server certificate")?,
+        &read_pem(&s.server_key, "server key")?,
+    )
+    .map_err(|e| AppError::Tls(e.to_string()))?;
+    let csipaus = match s.csipaus.as_str() {
+        "v1.3" => Some(CsipAusVersion::V1_3),
+        "v1.2" => Some(CsipAusVersion::V1_2),
+        "none" => None,
+        other => {
+            return Err(AppError::Tls(format!(
+                "sep2.csipaus must be v1.3, v1.2 or none, got '{other}'"
+            )));
+        }
+    };
+    let listener = TcpListener::bind(s.listen)
+        .await
+        .map_err(|e| AppError::Bind {
+            addr: s.listen,
+            source: e,
+        })?;
+    let addr = listener.local_addr().map_err(AppError::Serve)?;
+    let router = sep2::server::router(sep2::server::Sep2State {
+        registry,
+        settings: Arc::new(sep2::server::Sep2Settings {
+            poll_rate: s.poll_rate_seconds,
+            csipaus,
+            body_limit: s.body_limit_bytes,
+            seed: crate::api::envelopes::RANDOMIZATION_SEED,
+        }),
+    });
+    let task = tokio::spawn(serve_tls(
+        listener,
+        Arc::new(tls),
+        router,
+        ServeOptions::default(),
+        stopped(shutdown),
+    ));
+    tracing::info!(%addr, "IEEE 2030.5 server listening (mutual TLS)");
+    Ok((addr, task))
+}
+
 /// Starts serving `registry` per `config`; stops when `stop()` is called.
 pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer, AppError> {
-    let (tx, rx) = oneshot::channel::<()>();
+    let (tx, rx) = watch::channel(false);
     let listener = TcpListener::bind(config.server.listen)
         .await
         .map_err(|e| AppError::Bind {
@@ -68,6 +134,12 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
             source: e,
         })?;
     let addr = listener.local_addr().map_err(AppError::Serve)?;
+    let (sep2_addr, sep2_task) = if config.sep2.enabled {
+        let (a, t) = start_sep2(config, registry.clone(), rx.clone()).await?;
+        (Some(a), Some(t))
+    } else {
+        (None, None)
+    };
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
     let state = AppState {
         registry: registry.clone(),
@@ -79,7 +151,7 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
     let task = tokio::spawn(async move {
         let (drained_tx, drained_rx) = oneshot::channel::<()>();
         let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-            let _ = rx.await;
+            stopped(rx).await;
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = drained_tx.send(());
         });
@@ -95,6 +167,9 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
                 Ok(())
             }
         };
+        if let Some(t) = sep2_task {
+            let _ = t.await;
+        }
         registry.store().close().await;
         tracing::info!("store closed");
         served
@@ -102,7 +177,8 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
     tracing::info!(%addr, "operator API listening");
     Ok(RunningServer {
         addr,
-        shutdown: Some(tx),
+        sep2_addr,
+        shutdown: tx,
         task,
     })
 }

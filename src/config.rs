@@ -14,6 +14,44 @@ pub struct Config {
     pub store: StoreConfig,
     pub log: LogConfig,
     pub api: ApiConfig,
+    pub sep2: Sep2Config,
+}
+
+/// The IEEE 2030.5 server (mutual TLS).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sep2Config {
+    /// Whether to run the 2030.5 listener.
+    pub enabled: bool,
+    /// Address of the 2030.5 listener.
+    pub listen: SocketAddr,
+    /// PEM file of the CA certificates that client certificates must chain to.
+    pub ca_cert: PathBuf,
+    /// PEM file of the server certificate (ECDSA P-256).
+    pub server_cert: PathBuf,
+    /// PEM file of the server's private key.
+    pub server_key: PathBuf,
+    /// pollRate announced to clients, seconds.
+    pub poll_rate_seconds: u32,
+    /// CSIP-AUS namespace to write: `v1.3`, `v1.2`, or `none` for plain CSIP.
+    pub csipaus: String,
+    /// Largest accepted 2030.5 request body, bytes.
+    pub body_limit_bytes: usize,
+}
+
+impl Default for Sep2Config {
+    fn default() -> Self {
+        Sep2Config {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            ca_cert: PathBuf::from("certs/dev/ca.pem"),
+            server_cert: PathBuf::from("certs/dev/server.pem"),
+            server_key: PathBuf::from("certs/dev/server.key"),
+            poll_rate_seconds: 900,
+            csipaus: "v1.3".into(),
+            body_limit_bytes: 64 * 1024,
+        }
+    }
 }
 
 /// The operator API listener.
@@ -137,6 +175,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SWITCHYARD_MAX_CONNECTIONS", "store.max_connections"),
     ("SWITCHYARD_LOG", "log.filter"),
     ("SWITCHYARD_LOG_FORMAT", "log.format"),
+    ("SWITCHYARD_SEP2_LISTEN", "sep2.listen"),
     (
         "SWITCHYARD_OPERATOR_TOKEN",
         "adds an operator token named 'env-operator'",
@@ -185,6 +224,9 @@ impl Config {
         }
         if let Some(v) = env("SWITCHYARD_BODY_LIMIT_BYTES") {
             self.server.body_limit_bytes = parse("SWITCHYARD_BODY_LIMIT_BYTES", &v)?;
+        }
+        if let Some(v) = env("SWITCHYARD_SEP2_LISTEN") {
+            self.sep2.listen = parse("SWITCHYARD_SEP2_LISTEN", &v)?;
         }
         if let Some(v) = env("SWITCHYARD_DATABASE_URL") {
             self.store.url = v;

@@ -4,11 +4,15 @@
 //! and one aggregator. Everything goes through the registry, so the demo obeys the same
 //! rules as operator input.
 
+use crate::domain::now_epoch;
 use crate::domain::{
     AccountKind, DerClass, DerStatus, EnrolmentStatus, GridLocation, IdentityKind,
     InterconnectionType,
 };
+use crate::envelope::ControlModes;
+use crate::envelope::records::{ControlProgram, ControlRecord, DefaultControlRecord, TargetKind};
 use crate::pki::{BundleReport, BundleSpec, PkiError, write_bundle};
+use crate::protocol::sep2::records::EndDeviceRecord;
 use crate::registry::model::{Account, Der, Enrolment, Group, Identity, Meter, Program, Site};
 use crate::registry::{Registry, RegistryError};
 use std::path::Path;
@@ -247,6 +251,70 @@ pub async fn load(registry: &Registry, pki_dir: &Path) -> Result<DemoSummary, De
             })
             .await?;
     }
+    // Battery 1 speaks IEEE 2030.5 with its own certificate, under a dynamic operating
+    // envelope for its site: a 5 kW export default and a 1.5 kW limit for the next day.
+    registry
+        .create(EndDeviceRecord {
+            id: String::new(),
+            lfdi: report.clients[0].lfdi.to_hex(),
+            sfdi: 0,
+            certificate_pem: None,
+            owner_lfdi: None,
+            der_id: Some(batteries[0].clone()),
+            site_id: None,
+            enabled: true,
+            pin: Some(111_115),
+            device_category: None,
+            changed_time: 0,
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await?;
+    registry
+        .create(ControlProgram {
+            id: "doe-site-0001".into(),
+            name: "Dynamic operating envelope, site 0001".into(),
+            description: None,
+            primacy: 1,
+            target_kind: TargetKind::Site,
+            target_id: "site-0001".into(),
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await?;
+    registry
+        .create(DefaultControlRecord {
+            program_id: "doe-site-0001".into(),
+            modes: ControlModes {
+                exp_lim_w: Some(5000.0),
+                imp_lim_w: Some(10_000.0),
+                ..ControlModes::default()
+            },
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await?;
+    registry
+        .create(ControlRecord {
+            id: String::new(),
+            program_id: "doe-site-0001".into(),
+            description: Some("Evening export limit".into()),
+            start: now_epoch(),
+            duration_s: 24 * 3600,
+            randomize_start_s: 0,
+            randomize_duration_s: 0,
+            modes: ControlModes {
+                exp_lim_w: Some(1500.0),
+                ..ControlModes::default()
+            },
+            response_required: false,
+            cancelled_at: None,
+            cancel_randomized: false,
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await?;
+
     // The EV chargers are managed through the aggregator head-end.
     let aggregator = report.clients.last().map(|c| c.lfdi.to_hex());
     for der_id in devices {

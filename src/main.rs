@@ -114,6 +114,14 @@ async fn main() -> Result<()> {
                     t
                 }
             };
+            // The demo serves IEEE 2030.5 with the development PKI it wrote, unless the
+            // configuration already set the 2030.5 server up.
+            if !config.sep2.enabled {
+                config.sep2.enabled = true;
+                config.sep2.ca_cert = pki_dir.join("ca.pem");
+                config.sep2.server_cert = pki_dir.join("server.pem");
+                config.sep2.server_key = pki_dir.join("server.key");
+            }
             let server = app::start(&config, registry).await?;
             let base = format!("http://{}", server.addr);
             println!();
@@ -131,6 +139,13 @@ async fn main() -> Result<()> {
             println!(
                 "  Try:             curl -H 'Authorization: Bearer {token}' {base}/api/v1/groups/grp-feeder-f1/aggregate"
             );
+            if let Some(sep2) = server.sep2_addr {
+                let p = pki_dir.display();
+                println!("  IEEE 2030.5:     https://{sep2}/dcap (mutual TLS)");
+                println!(
+                    "  Try:             curl --cacert {p}/ca.pem --cert {p}/demo-battery-1.pem --key {p}/demo-battery-1.key https://{sep2}/dcap"
+                );
+            }
             println!("  Stop with Ctrl-C.");
             app::shutdown_signal().await;
             server.stop().await?;

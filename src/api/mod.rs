@@ -14,6 +14,7 @@ pub mod problem;
 pub mod resources;
 
 use crate::envelope::records::{ControlProgram, ControlRecord, DefaultControlRecord};
+use crate::protocol::sep2::records::EndDeviceRecord;
 use crate::registry::Registry;
 use crate::registry::model::{Account, Der, Enrolment, Group, Identity, Meter, Program, Site};
 use auth::Authenticator;
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router {
     resources::register::<ControlProgram>(&mut api);
     resources::register::<ControlRecord>(&mut api);
     resources::register::<DefaultControlRecord>(&mut api);
+    resources::register::<EndDeviceRecord>(&mut api);
     extras::register(&mut api);
     envelopes::register(&mut api);
     let ApiBuilder { router, mut doc } = api;

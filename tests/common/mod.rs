@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod xsd;
+
 use switchyard::api::auth::{Role, TokenConfig};
 use switchyard::app::{self, RunningServer};
 use switchyard::config::Config;

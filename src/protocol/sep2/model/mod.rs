@@ -222,7 +222,8 @@ pub struct PowerFactorWithExcitation {
     /// Significand of the power factor.
     #[serde(rename = "displacement")]
     pub displacement: u16,
-    /// `true` for over-excited (injecting reactive power), `false` for under-excited.
+    /// `true` when the DER absorbs reactive power (under-excited), `false` when it injects
+    /// reactive power (over-excited), as sep.xsd documents the flag.
     #[serde(rename = "excitation")]
     pub excitation: bool,
     /// Power of ten applied to `displacement`.

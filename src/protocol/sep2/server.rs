@@ -1,0 +1,899 @@
+//! The IEEE 2030.5 resource server: routes and handlers over the mutual-TLS listener.
+//!
+//! Every request carries the client's certificate identity (from the TLS layer); nothing in
+//! a request body can change who the caller is. A device certificate sees only its own
+//! EndDevice; an aggregator certificate (an aggregator identity in the registry) sees the
+//! EndDevices it registered. Anything else is answered 404, so the existence of another
+//! party's resource is never revealed.
+//!
+//! Served: DeviceCapability, Time, EndDeviceList (GET, POST registration), EndDevice,
+//! Registration, FunctionSetAssignments, DERProgram, DERControl (all / active), DefaultDERControl,
+//! DERCurveList, DERList / DER and the DER information resources (PUT/GET). Every GET also
+//! answers HEAD.
+
+use super::convert::{self, mrid_for};
+use super::model::{
+    DefaultDerControl, Der, DerControlList, DerCurveList, DerList, DerProgram, DerProgramList,
+    DeviceCapability, EndDevice, EndDeviceList, FunctionSetAssignments, FunctionSetAssignmentsList,
+    Link, ListLink, Registration, SepResource, Time,
+};
+use super::model::{DerAvailability, DerCapability, DerSettings, DerStatus};
+use super::records::{DerResource, EndDeviceRecord, get_der_resource, put_der_resource};
+use super::tls::PeerIdentity;
+use super::xml::{self, CsipAusVersion, XmlError};
+use crate::domain::identity::{Lfdi, Sfdi};
+use crate::domain::{IdentityKind, now_epoch};
+use crate::envelope::records::{ControlProgram, ControlRecord, InForceTarget, applicable};
+use crate::envelope::{event_status, timelines};
+use crate::registry::model::Der as RegistryDer;
+use crate::registry::{Registry, RegistryError};
+use crate::store::Record;
+use crate::store::record::dynamic;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// The media type of every 2030.5 document.
+pub const SEP_XML: &str = "application/sep+xml";
+
+/// Per-deployment settings of the 2030.5 server.
+#[derive(Debug, Clone)]
+pub struct Sep2Settings {
+    /// pollRate announced on lists and the DeviceCapability, seconds.
+    pub poll_rate: u32,
+    /// Which CSIP-AUS namespace to write, or None for plain CSIP.
+    pub csipaus: Option<CsipAusVersion>,
+    /// Largest accepted request body, bytes.
+    pub body_limit: usize,
+    /// The deployment's randomization seed (see the envelope engine).
+    pub seed: u64,
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Sep2State {
+    pub registry: Registry,
+    pub settings: Arc<Sep2Settings>,
+}
+
+/// A refused or failed 2030.5 request. Bodies are short plain-text reasons; 2030.5 defines
+/// no error document.
+#[derive(Debug, thiserror::Error)]
+pub enum Sep2Error {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("request body exceeds {0} bytes")]
+    TooLarge(usize),
+    #[error("content type must be application/sep+xml")]
+    UnsupportedMediaType,
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl IntoResponse for Sep2Error {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Sep2Error::NotFound => StatusCode::NOT_FOUND,
+            Sep2Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Sep2Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Sep2Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Sep2Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Sep2Error::Internal(detail) => {
+                tracing::error!(%detail, "2030.5 request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/plain")],
+            self.to_string(),
+        )
+            .into_response()
+    }
+}
+
+impl From<RegistryError> for Sep2Error {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::NotFound { .. } => Sep2Error::NotFound,
+            RegistryError::Invalid(v) => Sep2Error::BadRequest(
+                v.iter()
+                    .map(|v| format!("{}: {}", v.field, v.reason))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            other => Sep2Error::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for Sep2Error {
+    fn from(e: crate::store::StoreError) -> Self {
+        Sep2Error::Internal(e.to_string())
+    }
+}
+
+impl From<sqlx::Error> for Sep2Error {
+    fn from(e: sqlx::Error) -> Self {
+        Sep2Error::Internal(e.to_string())
+    }
+}
+
+impl From<crate::envelope::ScaleError> for Sep2Error {
+    fn from(e: crate::envelope::ScaleError) -> Self {
+        Sep2Error::Internal(format!("value cannot be sent: {e}"))
+    }
+}
+
+type Result<T> = std::result::Result<T, Sep2Error>;
+
+/// The 2030.5 router; the TLS layer supplies `Extension<PeerIdentity>` on every request.
+pub fn router(state: Sep2State) -> Router {
+    Router::new()
+        .route("/dcap", get(device_capability))
+        .route("/tm", get(time))
+        .route("/edev", get(end_device_list).post(register))
+        .route("/edev/{edev}", get(end_device))
+        .route("/edev/{edev}/rg", get(registration))
+        .route("/edev/{edev}/fsa", get(fsa_list))
+        .route("/edev/{edev}/fsa/1", get(fsa))
+        .route("/edev/{edev}/derp", get(program_list))
+        .route("/edev/{edev}/derp/{prog}", get(program))
+        .route("/edev/{edev}/derp/{prog}/derc", get(control_list))
+        .route("/edev/{edev}/derp/{prog}/actderc", get(active_control_list))
+        .route("/edev/{edev}/derp/{prog}/derc/{mrid}", get(control))
+        .route("/edev/{edev}/derp/{prog}/dderc", get(default_control))
+        .route("/edev/{edev}/derp/{prog}/dc", get(curve_list))
+        .route("/edev/{edev}/der", get(der_list))
+        .route("/edev/{edev}/der/1", get(der))
+        .route("/edev/{edev}/der/1/dercap", get(get_dercap).put(put_dercap))
+        .route("/edev/{edev}/der/1/derg", get(get_derg).put(put_derg))
+        .route("/edev/{edev}/der/1/ders", get(get_ders).put(put_ders))
+        .route("/edev/{edev}/der/1/dera", get(get_dera).put(put_dera))
+        .fallback(|| async { Sep2Error::NotFound })
+        .with_state(state)
+}
+
+/// Who is calling, from the certificate alone.
+struct Caller {
+    lfdi: String,
+    aggregator: bool,
+}
+
+fn caller(state: &Sep2State, peer: &PeerIdentity) -> Caller {
+    let lfdi = peer.lfdi();
+    let aggregator = state
+        .registry
+        .identities()
+        .lookup(&lfdi)
+        .is_some_and(|i| i.kind == IdentityKind::Aggregator);
+    Caller {
+        lfdi: lfdi.to_hex(),
+        aggregator,
+    }
+}
+
+fn sees(caller: &Caller, ed: &EndDeviceRecord) -> bool {
+    ed.lfdi == caller.lfdi || ed.owner_lfdi.as_deref() == Some(caller.lfdi.as_str())
+}
+
+/// An EndDevice the caller may see and use; anything else is 404 (or 403 when disabled).
+async fn visible_end_device(
+    state: &Sep2State,
+    caller: &Caller,
+    id: &str,
+) -> Result<EndDeviceRecord> {
+    let ed: EndDeviceRecord = match state.registry.get(id).await {
+        Ok(ed) => ed,
+        Err(RegistryError::NotFound { .. }) => return Err(Sep2Error::NotFound),
+        Err(e) => return Err(e.into()),
+    };
+    if !sees(caller, &ed) {
+        return Err(Sep2Error::NotFound);
+    }
+    Ok(ed)
+}
+
+async fn enabled_end_device(
+    state: &Sep2State,
+    caller: &Caller,
+    id: &str,
+) -> Result<EndDeviceRecord> {
+    let ed = visible_end_device(state, caller, id).await?;
+    if !ed.enabled {
+        return Err(Sep2Error::Forbidden("this EndDevice is disabled".into()));
+    }
+    Ok(ed)
+}
+
+/// Renders a resource as a 2030.5 document.
+fn xml<T: SepResource + Serialize>(state: &Sep2State, value: &T) -> Result<Response> {
+    let body = xml::encode(value, state.settings.csipaus)
+        .map_err(|e| Sep2Error::Internal(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, SEP_XML)], body).into_response())
+}
+
+/// Checks the content type and size of a request body and decodes it.
+fn read_xml<T: SepResource + DeserializeOwned>(
+    state: &Sep2State,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct.split(';').next().map(str::trim) != Some(SEP_XML) {
+        return Err(Sep2Error::UnsupportedMediaType);
+    }
+    xml::decode(body, state.settings.body_limit).map_err(|e| match e {
+        XmlError::TooLarge { .. } => Sep2Error::TooLarge(state.settings.body_limit),
+        other => Sep2Error::BadRequest(other.to_string()),
+    })
+}
+
+/// Reads a request body with the configured limit (413 beyond it).
+async fn body_bytes(state: &Sep2State, body: Body) -> Result<Bytes> {
+    axum::body::to_bytes(body, state.settings.body_limit)
+        .await
+        .map_err(|_| Sep2Error::TooLarge(state.settings.body_limit))
+}
+
+/// The standard list query: `s` start index, `a` after time, `l` limit (default 1).
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    s: Option<u32>,
+    #[allow(dead_code)]
+    a: Option<i64>,
+    l: Option<u32>,
+}
+
+impl ListQuery {
+    fn window<T>(&self, items: Vec<T>) -> (u32, Vec<T>) {
+        let all = items.len() as u32;
+        let start = self.s.unwrap_or(0) as usize;
+        // 2030.5: without `l` a list returns one item.
+        let limit = self.l.unwrap_or(1).min(1000) as usize;
+        (all, items.into_iter().skip(start).take(limit).collect())
+    }
+}
+
+async fn device_capability(
+    State(state): State<Sep2State>,
+    Extension(peer): Extension<PeerIdentity>,
+) -> Result<Response> {
+    let caller = caller(&state, &peer);
+    let count = visible_end_devices(&state, &caller).await?.len() as u32;
+    xml(
+        &state,
+        &DeviceCapability {
+            href: Some("/dcap".into()),
+            poll_rate: Some(state.settings.poll_rate),
+            time_link: Some(Link::new("/tm")),
+            end_device_list_link: Some(ListLink::with_all("/edev", count)),
+            ..DeviceCapability::default()
+        },
+    )
+}
+
+async fn time(State(state): State<Sep2State>) -> Result<Response> {
+    let now = now_epoch();
+    xml(
+        &state,
+        &Time {
+            href: Some("/tm".into()),
+            poll_rate: Some(state.settings.poll_rate),
+            current_time: now,
+            dst_end_time: 0,
+            dst_offset: 0,
+            dst_start_time: 0,
+            local_time: Some(now),
+            // 4: synchronised to an NTP level-3 source.
+            quality: 4,
+            tz_offset: 0,
+        },
+    )
+}
+
+async fn visible_end_devices(state: &Sep2State, caller: &Caller) -> Result<Vec<EndDeviceRecord>> {
+    let sql = format!(
+        "SELECT {} FROM sep2_end_devices WHERE lfdi = $1 OR owner_lfdi = $1 ORDER BY sfdi",
+        EndDeviceRecord::COLUMNS.join(", ")
+    );
+    let rows = dynamic(sql)
+        .bind(caller.lfdi.clone())
+        .fetch_all(state.registry.store().pool())
+        .await?;
+    Ok(rows
+        .iter()
+        .map(EndDeviceRecord::from_row)
+        .collect::<std::result::Result<_, _>>()?)
+}
+
+fn end_device_doc(ed: &EndDeviceRecord) -> EndDevice {
+    let base = format!("/edev/{}", ed.id);
+    EndDevice {
+        href: Some(base.clone()),
+        der_list_link: Some(ListLink::with_all(format!("{base}/der"), 1)),
+        l_fdi: Some(ed.lfdi.clone()),
+        s_fdi: ed.sfdi,
+        changed_time: ed.changed_time,
+        enabled: Some(ed.enabled),
+        function_set_assignments_list_link: Some(ListLink::with_all(format!("{base}/fsa"), 1)),
+        registration_link: Some(Link::new(format!("{base}/rg"))),
+        device_category: ed.device_category.clone(),
+        ..EndDevice::default()
+    }
+}
+
+async fn end_device_list(
+    State(state): State<Sep2State>,
+    Extension(peer): Extension<PeerIdentity>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response> {
+    let caller = caller(&state, &peer);
+    let (all, page) = q.window(visible_end_devices(&state, &caller).await?);
+    xml(
+        &state,
+        &EndDeviceList {
+            href: Some("/edev".into()),
+            subscribable: Some(0),
+            all,
+            results: page.len() as u32,
+            poll_rate: Some(state.settings.poll_rate),
+            end_devices: page.iter().map(end_device_doc).collect(),
+        },
+    )
+}
+
+/// In-band registration (POST /edev). A device certificate may register only its own LFDI;
+/// an aggregator certificate registers the devices it manages. Registering an LFDI again
+/// answers with the existing EndDevice instead of creating a duplicate.
+async fn register(
+    State(state): State<Sep2State>,
+    Extension(peer): Extension<PeerIdentity>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let caller = caller(&state, &peer);
+    let bytes = body_bytes(&state, body).await?;
+    let posted: EndDevice = read_xml(&state, &headers, &bytes)?;
+    let lfdi = match &posted.l_fdi {
+        Some(l) => l
+            .parse::<Lfdi>()
+            .map_err(|e| Sep2Error::BadRequest(format!("lFDI: {e}")))?,
+        None if !caller.aggregator => peer.lfdi(),
+        None => return Err(Sep2Error::BadRequest("lFDI is required".into())),
+    };
+    if Sfdi::from_lfdi(&lfdi).value() != posted.s_fdi {
+        return Err(Sep2Error::BadRequest(format!(
+            "sFDI {} does not belong to lFDI {}",
+            posted.s_fdi,
+            lfdi.to_hex()
+        )));
+    }
+    if !caller.aggregator && lfdi != peer.lfdi() {
+        return Err(Sep2Error::BadRequest(
+            "a device certificate may register only its own LFDI".into(),
+        ));
+    }
+    let existing = state
+        .registry
+        .list::<EndDeviceRecord>(&[("lfdi", lfdi.to_hex().into())], None, 1)
+        .await?
+        .items
+        .pop();
+    if let Some(ed) = existing {
+        if !sees(&caller, &ed) {
+            // Registered by someone else; do not reveal it.
+            return Err(Sep2Error::BadRequest(
+                "this LFDI cannot be registered".into(),
+            ));
+        }
+        let location = format!("/edev/{}", ed.id);
+        return Ok((StatusCode::CREATED, [(header::LOCATION, location)]).into_response());
+    }
+    let created = state
+        .registry
+        .create(EndDeviceRecord {
+            id: String::new(),
+            lfdi: lfdi.to_hex(),
+            sfdi: 0,
+            certificate_pem: None,
+            owner_lfdi: caller.aggregator.then(|| caller.lfdi.clone()),
+            der_id: None,
+            site_id: None,
+            enabled: true,
+            pin: None,
+            device_category: posted.device_category.clone(),
+            changed_time: 0,
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await?;
+    let location = format!("/edev/{}", created.id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)]).into_response())
+}
+
+async fn end_device(
+    State(state): State<Sep2State>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let ed = visible_end_device(&state, &caller(&state, &peer), &id).await?;
+    xml(&state, &end_device_doc(&ed))
+}
+
+async fn registration(
+    State(state): State<Sep2State>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let ed = visible_end_device(&state, &caller(&state, &peer), &id).await?;
+    xml(
+        &state,
+        &Registration {
+            href: Some(format!("/edev/{}/rg", ed.id)),
+            poll_rate: Some(state.settings.poll_rate),
+            date_time_registered: ed.created_at,
+            p_in: ed.pin.unwrap_or(0),
+        },
+    )
+}
+
+fn fsa_doc(ed: &EndDeviceRecord, programs: u32) -> FunctionSetAssignments {
+    FunctionSetAssignments {
+        href: Some(format!("/edev/{}/fsa/1", ed.id)),
+        der_program_list_link: Some(ListLink::with_all(
+            format!("/edev/{}/derp", ed.id),
+            programs,
+        )),
+        time_link: Some(Link::new("/tm")),
+        m_rid: mrid_for(&format!("fsa:{}", ed.id)),
+        description: Some("Operating envelopes".into()),
+        ..FunctionSetAssignments::default()
+    }
+}
+
+fn target_of(ed: &EndDeviceRecord) -> Option<InForceTarget> {
+    match (&ed.der_id, &ed.site_id) {
+        (Some(d), _) => Some(InForceTarget::Der(d.clone())),
+        (None, Some(s)) => Some(InForceTarget::Site(s.clone())),
+        (None, None) => None,
+    }
+}
+
+/// The control programs that reach an EndDevice, in primacy order.
+async fn programs_for(state: &Sep2State, ed: &EndDeviceRecord) -> Result<Vec<ControlProgram>> {
+    let Some(target) = target_of(ed) else {
+        return Ok(Vec::new());
+    };
+    let a = applicable(&state.registry, &target).await?;
+    let mut programs = Vec::new();
+    for p in &a.programs {
+        programs.push(state.registry.get::<ControlProgram>(p.id.as_str()).await?);
+    }
+    programs.sort_by(|a, b| a.primacy.cmp(&b.primacy).then(a.id.cmp(&b.id)));
+    Ok(programs)
+}
+
+async fn fsa_list(
+    State(state): State<Sep2State>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path(id): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response> {
+    let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
+    let programs = programs_for(&state, &ed).await?.len() as u32;
+    let (all, page) = q.window(vec![fsa_doc(&ed, programs)]);
+    xml(
+        &state,
+        &FunctionSetAssignmentsList {
+            href: Some(format!("/edev/{}/fsa", ed.id)),
+            subscribable: Some(0),
+            all,
+            results: page.len() as u32,
+            poll_rate: Some(state.settings.poll_rate),
+            function_set_assignments: page,
+        },
+    )
+}
+
+async fn fsa(
+    State(state): State<Sep2State>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
+    let programs = programs_for(&state, &ed).await?.len() as u32;
+    xml(&state, &fsa_doc(&ed, programs))
+}
+
+fn program_doc(ed: &EndDeviceRecord, p: &ControlProgram) -> DerProgram {
+    let base = format!("/edev/{}/derp/{}", ed.id, p.id);
+    DerProgram {
+        href: Some(base.clone()),
+        subscribable: Some(0),
+        m_rid: mrid_for(&p.id),
+        description: Some(p.name.clone()),
+        version: None,
+        active_der_control_list_link: Some(ListLink::new(format!("{base}/actderc"))),
+        default_der_control_link: Some(Link::new(format!("{base}/dderc"))),
+        der_control_list_link: Some(ListLink::new(format!("{base}/derc"))),
+        der_curve_list_link: Some(ListLink::with_all(format!("{base}/dc"), 0)),
+        primacy: p.primacy,
+    }
+}
+
+async fn program_list(
+    State(state): State<Sep2State>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path(id): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response> {
+    let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
+    let docs: Vec<DerProgram> = programs_for(&state, &ed)
+        .await?
+        .iter()
+        .map(|p| program_doc(&ed, p))
+        .collect();
+    let (all, page) = q.window(docs);
+    xml(
+        &state,
+        &DerProgramList {
+            href: Some(format!("/edev/{}/derp", ed.id)),
+            subscribable: Some(0),
+            all,
+            results: page.len() as u32,
+            poll_rate: Some(state.settings.poll_rate),
+            der_programs: page,
+        },
+    )
+}
+
+/// The EndDevice and one of its programs, or 404.
+async fn device_program(
+    state: &Sep2State,
+    peer: &PeerIdentity,
+    id: &str,
+    prog: &str,
+) -> Result<(EndDeviceRecord, ControlProgram)> {
+    let ed = enabled_end_device(state, &caller(state, peer), id).await?;
+    let program = programs_for(state, &ed)
+        .await?
+        .into_iter()
+        .find(|p| p.id == prog)
+        .ok_or(Sep2Error::NotFound)?;
+    Ok((ed, program))
+}
+
+async fn program(
+    State(state): State<Sep2State>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path((id, prog)): Path<(String, String)>,
+) -> Result<Response> {
+    let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
+    xml(&state, &program_doc(&ed, &p))
+}
+
+/// The key that randomizes an EndDevice's offsets: the DER or site it controls.
+fn randomization_key(ed: &EndDeviceRecord) -> String {
+    ed.der_id
+        .clone()
+        .or_else(|| ed.site_id.clone())
+        .unwrap_or_else(|| ed.id.clone())
+}
+
+async fn rating_w(state: &Sep2State, ed: &EndDeviceRecord) -> Result<Option<f64>> {
+    match &ed.der_id {
+        Some(d) => Ok(Some(
+            state.registry.get::<RegistryDer>(d).await?.rated_kw * 1000.0,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// The program's controls as devices see them, newest first, with completed ones left out.
+async fn control_docs(
+    state: &Sep2State,
+    ed: &EndDeviceRecord,
+    p: &ControlProgram,
+    active_only: bool,
+) -> Result<Vec<super::model::DerControl>> {
+    let records: Vec<ControlRecord> = {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = state
+                .registry
+                .list::<ControlRecord>(
+                    &[("program_id", p.id.clone().into())],
+                    after.as_deref(),
+                    1000,
+                )
+                .await?;
+            all.extend(page.items);
+            match page.next_after {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        all
+    };
+    let controls: Vec<_> = records.iter().map(ControlRecord::to_control).collect();
+    let key = randomization_key(ed);
+    let now = now_epoch();
+    let rating = rating_w(state, ed).await?;
+    let lines = timelines(&controls, &key, state.settings.seed);
+    let mut docs = Vec::new();
+    for (rec, control) in records.iter().zip(controls.iter()) {
+        // Completed controls (None) are no longer served.
+        let Some(status) = event_status(control, &controls, &key, state.settings.seed, now) else {
+            continue;
+        };
+        let Some(line) = lines.iter().find(|l| l.control.id == control.id) else {
+            continue;
+        };
+        if active_only && status != crate::envelope::EventStatus::Active {
+            continue;
+        }
+        let status_time = match status {
+            crate::envelope::EventStatus::Active => line.window.start,
+            crate::envelope::EventStatus::Cancelled
+            | crate::envelope::EventStatus::CancelledWithRandomization => {
+                rec.cancelled_at.unwrap_or(rec.updated_at)
+            }
+            crate::envelope::EventStatus::Superseded => {
+                line.superseded_at.unwrap_or(rec.created_at)
+            }
+            crate::envelope::EventStatus::Scheduled => rec.created_at,
+        };
+        let base = format!("/edev/{}/derp/{}/derc/{}", ed.id, p.id, rec.id);
+        docs.push(convert::der_control(
+            rec,
+            status,
+            status_time,
+            base,
+            None,
+            rating,
+        )?);
+    }
+    docs.sort_by(|a, b| {
+        b.creation_time
+            .cmp(&a.creation_time)
+            .then(b.m_rid.cmp(&a.m_rid))
+    });
+    Ok(docs)
+}
+
+async fn control_list(
+    State(state): State<Sep2State>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path((id, prog)): Path<(String, String)>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response> {
+    list_controls(state, peer, id, prog, q, false).await
+}
+
+async fn active_control_list(
+    State(state): State<Sep2State>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path((id, prog)): Path<(String, String)>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response> {
+    list_controls(state, peer, id, prog, q, true).await
+}
+
+async fn list_controls(
+    state: Sep2State,
+    peer: PeerIdentity,
+    id: String,
+    prog: String,
+    q: ListQuery,
+    active_only: bool,
+) -> Result<Response> {
+    let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
+    let docs = control_docs(&state, &ed, &p, active_only).await?;
+    let (all, page) = q.window(docs);
+    let segment = if active_only { "actderc" } else { "derc" };
+    xml(
+        &state,
+        &DerControlList {
+            href: Some(format!("/edev/{}/derp/{}/{segment}", ed.id, p.id)),
+            subscribable: Some(0),
+            all,
+            results: page.len() as u32,
+            der_controls: page,
+        },
+    )
+}
+
+async fn control(
+    State(state): State<Sep2State>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path((id, prog, mrid)): Path<(String, String, String)>,
+) -> Result<Response> {
+    let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
+    let doc = control_docs(&state, &ed, &p, false)
+        .await?
+        .into_iter()
+        .find(|c| c.m_rid.eq_ignore_ascii_case(&mrid))
+        .ok_or(Sep2Error::NotFound)?;
+    xml(&state, &doc)
+}
+
+async fn default_control(
+    State(state): State<Sep2State>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path((id, prog)): Path<(String, String)>,
+) -> Result<Response> {
+    let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
+    let d: crate::envelope::records::DefaultControlRecord = match state.registry.get(&p.id).await {
+        Ok(d) => d,
+        Err(RegistryError::NotFound { .. }) => return Err(Sep2Error::NotFound),
+        Err(e) => return Err(e.into()),
+    };
+    let rating = rating_w(&state, &ed).await?;
+    xml(
+        &state,
+        &DefaultDerControl {
+            href: Some(format!("/edev/{}/derp/{}/dderc", ed.id, p.id)),
+            subscribable: Some(0),
+            m_rid: mrid_for(&format!("dderc:{}", p.id)),
+            description: Some(format!("{} default", p.name)),
+            der_control_base: convert::control_base(&d.modes, rating)?,
+            // setGradW is hundredths of a percent of setMaxW per second.
+            set_grad_w: d
+                .modes
+                .set_grad_w
+                .map(|g| (g * 100.0).round().clamp(0.0, u16::MAX as f64) as u16),
+            ..DefaultDerControl::default()
+        },
+    )
+}
+
+async fn curve_list(
+    State(state): State<Sep2State>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path((id, prog)): Path<(String, String)>,
+) -> Result<Response> {
+    let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
+    xml(
+        &state,
+        &DerCurveList {
+            href: Some(format!("/edev/{}/derp/{}/dc", ed.id, p.id)),
+            all: 0,
+            results: 0,
+            ..DerCurveList::default()
+        },
+    )
+}
+
+fn der_doc(ed: &EndDeviceRecord) -> Der {
+    let base = format!("/edev/{}/der/1", ed.id);
+    Der {
+        href: Some(base.clone()),
+        der_availability_link: Some(Link::new(format!("{base}/dera"))),
+        der_capability_link: Some(Link::new(format!("{base}/dercap"))),
+        der_settings_link: Some(Link::new(format!("{base}/derg"))),
+        der_status_link: Some(Link::new(format!("{base}/ders"))),
+        ..Der::default()
+    }
+}
+
+async fn der_list(
+    State(state): State<Sep2State>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path(id): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response> {
+    let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
+    let (all, page) = q.window(vec![der_doc(&ed)]);
+    xml(
+        &state,
+        &DerList {
+            href: Some(format!("/edev/{}/der", ed.id)),
+            all,
+            results: page.len() as u32,
+            poll_rate: Some(state.settings.poll_rate),
+            ders: page,
+        },
+    )
+}
+
+async fn der(
+    State(state): State<Sep2State>,
+    Extension(peer): Extension<PeerIdentity>,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
+    xml(&state, &der_doc(&ed))
+}
+
+async fn put_der_info<T>(
+    state: Sep2State,
+    peer: PeerIdentity,
+    id: String,
+    kind: DerResource,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response>
+where
+    T: SepResource + Serialize + DeserializeOwned,
+{
+    let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
+    let bytes = body_bytes(&state, body).await?;
+    let doc: T = read_xml(&state, &headers, &bytes)?;
+    // Store the server's canonical rendering, so what is served back is always valid.
+    let canonical = xml::encode(&doc, state.settings.csipaus)
+        .map_err(|e| Sep2Error::BadRequest(e.to_string()))?;
+    put_der_resource(
+        state.registry.store(),
+        &ed.id,
+        kind,
+        &canonical,
+        now_epoch(),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn get_der_info(
+    state: Sep2State,
+    peer: PeerIdentity,
+    id: String,
+    kind: DerResource,
+) -> Result<Response> {
+    let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
+    match get_der_resource(state.registry.store(), &ed.id, kind).await? {
+        Some(body) => Ok(([(header::CONTENT_TYPE, SEP_XML)], body).into_response()),
+        None => Err(Sep2Error::NotFound),
+    }
+}
+
+macro_rules! der_info_handlers {
+    ($get:ident, $put:ident, $ty:ty, $kind:expr) => {
+        async fn $get(
+            State(state): State<Sep2State>,
+            Extension(peer): Extension<PeerIdentity>,
+            Path(id): Path<String>,
+        ) -> Result<Response> {
+            get_der_info(state, peer, id, $kind).await
+        }
+
+        async fn $put(
+            State(state): State<Sep2State>,
+            Extension(peer): Extension<PeerIdentity>,
+            Path(id): Path<String>,
+            headers: HeaderMap,
+            body: Body,
+        ) -> Result<Response> {
+            put_der_info::<$ty>(state, peer, id, $kind, headers, body).await
+        }
+    };
+}
+
+der_info_handlers!(
+    get_dercap,
+    put_dercap,
+    DerCapability,
+    DerResource::Capability
+);
+der_info_handlers!(get_derg, put_derg, DerSettings, DerResource::Settings);
+der_info_handlers!(get_ders, put_ders, DerStatus, DerResource::Status);
+der_info_handlers!(
+    get_dera,
+    put_dera,
+    DerAvailability,
+    DerResource::Availability
+);
