@@ -22,7 +22,7 @@ use switchyard::protocol::sep2::xml::{self, CsipAusVersion, XmlError};
 
 /// Body limit used by the decoding tests (the server's would be similar).
 mod common;
-use common::xsd::{run_xmllint, schemas, validate, Doc};
+use common::xsd::{Doc, run_xmllint, schemas, validate};
 
 const MAX_BYTES: usize = 64 * 1024;
 

@@ -138,6 +138,15 @@ macro_rules! on_both_backends {
 
 /// A server on an ephemeral port over `db`, with one operator and one read-only token.
 pub async fn start_server(db: &TestDb, body_limit: usize) -> (RunningServer, String) {
+    start_server_with(db, body_limit, |_| {}).await
+}
+
+/// As [`start_server`], with further configuration applied by `adjust`.
+pub async fn start_server_with(
+    db: &TestDb,
+    body_limit: usize,
+    adjust: impl FnOnce(&mut Config),
+) -> (RunningServer, String) {
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.body_limit_bytes = body_limit;
@@ -155,6 +164,7 @@ pub async fn start_server(db: &TestDb, body_limit: usize) -> (RunningServer, Str
             role: Role::ReadOnly,
         },
     ];
+    adjust(&mut config);
     let registry = db.registry().await;
     let server = app::start(&config, registry).await.expect("start server");
     let base = format!("http://{}", server.addr);

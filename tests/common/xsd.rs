@@ -147,4 +147,3 @@ pub fn validate(schemas: &Schemas, schema: &Path, label: &str, docs: &[Doc]) {
         "xmllint did not report every document of {label} as valid:\n{report}"
     );
 }
-

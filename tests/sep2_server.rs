@@ -1,0 +1,529 @@
+//! The IEEE 2030.5 server as a device and an aggregator meet it: a full client cycle over
+//! real mutual TLS (discover, register, read programs, controls and defaults, write DER
+//! information), every served document validated against the official CSIP-AUS schema, and
+//! the refusals: other parties' resources, wrong LFDIs, entity declarations, oversized
+//! bodies, wrong content types, disabled devices and certificates the server must not
+//! accept. Runs on SQLite and PostgreSQL.
+
+mod common;
+
+use common::xsd::{Doc, schemas, validate};
+use common::{OPERATOR_TOKEN, TestDb, start_server_with};
+use reqwest::{Client, StatusCode};
+use serde_json::json;
+use std::net::{IpAddr, Ipv4Addr};
+use switchyard::domain::identity::Lfdi;
+use switchyard::pki::{CertKind, CertificateAuthority, IssueRequest, IssuedCertificate};
+use switchyard::protocol::sep2::tls::{client_config, crypto_provider};
+use switchyard::protocol::sep2::xml::CsipAusVersion;
+
+on_both_backends!(device_client_cycle_over_mutual_tls, refusals_change_nothing);
+
+struct Pki {
+    ca: CertificateAuthority,
+    dir: tempfile::TempDir,
+    device: IssuedCertificate,
+    other: IssuedCertificate,
+    aggregator: IssuedCertificate,
+}
+
+fn pki() -> Pki {
+    let ca = CertificateAuthority::generate("Switchyard test CA").unwrap();
+    let server = ca
+        .issue(&IssueRequest::new(
+            CertKind::Server {
+                dns_names: vec!["localhost".into()],
+                ip_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            },
+            "sep2 server",
+        ))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.cert_pem()).unwrap();
+    std::fs::write(dir.path().join("server.pem"), &server.cert_pem).unwrap();
+    std::fs::write(dir.path().join("server.key"), &server.key_pem).unwrap();
+    let device = ca
+        .issue(&IssueRequest::new(CertKind::Device, "inverter-1"))
+        .unwrap();
+    let other = ca
+        .issue(&IssueRequest::new(CertKind::Device, "inverter-2"))
+        .unwrap();
+    let aggregator = ca
+        .issue(&IssueRequest::new(CertKind::Aggregator, "agg"))
+        .unwrap();
+    Pki {
+        ca,
+        dir,
+        device,
+        other,
+        aggregator,
+    }
+}
+
+fn client(ca_pem: &str, cert: &IssuedCertificate) -> Client {
+    // reqwest wants a process-wide provider even with a preconfigured TLS config; ours is
+    // the one the server uses (an error only means another test installed it first).
+    let _ = crypto_provider().install_default();
+    let tls = client_config(ca_pem, &cert.cert_pem, &cert.key_pem).unwrap();
+    Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .unwrap()
+}
+
+struct Sep2 {
+    http: Client,
+    base: String,
+    docs: std::sync::Mutex<Vec<Doc>>,
+}
+
+impl Sep2 {
+    /// GETs a document, checks its media type, and keeps it for schema validation.
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        let resp = self
+            .http
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        if status == StatusCode::OK {
+            assert_eq!(
+                resp.headers()["content-type"],
+                "application/sep+xml",
+                "{path}"
+            );
+        }
+        let body = resp.text().await.unwrap();
+        if status == StatusCode::OK {
+            let name = path
+                .trim_start_matches('/')
+                .replace(['/', '?', '=', '&'], "_");
+            self.docs.lock().unwrap().push(Doc {
+                name,
+                xml: body.clone(),
+            });
+        }
+        (status, body)
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        body: String,
+    ) -> reqwest::Response {
+        self.http
+            .request(method, format!("{}{}", self.base, path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn between<'a>(doc: &'a str, open: &str, close: &str) -> &'a str {
+    let start = doc
+        .find(open)
+        .unwrap_or_else(|| panic!("no {open} in {doc}"))
+        + open.len();
+    let end = doc[start..].find(close).unwrap() + start;
+    &doc[start..end]
+}
+
+fn href_of<'a>(doc: &'a str, element: &str) -> &'a str {
+    between(doc, &format!("<{element} href=\""), "\"")
+}
+
+fn registration(lfdi: &Lfdi) -> String {
+    format!(
+        "<EndDevice xmlns=\"urn:ieee:std:2030.5:ns\"><lFDI>{}</lFDI><sFDI>{}</sFDI><changedTime>0</changedTime></EndDevice>",
+        lfdi.to_hex(),
+        lfdi.sfdi().value()
+    )
+}
+
+const SETTINGS: &str = "<DERSettings xmlns=\"urn:ieee:std:2030.5:ns\" xmlns:csipaus=\"https://csipaus.org/ns/v1.3\"><setGradW>100</setGradW><setMaxW><multiplier>0</multiplier><value>5000</value></setMaxW><updatedTime>1900000000</updatedTime></DERSettings>";
+const STATUS: &str = "<DERStatus xmlns=\"urn:ieee:std:2030.5:ns\"><readingTime>1900000000</readingTime><stateOfChargeStatus><dateTime>1900000000</dateTime><value>55</value></stateOfChargeStatus></DERStatus>";
+
+async fn setup(db: &TestDb, pki: &Pki) -> (switchyard::app::RunningServer, String, Client) {
+    let _ = crypto_provider().install_default();
+    let (server, base) = start_server_with(db, 64 * 1024, |c| {
+        c.sep2.enabled = true;
+        c.sep2.listen = "127.0.0.1:0".parse().unwrap();
+        c.sep2.ca_cert = pki.dir.path().join("ca.pem");
+        c.sep2.server_cert = pki.dir.path().join("server.pem");
+        c.sep2.server_key = pki.dir.path().join("server.key");
+        c.sep2.body_limit_bytes = 4096;
+    })
+    .await;
+    let sep2_base = format!("https://127.0.0.1:{}", server.sep2_addr.unwrap().port());
+    let ops = Client::new();
+    let post = |path: &'static str, body: serde_json::Value| {
+        let ops = ops.clone();
+        let base = base.clone();
+        async move {
+            let r = ops
+                .post(format!("{base}{path}"))
+                .bearer_auth(OPERATOR_TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status(),
+                StatusCode::CREATED,
+                "{path}: {}",
+                r.text().await.unwrap()
+            );
+        }
+    };
+    post(
+        "/api/v1/accounts",
+        json!({"id": "a1", "account_number": "A1", "name": "A", "kind": "residential"}),
+    )
+    .await;
+    post(
+        "/api/v1/sites",
+        json!({"id": "s1", "account_id": "a1", "territory": "T", "interconnection_type": "nem"}),
+    )
+    .await;
+    post("/api/v1/ders", json!({"id": "d1", "site_id": "s1", "der_class": "battery", "manufacturer": "M", "model": "B", "serial": "1", "rated_kw": 5.0, "storage_kwh": 10.0, "status": "active"})).await;
+    post(
+        "/api/v1/identities",
+        json!({"kind": "aggregator", "certificate_pem": pki.aggregator.cert_pem}),
+    )
+    .await;
+    post(
+        "/api/v1/control-programs",
+        json!({"id": "doe", "name": "DOE", "primacy": 1, "target_kind": "site", "target_id": "s1"}),
+    )
+    .await;
+    post(
+        "/api/v1/default-controls",
+        json!({"program_id": "doe", "modes": {"exp_lim_w": 5000.0}}),
+    )
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    post("/api/v1/controls", json!({"program_id": "doe", "start": now - 60, "duration_s": 3600, "modes": {"exp_lim_w": 1500.0, "max_lim_w": 2500.0}})).await;
+    (server, sep2_base, ops)
+}
+
+async fn device_client_cycle_over_mutual_tls(db: TestDb) {
+    let pki = pki();
+    let (server, base, ops) = setup(&db, &pki).await;
+    let dev = Sep2 {
+        http: client(pki.ca.cert_pem(), &pki.device),
+        base: base.clone(),
+        docs: Default::default(),
+    };
+
+    // Discover: the device is not registered yet.
+    let (s, dcap) = dev.get("/dcap").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(href_of(&dcap, "EndDeviceListLink"), "/edev");
+    assert!(dcap.contains("all=\"0\""), "{dcap}");
+    let (s, _) = dev.get("/tm").await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Register in-band with its own LFDI; again, and no duplicate appears.
+    let resp = dev
+        .send(
+            reqwest::Method::POST,
+            "/edev",
+            "application/sep+xml",
+            registration(&pki.device.lfdi),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(location, format!("/edev/{}", pki.device.sfdi.value()));
+    let again = dev
+        .send(
+            reqwest::Method::POST,
+            "/edev",
+            "application/sep+xml",
+            registration(&pki.device.lfdi),
+        )
+        .await;
+    assert_eq!(again.headers()["location"].to_str().unwrap(), location);
+    let (_, list) = dev.get("/edev?l=10").await;
+    assert!(list.contains("all=\"1\" results=\"1\""), "{list}");
+    assert!(list.contains(&format!("<lFDI>{}</lFDI>", pki.device.lfdi.to_hex())));
+
+    // The utility binds the EndDevice to its DER; the device then finds its programs.
+    let r = ops
+        .patch(format!(
+            "http://{}/api/v1/end-devices/{}",
+            server.addr,
+            pki.device.sfdi.value()
+        ))
+        .bearer_auth(OPERATOR_TOKEN)
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"der_id": "d1", "pin": 111115}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let (_, edev) = dev.get(&location).await;
+    let (_, rg) = dev.get(href_of(&edev, "RegistrationLink")).await;
+    assert!(rg.contains("<pIN>111115</pIN>"), "{rg}");
+    let (_, fsa_list) = dev
+        .get(&format!(
+            "{}?l=10",
+            href_of(&edev, "FunctionSetAssignmentsListLink")
+        ))
+        .await;
+    let (_, derp_list) = dev
+        .get(&format!(
+            "{}?l=10",
+            href_of(&fsa_list, "DERProgramListLink")
+        ))
+        .await;
+    assert!(derp_list.contains("<primacy>1</primacy>"), "{derp_list}");
+    let program = href_of(&derp_list, "DERProgram").to_string();
+    let (_, derp) = dev.get(&program).await;
+    let (_, derc) = dev
+        .get(&format!("{}?l=10", href_of(&derp, "DERControlListLink")))
+        .await;
+    // The DOE in force: 1500 W export limit as 15000 x 10^-1, max 50.00 % of the 5 kW rating.
+    assert!(derc.contains("<currentStatus>1</currentStatus>"), "{derc}");
+    assert!(derc.contains("<csipaus:opModExpLimW><multiplier>-1</multiplier><value>15000</value></csipaus:opModExpLimW>"), "{derc}");
+    assert!(derc.contains("<opModMaxLimW>5000</opModMaxLimW>"), "{derc}");
+    let (_, actderc) = dev
+        .get(&format!(
+            "{}?l=10",
+            href_of(&derp, "ActiveDERControlListLink")
+        ))
+        .await;
+    assert!(actderc.contains("results=\"1\""), "{actderc}");
+    let control = href_of(&derc, "DERControl").to_string();
+    let (s, _) = dev.get(&control).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, dderc) = dev.get(href_of(&derp, "DefaultDERControlLink")).await;
+    assert!(dderc.contains("<value>5000</value>"), "{dderc}");
+    let (_, _) = dev.get(href_of(&derp, "DERCurveListLink")).await;
+
+    // DER information written by the device is stored and served back.
+    let (_, der_list) = dev
+        .get(&format!("{}?l=10", href_of(&edev, "DERListLink")))
+        .await;
+    let der = href_of(&der_list, "DER").to_string();
+    let (_, der_doc) = dev.get(&der).await;
+    let settings = href_of(&der_doc, "DERSettingsLink").to_string();
+    let status = href_of(&der_doc, "DERStatusLink").to_string();
+    let (s, _) = dev.get(&settings).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "nothing written yet");
+    let r = dev
+        .send(
+            reqwest::Method::PUT,
+            &settings,
+            "application/sep+xml",
+            SETTINGS.into(),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::NO_CONTENT,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let r = dev
+        .send(
+            reqwest::Method::PUT,
+            &status,
+            "application/sep+xml",
+            STATUS.into(),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::NO_CONTENT,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let (_, back) = dev.get(&settings).await;
+    assert!(back.contains("<setGradW>100</setGradW>"), "{back}");
+    let (_, back) = dev.get(&status).await;
+    assert!(back.contains("<value>55</value>"), "{back}");
+
+    // Another device's certificate sees none of it, and HEAD works on every GET.
+    let other = Sep2 {
+        http: client(pki.ca.cert_pem(), &pki.other),
+        base: base.clone(),
+        docs: Default::default(),
+    };
+    for path in [location.as_str(), program.as_str(), settings.as_str()] {
+        let (s, _) = other.get(path).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+    }
+    let head = dev
+        .http
+        .head(format!("{base}{control}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+
+    // Every document served above is valid CSIP-AUS v1.3.
+    if let Some(schemas) = schemas() {
+        let docs = std::mem::take(&mut *dev.docs.lock().unwrap());
+        assert!(docs.len() >= 17, "{} documents", docs.len());
+        validate(
+            &schemas,
+            schemas.csipaus(CsipAusVersion::V1_3),
+            "served",
+            &docs,
+        );
+    }
+    server.stop().await.unwrap();
+}
+
+async fn refusals_change_nothing(db: TestDb) {
+    let pki = pki();
+    let (server, base, ops) = setup(&db, &pki).await;
+    let dev = Sep2 {
+        http: client(pki.ca.cert_pem(), &pki.device),
+        base: base.clone(),
+        docs: Default::default(),
+    };
+    let post = |body: String, ct: &'static str| dev.send(reqwest::Method::POST, "/edev", ct, body);
+
+    // A device may register only its own LFDI.
+    let r = post(registration(&pki.other.lfdi), "application/sep+xml").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // An sFDI that does not belong to the lFDI, a malformed LFDI, schema-invalid XML.
+    let wrong_sfdi =
+        registration(&pki.device.lfdi).replace(&pki.device.sfdi.value().to_string(), "12345");
+    assert_eq!(
+        post(wrong_sfdi, "application/sep+xml").await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    let bad_lfdi = registration(&pki.device.lfdi).replace(&pki.device.lfdi.to_hex(), "XYZ");
+    assert_eq!(
+        post(bad_lfdi, "application/sep+xml").await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        post(
+            "<EndDevice xmlns=\"urn:ieee:std:2030.5:ns\"><sFDI>".into(),
+            "application/sep+xml"
+        )
+        .await
+        .status(),
+        StatusCode::BAD_REQUEST
+    );
+    // Entity declarations are refused without expansion.
+    let laughs = "<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;&lol;&lol;\">]><EndDevice xmlns=\"urn:ieee:std:2030.5:ns\"><sFDI>&lol2;</sFDI><changedTime>0</changedTime></EndDevice>";
+    assert_eq!(
+        post(laughs.into(), "application/sep+xml").await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    // Oversized bodies and wrong content types.
+    let big = format!(
+        "<EndDevice xmlns=\"urn:ieee:std:2030.5:ns\"><!-- {} --></EndDevice>",
+        "x".repeat(8000)
+    );
+    assert_eq!(
+        post(big, "application/sep+xml").await.status(),
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert_eq!(
+        post(registration(&pki.device.lfdi), "application/json")
+            .await
+            .status(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    // None of that registered anything.
+    let (_, list) = dev.get("/edev?l=10").await;
+    assert!(list.contains("all=\"0\""), "{list}");
+
+    // An aggregator registers a device it manages; the device's own certificate does not
+    // see the aggregator's registration, and the aggregator cannot see unrelated devices.
+    let agg = Sep2 {
+        http: client(pki.ca.cert_pem(), &pki.aggregator),
+        base: base.clone(),
+        docs: Default::default(),
+    };
+    let r = agg
+        .send(
+            reqwest::Method::POST,
+            "/edev",
+            "application/sep+xml",
+            registration(&pki.other.lfdi),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let managed = r.headers()["location"].to_str().unwrap().to_string();
+    let (_, agg_list) = agg.get("/edev?l=10").await;
+    assert!(agg_list.contains("all=\"1\""), "{agg_list}");
+    let (s, _) = dev.get(&managed).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // The device registers; schema-invalid DER settings are refused and nothing is stored.
+    let r = post(registration(&pki.device.lfdi), "application/sep+xml").await;
+    let own = r.headers()["location"].to_str().unwrap().to_string();
+    let settings = format!("{own}/der/1/derg");
+    let incomplete =
+        "<DERSettings xmlns=\"urn:ieee:std:2030.5:ns\"><setGradW>100</setGradW></DERSettings>";
+    let r = dev
+        .send(
+            reqwest::Method::PUT,
+            &settings,
+            "application/sep+xml",
+            incomplete.into(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(dev.get(&settings).await.0, StatusCode::NOT_FOUND);
+    // Writes to another party's resources are 404.
+    let r = dev
+        .send(
+            reqwest::Method::PUT,
+            &format!("{managed}/der/1/derg"),
+            "application/sep+xml",
+            SETTINGS.into(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // The operator disables the device: its programs are refused.
+    let r = ops
+        .patch(format!(
+            "http://{}/api/v1/end-devices/{}",
+            server.addr,
+            pki.device.sfdi.value()
+        ))
+        .bearer_auth(OPERATOR_TOKEN)
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"enabled": false}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        dev.get(&format!("{own}/fsa")).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    // Certificates the server must not accept fail at the handshake.
+    let mut expired_req = IssueRequest::new(CertKind::Device, "expired");
+    expired_req.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(30);
+    expired_req.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    let expired = pki.ca.issue(&expired_req).unwrap();
+    let stranger_ca = CertificateAuthority::generate("Someone else").unwrap();
+    let stranger = stranger_ca
+        .issue(&IssueRequest::new(CertKind::Device, "stranger"))
+        .unwrap();
+    for (name, cert) in [("expired", &expired), ("unknown CA", &stranger)] {
+        let c = client(pki.ca.cert_pem(), cert);
+        let result = c.get(format!("{base}/dcap")).send().await;
+        assert!(result.is_err(), "{name} certificate was accepted");
+    }
+    server.stop().await.unwrap();
+}
