@@ -135,7 +135,7 @@ impl From<crate::envelope::ScaleError> for Sep2Error {
     }
 }
 
-type Result<T> = std::result::Result<T, Sep2Error>;
+pub(crate) type Result<T> = std::result::Result<T, Sep2Error>;
 
 /// The 2030.5 router; the TLS layer supplies `Extension<PeerIdentity>` on every request.
 pub fn router(state: Sep2State) -> Router {
@@ -160,17 +160,18 @@ pub fn router(state: Sep2State) -> Router {
         .route("/edev/{edev}/der/1/derg", get(get_derg).put(put_derg))
         .route("/edev/{edev}/der/1/ders", get(get_ders).put(put_ders))
         .route("/edev/{edev}/der/1/dera", get(get_dera).put(put_dera))
+        // Function sets implemented in their own modules add their routes here.
         .fallback(|| async { Sep2Error::NotFound })
         .with_state(state)
 }
 
 /// Who is calling, from the certificate alone.
-struct Caller {
-    lfdi: String,
-    aggregator: bool,
+pub(crate) struct Caller {
+    pub(crate) lfdi: String,
+    pub(crate) aggregator: bool,
 }
 
-fn caller(state: &Sep2State, peer: &PeerIdentity) -> Caller {
+pub(crate) fn caller(state: &Sep2State, peer: &PeerIdentity) -> Caller {
     let lfdi = peer.lfdi();
     let aggregator = state
         .registry
@@ -183,12 +184,12 @@ fn caller(state: &Sep2State, peer: &PeerIdentity) -> Caller {
     }
 }
 
-fn sees(caller: &Caller, ed: &EndDeviceRecord) -> bool {
+pub(crate) fn sees(caller: &Caller, ed: &EndDeviceRecord) -> bool {
     ed.lfdi == caller.lfdi || ed.owner_lfdi.as_deref() == Some(caller.lfdi.as_str())
 }
 
 /// An EndDevice the caller may see and use; anything else is 404 (or 403 when disabled).
-async fn visible_end_device(
+pub(crate) async fn visible_end_device(
     state: &Sep2State,
     caller: &Caller,
     id: &str,
@@ -204,7 +205,7 @@ async fn visible_end_device(
     Ok(ed)
 }
 
-async fn enabled_end_device(
+pub(crate) async fn enabled_end_device(
     state: &Sep2State,
     caller: &Caller,
     id: &str,
@@ -217,14 +218,14 @@ async fn enabled_end_device(
 }
 
 /// Renders a resource as a 2030.5 document.
-fn xml<T: SepResource + Serialize>(state: &Sep2State, value: &T) -> Result<Response> {
+pub(crate) fn xml<T: SepResource + Serialize>(state: &Sep2State, value: &T) -> Result<Response> {
     let body = xml::encode(value, state.settings.csipaus)
         .map_err(|e| Sep2Error::Internal(e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, SEP_XML)], body).into_response())
 }
 
 /// Checks the content type and size of a request body and decodes it.
-fn read_xml<T: SepResource + DeserializeOwned>(
+pub(crate) fn read_xml<T: SepResource + DeserializeOwned>(
     state: &Sep2State,
     headers: &HeaderMap,
     body: &Bytes,
@@ -243,7 +244,7 @@ fn read_xml<T: SepResource + DeserializeOwned>(
 }
 
 /// Reads a request body with the configured limit (413 beyond it).
-async fn body_bytes(state: &Sep2State, body: Body) -> Result<Bytes> {
+pub(crate) async fn body_bytes(state: &Sep2State, body: Body) -> Result<Bytes> {
     axum::body::to_bytes(body, state.settings.body_limit)
         .await
         .map_err(|_| Sep2Error::TooLarge(state.settings.body_limit))
@@ -251,15 +252,15 @@ async fn body_bytes(state: &Sep2State, body: Body) -> Result<Bytes> {
 
 /// The standard list query: `s` start index, `a` after time, `l` limit (default 1).
 #[derive(Debug, Deserialize)]
-struct ListQuery {
-    s: Option<u32>,
-    #[allow(dead_code)]
-    a: Option<i64>,
-    l: Option<u32>,
+pub(crate) struct ListQuery {
+    pub(crate) s: Option<u32>,
+    /// `a`: only items changed after this time (applied where a list has change times).
+    pub(crate) a: Option<i64>,
+    pub(crate) l: Option<u32>,
 }
 
 impl ListQuery {
-    fn window<T>(&self, items: Vec<T>) -> (u32, Vec<T>) {
+    pub(crate) fn window<T>(&self, items: Vec<T>) -> (u32, Vec<T>) {
         let all = items.len() as u32;
         let start = self.s.unwrap_or(0) as usize;
         // 2030.5: without `l` a list returns one item.
@@ -342,7 +343,12 @@ async fn end_device_list(
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
     let caller = caller(&state, &peer);
-    let (all, page) = q.window(visible_end_devices(&state, &caller).await?);
+    let devices: Vec<EndDeviceRecord> = visible_end_devices(&state, &caller)
+        .await?
+        .into_iter()
+        .filter(|ed| q.a.is_none_or(|a| ed.changed_time > a))
+        .collect();
+    let (all, page) = q.window(devices);
     xml(
         &state,
         &EndDeviceList {
@@ -474,7 +480,10 @@ fn target_of(ed: &EndDeviceRecord) -> Option<InForceTarget> {
 }
 
 /// The control programs that reach an EndDevice, in primacy order.
-async fn programs_for(state: &Sep2State, ed: &EndDeviceRecord) -> Result<Vec<ControlProgram>> {
+pub(crate) async fn programs_for(
+    state: &Sep2State,
+    ed: &EndDeviceRecord,
+) -> Result<Vec<ControlProgram>> {
     let Some(target) = target_of(ed) else {
         return Ok(Vec::new());
     };
@@ -587,14 +596,14 @@ async fn program(
 }
 
 /// The key that randomizes an EndDevice's offsets: the DER or site it controls.
-fn randomization_key(ed: &EndDeviceRecord) -> String {
+pub(crate) fn randomization_key(ed: &EndDeviceRecord) -> String {
     ed.der_id
         .clone()
         .or_else(|| ed.site_id.clone())
         .unwrap_or_else(|| ed.id.clone())
 }
 
-async fn rating_w(state: &Sep2State, ed: &EndDeviceRecord) -> Result<Option<f64>> {
+pub(crate) async fn rating_w(state: &Sep2State, ed: &EndDeviceRecord) -> Result<Option<f64>> {
     match &ed.der_id {
         Some(d) => Ok(Some(
             state.registry.get::<RegistryDer>(d).await?.rated_kw * 1000.0,
@@ -703,7 +712,11 @@ async fn list_controls(
     active_only: bool,
 ) -> Result<Response> {
     let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
-    let docs = control_docs(&state, &ed, &p, active_only).await?;
+    let docs: Vec<_> = control_docs(&state, &ed, &p, active_only)
+        .await?
+        .into_iter()
+        .filter(|c| q.a.is_none_or(|a| c.creation_time > a))
+        .collect();
     let (all, page) = q.window(docs);
     let segment = if active_only { "actderc" } else { "derc" };
     xml(
