@@ -187,7 +187,7 @@ async fn setup(db: &TestDb, pki: &Pki) -> (switchyard::app::RunningServer, Strin
     .await;
     post(
         "/api/v1/sites",
-        json!({"id": "s1", "account_id": "a1", "territory": "T", "interconnection_type": "nem"}),
+        json!({"id": "s1", "account_id": "a1", "connection_point_id": "4102000001", "territory": "T", "interconnection_type": "nem"}),
     )
     .await;
     post("/api/v1/ders", json!({"id": "d1", "site_id": "s1", "der_class": "battery", "manufacturer": "M", "model": "B", "serial": "1", "rated_kw": 5.0, "storage_kwh": 10.0, "status": "active"})).await;
@@ -255,6 +255,59 @@ async fn device_client_cycle_over_mutual_tls(db: TestDb) {
     let (_, list) = dev.get("/edev?l=10").await;
     assert!(list.contains("all=\"1\" results=\"1\""), "{list}");
     assert!(list.contains(&format!("<lFDI>{}</lFDI>", pki.device.lfdi.to_hex())));
+
+    // The device reports its connection point (CSIP-AUS); that binds it to the site with
+    // that NMI, whose envelope program it then finds. It also describes itself.
+    let (_, edev) = dev.get(&location).await;
+    let (s, _) = dev
+        .get(href_of(&edev, "FunctionSetAssignmentsListLink"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let cp = href_of(&edev, "csipaus:ConnectionPointLink").to_string();
+    let r = dev.send(reqwest::Method::PUT, &cp, "application/sep+xml", "<csipaus:ConnectionPoint xmlns:csipaus=\"https://csipaus.org/ns/v1.3\" xmlns=\"urn:ieee:std:2030.5:ns\"><csipaus:connectionPointId>4102000001</csipaus:connectionPointId></csipaus:ConnectionPoint>".into()).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::NO_CONTENT,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let (_, cp_doc) = dev.get(&cp).await;
+    assert!(cp_doc.contains("4102000001"), "{cp_doc}");
+    let (_, derp_list) = dev.get(&format!("{location}/derp?l=10")).await;
+    assert!(
+        derp_list.contains("all=\"1\""),
+        "bound through the NMI: {derp_list}"
+    );
+    let di = href_of(&edev, "DeviceInformationLink").to_string();
+    let info = format!(
+        "<DeviceInformation xmlns=\"urn:ieee:std:2030.5:ns\"><lFDI>{}</lFDI><mfDate>1700000000</mfDate><mfHwVer>1.0</mfHwVer><mfID>37250</mfID><mfModel>B10</mfModel><mfSerNum>SN1</mfSerNum><primaryPower>0</primaryPower><secondaryPower>0</secondaryPower><swActTime>1700000000</swActTime><swVer>2.1</swVer></DeviceInformation>",
+        pki.device.lfdi.to_hex()
+    );
+    let r = dev
+        .send(
+            reqwest::Method::PUT,
+            &di,
+            "application/sep+xml",
+            info.clone(),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::NO_CONTENT,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let (_, di_doc) = dev.get(&di).await;
+    assert!(di_doc.contains("<mfModel>B10</mfModel>"), "{di_doc}");
+    let foreign = info.replace(&pki.device.lfdi.to_hex(), &pki.other.lfdi.to_hex());
+    let r = dev
+        .send(reqwest::Method::PUT, &di, "application/sep+xml", foreign)
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let (s, _) = dev
+        .get(&format!("{}?l=10", href_of(&edev, "LogEventListLink")))
+        .await;
+    assert_eq!(s, StatusCode::OK);
 
     // The utility binds the EndDevice to its DER; the device then finds its programs.
     let r = ops
@@ -373,7 +426,7 @@ async fn device_client_cycle_over_mutual_tls(db: TestDb) {
     // Every document served above is valid CSIP-AUS v1.3.
     if let Some(schemas) = schemas() {
         let docs = std::mem::take(&mut *dev.docs.lock().unwrap());
-        assert!(docs.len() >= 17, "{} documents", docs.len());
+        assert!(docs.len() >= 21, "{} documents", docs.len());
         validate(
             &schemas,
             schemas.csipaus(CsipAusVersion::V1_3),

@@ -3,6 +3,7 @@
 //! server.
 
 pub mod convert;
+pub mod device_info;
 pub mod model;
 pub mod records;
 pub mod server;

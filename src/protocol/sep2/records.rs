@@ -215,13 +215,15 @@ impl Entity for EndDeviceRecord {
     }
 }
 
-/// The DER information resources a client writes.
+/// The documents a client writes about itself and its DER.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DerResource {
     Capability,
     Settings,
     Status,
     Availability,
+    DeviceInformation,
+    ConnectionPoint,
 }
 
 impl DerResource {
@@ -232,6 +234,8 @@ impl DerResource {
             DerResource::Settings => "derg",
             DerResource::Status => "ders",
             DerResource::Availability => "dera",
+            DerResource::DeviceInformation => "di",
+            DerResource::ConnectionPoint => "cp",
         }
     }
 }

@@ -161,6 +161,7 @@ pub fn router(state: Sep2State) -> Router {
         .route("/edev/{edev}/der/1/ders", get(get_ders).put(put_ders))
         .route("/edev/{edev}/der/1/dera", get(get_dera).put(put_dera))
         // Function sets implemented in their own modules add their routes here.
+        .merge(super::device_info::routes())
         .fallback(|| async { Sep2Error::NotFound })
         .with_state(state)
 }
@@ -321,7 +322,7 @@ async fn visible_end_devices(state: &Sep2State, caller: &Caller) -> Result<Vec<E
         .collect::<std::result::Result<_, _>>()?)
 }
 
-fn end_device_doc(ed: &EndDeviceRecord) -> EndDevice {
+fn end_device_doc(ed: &EndDeviceRecord, csipaus: bool) -> EndDevice {
     let base = format!("/edev/{}", ed.id);
     EndDevice {
         href: Some(base.clone()),
@@ -332,6 +333,9 @@ fn end_device_doc(ed: &EndDeviceRecord) -> EndDevice {
         enabled: Some(ed.enabled),
         function_set_assignments_list_link: Some(ListLink::with_all(format!("{base}/fsa"), 1)),
         registration_link: Some(Link::new(format!("{base}/rg"))),
+        device_information_link: Some(Link::new(format!("{base}/di"))),
+        log_event_list_link: Some(ListLink::new(format!("{base}/lel"))),
+        connection_point_link: csipaus.then(|| Link::new(format!("{base}/cp"))),
         device_category: ed.device_category.clone(),
         ..EndDevice::default()
     }
@@ -357,7 +361,10 @@ async fn end_device_list(
             all,
             results: page.len() as u32,
             poll_rate: Some(state.settings.poll_rate),
-            end_devices: page.iter().map(end_device_doc).collect(),
+            end_devices: page
+                .iter()
+                .map(|ed| end_device_doc(ed, state.settings.csipaus.is_some()))
+                .collect(),
         },
     )
 }
@@ -437,7 +444,10 @@ async fn end_device(
     Path(id): Path<String>,
 ) -> Result<Response> {
     let ed = visible_end_device(&state, &caller(&state, &peer), &id).await?;
-    xml(&state, &end_device_doc(&ed))
+    xml(
+        &state,
+        &end_device_doc(&ed, state.settings.csipaus.is_some()),
+    )
 }
 
 async fn registration(
