@@ -49,6 +49,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// Where the 2030.5 server listens, when enabled.
     pub sep2_addr: Option<SocketAddr>,
+    /// Where the 2030.5 proxy listener listens, when configured.
+    pub sep2_proxy_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Result<(), AppError>>,
 }
@@ -74,12 +76,20 @@ fn read_pem(path: &std::path::Path, what: &str) -> Result<String, AppError> {
         .map_err(|e| AppError::Tls(format!("cannot read the {what} at {}: {e}", path.display())))
 }
 
-/// Binds the 2030.5 mutual-TLS listener and spawns its accept loop.
+/// The 2030.5 listeners once started.
+struct Sep2Running {
+    addr: SocketAddr,
+    proxy_addr: Option<SocketAddr>,
+    task: JoinHandle<()>,
+}
+
+/// Binds the 2030.5 mutual-TLS listener (and the proxy listener when configured) and spawns
+/// their accept loops.
 async fn start_sep2(
     config: &Config,
     registry: Registry,
     shutdown: watch::Receiver<bool>,
-) -> Result<(SocketAddr, JoinHandle<()>), AppError> {
+) -> Result<Sep2Running, AppError> {
     let s = &config.sep2;
     let tls = server_config(
         &read_pem(&s.ca_cert, "CA certificate")?,
@@ -113,15 +123,65 @@ async fn start_sep2(
             seed: crate::api::envelopes::RANDOMIZATION_SEED,
         }),
     });
-    let task = tokio::spawn(serve_tls(
+    let proxy = match s.proxy_listen {
+        Some(proxy_addr) => {
+            let auth = sep2::proxy::ProxyAuth::new(
+                &s.proxy_header,
+                s.trusted_proxies.clone(),
+                &read_pem(&s.ca_cert, "CA certificate")?,
+            )
+            .map_err(|e| AppError::Tls(e.to_string()))?;
+            let proxied = router.clone().layer(axum::middleware::from_fn_with_state(
+                auth,
+                sep2::proxy::require_forwarded_certificate,
+            ));
+            let proxy_listener =
+                TcpListener::bind(proxy_addr)
+                    .await
+                    .map_err(|e| AppError::Bind {
+                        addr: proxy_addr,
+                        source: e,
+                    })?;
+            let proxy_addr = proxy_listener.local_addr().map_err(AppError::Serve)?;
+            tracing::info!(addr = %proxy_addr, "IEEE 2030.5 proxy listener (certificate from header)");
+            let stop = stopped(shutdown.clone());
+            Some((
+                proxy_addr,
+                tokio::spawn(async move {
+                    let served = axum::serve(
+                        proxy_listener,
+                        proxied.into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(stop)
+                    .await;
+                    if let Err(e) = served {
+                        tracing::error!(error = %e, "2030.5 proxy listener failed");
+                    }
+                }),
+            ))
+        }
+        None => None,
+    };
+    let proxy_addr = proxy.as_ref().map(|(a, _)| *a);
+    let tls_task = tokio::spawn(serve_tls(
         listener,
         Arc::new(tls),
         router,
         ServeOptions::default(),
         stopped(shutdown),
     ));
+    let task = tokio::spawn(async move {
+        let _ = tls_task.await;
+        if let Some((_, p)) = proxy {
+            let _ = p.await;
+        }
+    });
     tracing::info!(%addr, "IEEE 2030.5 server listening (mutual TLS)");
-    Ok((addr, task))
+    Ok(Sep2Running {
+        addr,
+        proxy_addr,
+        task,
+    })
 }
 
 /// Starts serving `registry` per `config`; stops when `stop()` is called.
@@ -134,11 +194,11 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
             source: e,
         })?;
     let addr = listener.local_addr().map_err(AppError::Serve)?;
-    let (sep2_addr, sep2_task) = if config.sep2.enabled {
-        let (a, t) = start_sep2(config, registry.clone(), rx.clone()).await?;
-        (Some(a), Some(t))
+    let (sep2_addr, sep2_proxy_addr, sep2_task) = if config.sep2.enabled {
+        let r = start_sep2(config, registry.clone(), rx.clone()).await?;
+        (Some(r.addr), r.proxy_addr, Some(r.task))
     } else {
-        (None, None)
+        (None, None, None)
     };
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
     let state = AppState {
@@ -178,6 +238,7 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
     Ok(RunningServer {
         addr,
         sep2_addr,
+        sep2_proxy_addr,
         shutdown: tx,
         task,
     })

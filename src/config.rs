@@ -37,6 +37,12 @@ pub struct Sep2Config {
     pub csipaus: String,
     /// Largest accepted 2030.5 request body, bytes.
     pub body_limit_bytes: usize,
+    /// Plain-HTTP listener for deployments behind a TLS-terminating proxy; off when unset.
+    pub proxy_listen: Option<SocketAddr>,
+    /// Header in which the proxy forwards the client certificate (URL-encoded or plain PEM).
+    pub proxy_header: String,
+    /// Proxy addresses allowed to send that header; requests from anywhere else are refused.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for Sep2Config {
@@ -50,6 +56,9 @@ impl Default for Sep2Config {
             poll_rate_seconds: 900,
             csipaus: "v1.3".into(),
             body_limit_bytes: 64 * 1024,
+            proxy_listen: None,
+            proxy_header: "x-client-cert".into(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

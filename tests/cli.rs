@@ -8,6 +8,17 @@ use switchyard::domain::identity::Lfdi;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
+/// Sends SIGKILL to a process when dropped (a no-op once it has exited).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .status();
+    }
+}
+
 #[tokio::test]
 async fn demo_serves_the_fleet_and_shuts_down_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -15,18 +26,29 @@ async fn demo_serves_the_fleet_and_shuts_down_on_sigterm() {
         .arg("demo")
         .env("SWITCHYARD_DATA_DIR", dir.path())
         .env("SWITCHYARD_LISTEN", "127.0.0.1:0")
+        .env("SWITCHYARD_SEP2_LISTEN", "127.0.0.1:0")
         .env("SWITCHYARD_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
-    let (mut token, mut base) = (String::new(), String::new());
+    // Kill the demo if an assertion fails before the orderly SIGTERM below.
+    let pid = child.id();
+    let _reaper = KillOnDrop(pid);
+    let (mut token, mut base, mut sep2) = (String::new(), String::new(), String::new());
     let deadline = Instant::now() + Duration::from_secs(60);
     for line in stdout.lines() {
         let line = line.unwrap();
         if let Some(t) = line.trim().strip_prefix("Operator token:") {
             token = t.trim().to_string();
+        }
+        if let Some(u) = line.trim().strip_prefix("IEEE 2030.5:") {
+            sep2 = u
+                .trim()
+                .trim_end_matches(" (mutual TLS)")
+                .trim_end_matches("/dcap")
+                .to_string();
         }
         if let Some(u) = line.trim().strip_prefix("OpenAPI:") {
             base = u.trim().trim_end_matches("/openapi.json").to_string();
@@ -39,6 +61,7 @@ async fn demo_serves_the_fleet_and_shuts_down_on_sigterm() {
         !token.is_empty() && !base.is_empty(),
         "demo printed no token or URL"
     );
+    let _ = switchyard::protocol::sep2::tls::crypto_provider().install_default();
     let client = reqwest::Client::new();
     let agg: serde_json::Value = client
         .get(format!("{base}/api/v1/groups/grp-feeder-f1/aggregate"))
@@ -63,6 +86,48 @@ async fn demo_serves_the_fleet_and_shuts_down_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(aggregator_devices["items"].as_array().unwrap().len(), 1);
+
+    // The demo battery polls its envelope over IEEE 2030.5 with the demo certificate.
+    let pki = dir.path().join("pki");
+    let read = |f: &str| std::fs::read_to_string(pki.join(f)).unwrap();
+    let tls = switchyard::protocol::sep2::tls::client_config(
+        &read("ca.pem"),
+        &read("demo-battery-1.pem"),
+        &read("demo-battery-1.key"),
+    )
+    .unwrap();
+    let device = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .unwrap();
+    let edev = device
+        .get(format!("{sep2}/edev"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let href = edev
+        .split("<EndDevice href=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let derc = device
+        .get(format!("{sep2}{href}/derp/doe-site-0001/derc"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        derc.contains("<csipaus:opModExpLimW><multiplier>-1</multiplier><value>15000</value>"),
+        "{derc}"
+    );
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

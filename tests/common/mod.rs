@@ -136,6 +136,12 @@ macro_rules! on_both_backends {
     };
 }
 
+/// reqwest (built with `rustls-no-provider`) needs a process-wide rustls provider before
+/// any client is built; tests use the server's own. A second install is a harmless no-op.
+pub fn install_tls_provider() {
+    let _ = switchyard::protocol::sep2::tls::crypto_provider().install_default();
+}
+
 /// A server on an ephemeral port over `db`, with one operator and one read-only token.
 pub async fn start_server(db: &TestDb, body_limit: usize) -> (RunningServer, String) {
     start_server_with(db, body_limit, |_| {}).await
@@ -147,6 +153,7 @@ pub async fn start_server_with(
     body_limit: usize,
     adjust: impl FnOnce(&mut Config),
 ) -> (RunningServer, String) {
+    install_tls_provider();
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.body_limit_bytes = body_limit;

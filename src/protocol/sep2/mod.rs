@@ -5,6 +5,7 @@
 pub mod convert;
 pub mod device_info;
 pub mod model;
+pub mod proxy;
 pub mod records;
 pub mod server;
 pub mod tls;

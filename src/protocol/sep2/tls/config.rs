@@ -215,6 +215,16 @@ pub fn client_config_with_suites(
     Ok(builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(key))))
 }
 
+/// The client-certificate check the TLS listener applies, for certificates that arrive by
+/// another route (a TLS-terminating proxy): same CA set, same validity and key rules.
+pub fn client_cert_verifier(
+    ca_certs_pem: &str,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let provider = Arc::new(crypto_provider());
+    let roots = Arc::new(root_store(ca_certs_pem, "CA certificates")?);
+    Ok(WebPkiClientVerifier::builder_with_provider(roots, provider).build()?)
+}
+
 /// Parses every certificate in `pem` into a trust store.
 fn root_store(pem: &str, what: &'static str) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();

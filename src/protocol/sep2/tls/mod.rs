@@ -23,7 +23,9 @@ mod identity;
 mod serve;
 
 pub use ccm8::tls_ecdhe_ecdsa_with_aes_128_ccm_8;
-pub use config::{client_config, client_config_with_suites, crypto_provider, server_config};
+pub use config::{
+    client_cert_verifier, client_config, client_config_with_suites, crypto_provider, server_config,
+};
 pub use identity::{PeerIdentity, peer_identity};
 pub use serve::{ServeOptions, serve_tls};
 
