@@ -15,6 +15,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 use switchyard::domain::identity::Lfdi;
 use switchyard::domain::{DerClass, GridLocation, IdentityKind};
+use switchyard::registry::identity_index::IndexedIdentity;
 use switchyard::registry::import::{COLUMNS, ImportReport, import_csv};
 use switchyard::registry::model::{Account, Der, Group, Identity, Site};
 use switchyard::registry::{Registry, groups};
@@ -38,6 +39,8 @@ const PAGE: u32 = 1000;
 
 /// Set in the child process that measures a cold index load; holds the database URL.
 const CHILD_ENV: &str = "SWITCHYARD_BENCH_CHILD_DB";
+/// Set in the child process that measures bare maps; holds the number of entries.
+const CHILD_MAP_ENV: &str = "SWITCHYARD_BENCH_CHILD_MAP";
 
 // ---------------------------------------------------------------------------------------
 // Output
@@ -519,6 +522,53 @@ fn child_main(url: &str) -> Result<()> {
     })
 }
 
+/// Child process: memory of the index's map type and of the baseline map with `n` entries,
+/// built directly from memory (no database rows), so that the load's own overhead shows.
+fn child_map_main(n: usize) -> Result<()> {
+    trim_heap();
+    let before = rss_kib();
+    let mut map: HashMap<[u8; 20], IndexedIdentity> = HashMap::with_capacity(n);
+    for i in 0..n {
+        // A 36-character DER id, as the registry's UUIDs are.
+        let der_id = format!("{:08x}-0000-4000-8000-{:012x}", i, i);
+        let entry = IndexedIdentity {
+            kind: IdentityKind::Device,
+            der_id: Some(der_id.into_boxed_str()),
+        };
+        map.insert(*lfdi_of("device", i as u64).as_bytes(), entry);
+    }
+    trim_heap();
+    let index_like = rss_kib().saturating_sub(before);
+    black_box(&map);
+    drop(map);
+    trim_heap();
+    let before = rss_kib();
+    let map: HashMap<[u8; 20], u32> = (0..n)
+        .map(|i| (*lfdi_of("device", i as u64).as_bytes(), i as u32))
+        .collect();
+    trim_heap();
+    let plain = rss_kib().saturating_sub(before);
+    black_box(&map);
+    println!("CHILD {index_like} {plain}");
+    Ok(())
+}
+
+/// Runs this executable again with `env` set and returns the numbers of its CHILD line.
+fn run_child_with(env: &str, value: &str) -> Result<Vec<u64>> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .env(env, value)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("CHILD "))
+        .with_context(|| format!("child failed: {}", String::from_utf8_lossy(&out.stderr)))?;
+    Ok(line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?)
+}
+
 struct ChildReport {
     len: usize,
     load: Duration,
@@ -529,23 +579,7 @@ struct ChildReport {
 }
 
 fn run_child(url: &str) -> Result<ChildReport> {
-    let out = std::process::Command::new(std::env::current_exe()?)
-        .env(CHILD_ENV, url)
-        .output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("CHILD "))
-        .with_context(|| {
-            format!(
-                "index-load child failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })?;
-    let f: Vec<u64> = line
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
+    let f = run_child_with(CHILD_ENV, url)?;
     Ok(ChildReport {
         len: f[0] as usize,
         load: Duration::from_nanos(f[1]),
@@ -671,6 +705,17 @@ async fn bench_identities(
             child.trimmed.saturating_sub(child.before) as f64 * 1024.0 / devices as f64
         ),
         "(trimmed RSS - RSS before) / devices",
+    );
+    let maps = run_child_with(CHILD_MAP_ENV, &devices.to_string())?;
+    table.add(
+        "  same map type built directly",
+        format!("{:.0} B", maps[0] as f64 * 1024.0 / devices as f64),
+        "per device; HashMap<[u8; 20], IndexedIdentity>, no SQL rows",
+    );
+    table.add(
+        "  baseline HashMap<[u8; 20], u32>",
+        format!("{:.0} B", maps[1] as f64 * 1024.0 / devices as f64),
+        "per device",
     );
 
     // The in-process registry used for lookups and part 3.
@@ -889,6 +934,9 @@ async fn bench_groups(registry: &Registry, devices: usize, table: &mut Table) ->
 fn main() -> Result<()> {
     if let Ok(url) = std::env::var(CHILD_ENV) {
         return child_main(&url);
+    }
+    if let Ok(n) = std::env::var(CHILD_MAP_ENV) {
+        return child_map_main(n.parse()?);
     }
     // `cargo bench` passes `--bench`; there are no options to parse.
     let devices = match std::env::var("SWITCHYARD_BENCH_DEVICES") {
