@@ -37,6 +37,33 @@ pub struct Sep2Config {
     pub csipaus: String,
     /// Largest accepted 2030.5 request body, bytes.
     pub body_limit_bytes: usize,
+    /// Delivery of notifications to subscribers.
+    pub notifications: NotificationConfig,
+}
+
+/// How the 2030.5 server delivers notifications (`[sep2.notifications]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationConfig {
+    /// Attempts per notification, the first included (at least 1).
+    pub max_attempts: u32,
+    /// Wait before the first retry, milliseconds; each further retry waits twice as long.
+    pub initial_backoff_ms: u64,
+    /// Longest wait between retries, seconds.
+    pub max_backoff_seconds: u64,
+    /// Longest time one POST may take (connecting included), seconds.
+    pub timeout_seconds: u64,
+}
+
+impl Default for NotificationConfig {
+    fn default() -> Self {
+        NotificationConfig {
+            max_attempts: 6,
+            initial_backoff_ms: 1000,
+            max_backoff_seconds: 60,
+            timeout_seconds: 10,
+        }
+    }
 }
 
 impl Default for Sep2Config {
@@ -50,6 +77,7 @@ impl Default for Sep2Config {
             poll_rate_seconds: 900,
             csipaus: "v1.3".into(),
             body_limit_bytes: 64 * 1024,
+            notifications: NotificationConfig::default(),
         }
     }
 }

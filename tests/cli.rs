@@ -39,6 +39,9 @@ async fn demo_serves_the_fleet_and_shuts_down_on_sigterm() {
         !token.is_empty() && !base.is_empty(),
         "demo printed no token or URL"
     );
+    // reqwest has no default crypto provider (rustls-no-provider); building a client
+    // without one installed panics.
+    let _ = switchyard::protocol::sep2::tls::crypto_provider().install_default();
     let client = reqwest::Client::new();
     let agg: serde_json::Value = client
         .get(format!("{base}/api/v1/groups/grp-feeder-f1/aggregate"))

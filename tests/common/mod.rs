@@ -147,6 +147,10 @@ pub async fn start_server_with(
     body_limit: usize,
     adjust: impl FnOnce(&mut Config),
 ) -> (RunningServer, String) {
+    // reqwest is built without a default crypto provider (rustls-no-provider), so building
+    // any client panics until one is installed; install ours for the tests' clients (an
+    // error only means another test installed it first).
+    let _ = switchyard::protocol::sep2::tls::crypto_provider().install_default();
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.body_limit_bytes = body_limit;
