@@ -1,9 +1,11 @@
-//! Wiring: open the store, build the registry, serve the operator API, shut down cleanly.
+//! Wiring: open the store, build the registry, serve the operator API (and the 2030.5
+//! server with its notifier, when enabled), shut down cleanly.
 
 use crate::api::{self, AppState, auth::Authenticator};
 use crate::config::{Config, ConfigError};
 use crate::protocol::sep2;
-use crate::protocol::sep2::tls::{ServeOptions, serve_tls, server_config};
+use crate::protocol::sep2::notifier::{self, NotifierError, NotifierSettings};
+use crate::protocol::sep2::tls::{ServeOptions, client_config, serve_tls, server_config};
 use crate::protocol::sep2::xml::CsipAusVersion;
 use crate::registry::{Registry, RegistryError};
 use crate::store::{Store, StoreError, redact};
@@ -33,6 +35,8 @@ pub enum AppError {
     Serve(std::io::Error),
     #[error("2030.5 TLS set-up: {0}")]
     Tls(String),
+    #[error("2030.5 notifier: {0}")]
+    Notifier(#[from] NotifierError),
 }
 
 /// Opens the configured store (applying migrations) and the registry over it.
@@ -84,19 +88,20 @@ struct Sep2Running {
 }
 
 /// Binds the 2030.5 mutual-TLS listener (and the proxy listener when configured) and spawns
-/// their accept loops.
+/// their accept loops and the notifier; the returned task ends when all have stopped.
 async fn start_sep2(
     config: &Config,
     registry: Registry,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Sep2Running, AppError> {
     let s = &config.sep2;
-    let tls = server_config(
-        &read_pem(&s.ca_cert, "CA certificate")?,
-        &read_pem(&s.server_cert, "server certificate")?,
-        &read_pem(&s.server_key, "server key")?,
-    )
-    .map_err(|e| AppError::Tls(e.to_string()))?;
+    let ca = read_pem(&s.ca_cert, "CA certificate")?;
+    let cert = read_pem(&s.server_cert, "server certificate")?;
+    let key = read_pem(&s.server_key, "server key")?;
+    let tls = server_config(&ca, &cert, &key).map_err(|e| AppError::Tls(e.to_string()))?;
+    // Notifications to https endpoints go out with the server's own certificate and trust
+    // the same CAs as the listener: the one PKI of the deployment.
+    let notify_tls = client_config(&ca, &cert, &key).map_err(|e| AppError::Tls(e.to_string()))?;
     let csipaus = match s.csipaus.as_str() {
         "v1.3" => Some(CsipAusVersion::V1_3),
         "v1.2" => Some(CsipAusVersion::V1_2),
@@ -114,7 +119,9 @@ async fn start_sep2(
             source: e,
         })?;
     let addr = listener.local_addr().map_err(AppError::Serve)?;
-    let router = sep2::server::router(sep2::server::Sep2State {
+    // Taken before the listener serves, so no write a client can cause is missed.
+    let changes = registry.subscribe_changes();
+    let state = sep2::server::Sep2State {
         registry,
         settings: Arc::new(sep2::server::Sep2Settings {
             poll_rate: s.poll_rate_seconds,
@@ -122,7 +129,15 @@ async fn start_sep2(
             body_limit: s.body_limit_bytes,
             seed: crate::api::envelopes::RANDOMIZATION_SEED,
         }),
-    });
+    };
+    let notifier = notifier::spawn(
+        state.clone(),
+        notify_tls,
+        NotifierSettings::from(&s.notifications),
+        changes,
+        shutdown.clone(),
+    )?;
+    let router = sep2::server::router(state);
     let proxy = match s.proxy_listen {
         Some(proxy_addr) => {
             let auth = sep2::proxy::ProxyAuth::new(
@@ -175,6 +190,7 @@ async fn start_sep2(
         if let Some((_, p)) = proxy {
             let _ = p.await;
         }
+        let _ = notifier.await;
     });
     tracing::info!(%addr, "IEEE 2030.5 server listening (mutual TLS)");
     Ok(Sep2Running {

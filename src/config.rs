@@ -43,6 +43,33 @@ pub struct Sep2Config {
     pub proxy_header: String,
     /// Proxy addresses allowed to send that header; requests from anywhere else are refused.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Delivery of notifications to subscribers.
+    pub notifications: NotificationConfig,
+}
+
+/// How the 2030.5 server delivers notifications (`[sep2.notifications]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationConfig {
+    /// Attempts per notification, the first included (at least 1).
+    pub max_attempts: u32,
+    /// Wait before the first retry, milliseconds; each further retry waits twice as long.
+    pub initial_backoff_ms: u64,
+    /// Longest wait between retries, seconds.
+    pub max_backoff_seconds: u64,
+    /// Longest time one POST may take (connecting included), seconds.
+    pub timeout_seconds: u64,
+}
+
+impl Default for NotificationConfig {
+    fn default() -> Self {
+        NotificationConfig {
+            max_attempts: 6,
+            initial_backoff_ms: 1000,
+            max_backoff_seconds: 60,
+            timeout_seconds: 10,
+        }
+    }
 }
 
 impl Default for Sep2Config {
@@ -59,6 +86,7 @@ impl Default for Sep2Config {
             proxy_listen: None,
             proxy_header: "x-client-cert".into(),
             trusted_proxies: Vec::new(),
+            notifications: NotificationConfig::default(),
         }
     }
 }

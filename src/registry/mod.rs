@@ -5,6 +5,11 @@
 //! Every write runs in one transaction: validation, reference and uniqueness checks,
 //! cross-record rules (eligibility), the row change and its group-membership effects all
 //! commit together or not at all.
+//!
+//! After a write commits, the registry announces it on a change feed
+//! ([`Registry::subscribe_changes`]) so that protocol adapters can push updates (IEEE 2030.5
+//! notifications) instead of waiting to be polled. The feed names only the collection, key
+//! and kind of change; it knows nothing of the protocols that listen.
 
 pub mod eligibility;
 pub mod entity;
@@ -23,6 +28,7 @@ use identity_index::IdentityIndex;
 use model::{Der, GroupAggregate};
 use serde::Serialize;
 use std::sync::Arc;
+use tokio::sync::broadcast;
 use utoipa::ToSchema;
 pub use validate::Violation;
 
@@ -90,18 +96,72 @@ pub struct Page<T> {
 /// Largest page a list returns.
 pub const MAX_PAGE: u32 = 1000;
 
+/// What happened to a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    Created,
+    /// Also what a tombstoning delete is: the row stays, changed (a deleted control is
+    /// kept as Cancelled).
+    Updated,
+    /// The row is gone.
+    Deleted,
+}
+
+/// One committed write, as announced on the change feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The entity's collection ([`Entity::COLLECTION`], e.g. `"controls"`).
+    pub collection: &'static str,
+    /// The record's key.
+    pub key: String,
+    pub kind: ChangeKind,
+}
+
+/// Changes a receiver may fall behind by before it starts missing them. A receiver that
+/// falls further behind gets [`broadcast::error::RecvError::Lagged`] and must re-read what
+/// it cares about; writers never wait for receivers.
+pub const CHANGE_FEED_CAPACITY: usize = 1024;
+
 /// The registry service: the store plus in-memory indexes built from it.
 #[derive(Clone)]
 pub struct Registry {
     store: Store,
     identities: Arc<IdentityIndex>,
+    changes: broadcast::Sender<Change>,
 }
 
 impl Registry {
     /// Builds the registry over `store`, loading the identity index.
     pub async fn open(store: Store) -> Result<Self, RegistryError> {
         let identities = Arc::new(IdentityIndex::load(&store).await?);
-        Ok(Registry { store, identities })
+        let (changes, _) = broadcast::channel(CHANGE_FEED_CAPACITY);
+        Ok(Registry {
+            store,
+            identities,
+            changes,
+        })
+    }
+
+    /// A receiver of every write committed through this registry (and its clones) from
+    /// now on: creates, updates and deletes, in commit order as seen by this process.
+    ///
+    /// The feed is best effort by design: it is an in-memory broadcast, so writes made by
+    /// other processes (another node on the same PostgreSQL database, bulk CSV import,
+    /// which writes rows directly) are not announced, and a receiver more than
+    /// [`CHANGE_FEED_CAPACITY`] changes behind loses the oldest ones and is told so with
+    /// `RecvError::Lagged`. Receivers must then re-read the state they derive from.
+    pub fn subscribe_changes(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    /// Announces a committed write. Having no receivers is normal (nothing listens unless
+    /// a protocol that pushes is enabled), so a send error is not one.
+    fn announce<E: Entity>(&self, key: &str, kind: ChangeKind) {
+        let _ = self.changes.send(Change {
+            collection: E::COLLECTION,
+            key: key.to_string(),
+            kind,
+        });
     }
 
     pub fn store(&self) -> &Store {
@@ -137,6 +197,7 @@ impl Registry {
         E::after_write(&mut tx, None, Some(&rec)).await?;
         tx.commit().await.map_err(StoreError::from)?;
         E::after_commit(self, None, Some(&rec));
+        self.announce::<E>(rec.key(), ChangeKind::Created);
         Ok(rec)
     }
 
@@ -206,6 +267,7 @@ impl Registry {
         E::after_write(&mut tx, Some(&old), Some(&new)).await?;
         tx.commit().await.map_err(StoreError::from)?;
         E::after_commit(self, Some(&old), Some(&new));
+        self.announce::<E>(new.key(), ChangeKind::Updated);
         Ok(new)
     }
 
@@ -223,6 +285,7 @@ impl Registry {
             E::after_write(&mut tx, Some(&old), Some(&tombstone)).await?;
             tx.commit().await.map_err(StoreError::from)?;
             E::after_commit(self, Some(&old), Some(&tombstone));
+            self.announce::<E>(key, ChangeKind::Updated);
             return Ok(());
         }
         match record::delete::<E>(&mut tx, key).await {
@@ -240,6 +303,7 @@ impl Registry {
         E::after_write(&mut tx, Some(&old), None).await?;
         tx.commit().await.map_err(StoreError::from)?;
         E::after_commit(self, Some(&old), None);
+        self.announce::<E>(key, ChangeKind::Deleted);
         Ok(())
     }
 

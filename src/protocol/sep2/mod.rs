@@ -1,12 +1,14 @@
 //! IEEE 2030.5 (CSIP, CSIP-AUS): the XML wire model and codec, transport security with
-//! certificate identity, EndDevice records, engine-to-wire conversions and the resource
-//! server.
+//! certificate identity, EndDevice records, engine-to-wire conversions, the resource
+//! server, and subscriptions with the notifier that delivers them.
 
 pub mod convert;
 pub mod device_info;
 pub mod model;
+pub mod notifier;
 pub mod proxy;
 pub mod records;
 pub mod server;
+pub mod subscriptions;
 pub mod tls;
 pub mod xml;

@@ -9,7 +9,8 @@
 //! Served: DeviceCapability, Time, EndDeviceList (GET, POST registration), EndDevice,
 //! Registration, FunctionSetAssignments, DERProgram, DERControl (all / active), DefaultDERControl,
 //! DERCurveList, DERList / DER and the DER information resources (PUT/GET). Every GET also
-//! answers HEAD.
+//! answers HEAD. Subscriptions live in [`super::subscriptions`]; the resources that accept
+//! them (DERProgramList, DERControlList, DefaultDERControl) say so with `subscribable="1"`.
 
 use super::convert::{self, mrid_for};
 use super::model::{
@@ -160,6 +161,7 @@ pub fn router(state: Sep2State) -> Router {
         .route("/edev/{edev}/der/1/derg", get(get_derg).put(put_derg))
         .route("/edev/{edev}/der/1/ders", get(get_ders).put(put_ders))
         .route("/edev/{edev}/der/1/dera", get(get_dera).put(put_dera))
+        .merge(super::subscriptions::routes())
         // Function sets implemented in their own modules add their routes here.
         .merge(super::device_info::routes())
         .fallback(|| async { Sep2Error::NotFound })
@@ -336,6 +338,7 @@ fn end_device_doc(ed: &EndDeviceRecord, csipaus: bool) -> EndDevice {
         device_information_link: Some(Link::new(format!("{base}/di"))),
         log_event_list_link: Some(ListLink::new(format!("{base}/lel"))),
         connection_point_link: csipaus.then(|| Link::new(format!("{base}/cp"))),
+        subscription_list_link: Some(ListLink::new(format!("{base}/sub"))),
         device_category: ed.device_category.clone(),
         ..EndDevice::default()
     }
@@ -561,23 +564,29 @@ async fn program_list(
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
     let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
-    let docs: Vec<DerProgram> = programs_for(&state, &ed)
+    xml(&state, &program_list_doc(&state, &ed, &q).await?)
+}
+
+/// An EndDevice's DERProgramList, windowed by `q` (also what its notifications carry).
+pub(crate) async fn program_list_doc(
+    state: &Sep2State,
+    ed: &EndDeviceRecord,
+    q: &ListQuery,
+) -> Result<DerProgramList> {
+    let docs: Vec<DerProgram> = programs_for(state, ed)
         .await?
         .iter()
-        .map(|p| program_doc(&ed, p))
+        .map(|p| program_doc(ed, p))
         .collect();
     let (all, page) = q.window(docs);
-    xml(
-        &state,
-        &DerProgramList {
-            href: Some(format!("/edev/{}/derp", ed.id)),
-            subscribable: Some(0),
-            all,
-            results: page.len() as u32,
-            poll_rate: Some(state.settings.poll_rate),
-            der_programs: page,
-        },
-    )
+    Ok(DerProgramList {
+        href: Some(format!("/edev/{}/derp", ed.id)),
+        subscribable: Some(1),
+        all,
+        results: page.len() as u32,
+        poll_rate: Some(state.settings.poll_rate),
+        der_programs: page,
+    })
 }
 
 /// The EndDevice and one of its programs, or 404.
@@ -623,7 +632,7 @@ pub(crate) async fn rating_w(state: &Sep2State, ed: &EndDeviceRecord) -> Result<
 }
 
 /// The program's controls as devices see them, newest first, with completed ones left out.
-async fn control_docs(
+pub(crate) async fn control_docs(
     state: &Sep2State,
     ed: &EndDeviceRecord,
     p: &ControlProgram,
@@ -722,23 +731,37 @@ async fn list_controls(
     active_only: bool,
 ) -> Result<Response> {
     let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
-    let docs: Vec<_> = control_docs(&state, &ed, &p, active_only)
+    xml(
+        &state,
+        &control_list_doc(&state, &ed, &p, &q, active_only).await?,
+    )
+}
+
+/// A program's DERControlList (or ActiveDERControlList) for an EndDevice, windowed by `q`
+/// (also what DERControlList notifications carry).
+pub(crate) async fn control_list_doc(
+    state: &Sep2State,
+    ed: &EndDeviceRecord,
+    p: &ControlProgram,
+    q: &ListQuery,
+    active_only: bool,
+) -> Result<DerControlList> {
+    let docs: Vec<_> = control_docs(state, ed, p, active_only)
         .await?
         .into_iter()
         .filter(|c| q.a.is_none_or(|a| c.creation_time > a))
         .collect();
     let (all, page) = q.window(docs);
     let segment = if active_only { "actderc" } else { "derc" };
-    xml(
-        &state,
-        &DerControlList {
-            href: Some(format!("/edev/{}/derp/{}/{segment}", ed.id, p.id)),
-            subscribable: Some(0),
-            all,
-            results: page.len() as u32,
-            der_controls: page,
-        },
-    )
+    Ok(DerControlList {
+        href: Some(format!("/edev/{}/derp/{}/{segment}", ed.id, p.id)),
+        // Only the full list takes subscriptions: the active list changes with the clock
+        // as well as with writes, and nothing would notify the clock's changes.
+        subscribable: Some(if active_only { 0 } else { 1 }),
+        all,
+        results: page.len() as u32,
+        der_controls: page,
+    })
 }
 
 async fn control(
@@ -761,28 +784,37 @@ async fn default_control(
     Path((id, prog)): Path<(String, String)>,
 ) -> Result<Response> {
     let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
+    let doc = default_control_doc(&state, &ed, &p)
+        .await?
+        .ok_or(Sep2Error::NotFound)?;
+    xml(&state, &doc)
+}
+
+/// A program's DefaultDERControl for an EndDevice, or None while the program has none.
+pub(crate) async fn default_control_doc(
+    state: &Sep2State,
+    ed: &EndDeviceRecord,
+    p: &ControlProgram,
+) -> Result<Option<DefaultDerControl>> {
     let d: crate::envelope::records::DefaultControlRecord = match state.registry.get(&p.id).await {
         Ok(d) => d,
-        Err(RegistryError::NotFound { .. }) => return Err(Sep2Error::NotFound),
+        Err(RegistryError::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let rating = rating_w(&state, &ed).await?;
-    xml(
-        &state,
-        &DefaultDerControl {
-            href: Some(format!("/edev/{}/derp/{}/dderc", ed.id, p.id)),
-            subscribable: Some(0),
-            m_rid: mrid_for(&format!("dderc:{}", p.id)),
-            description: Some(format!("{} default", p.name)),
-            der_control_base: convert::control_base(&d.modes, rating)?,
-            // setGradW is hundredths of a percent of setMaxW per second.
-            set_grad_w: d
-                .modes
-                .set_grad_w
-                .map(|g| (g * 100.0).round().clamp(0.0, u16::MAX as f64) as u16),
-            ..DefaultDerControl::default()
-        },
-    )
+    let rating = rating_w(state, ed).await?;
+    Ok(Some(DefaultDerControl {
+        href: Some(format!("/edev/{}/derp/{}/dderc", ed.id, p.id)),
+        subscribable: Some(1),
+        m_rid: mrid_for(&format!("dderc:{}", p.id)),
+        description: Some(format!("{} default", p.name)),
+        der_control_base: convert::control_base(&d.modes, rating)?,
+        // setGradW is hundredths of a percent of setMaxW per second.
+        set_grad_w: d
+            .modes
+            .set_grad_w
+            .map(|g| (g * 100.0).round().clamp(0.0, u16::MAX as f64) as u16),
+        ..DefaultDerControl::default()
+    }))
 }
 
 async fn curve_list(
