@@ -10,11 +10,17 @@ const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
 #[tokio::test]
 async fn demo_serves_the_fleet_and_shuts_down_on_sigterm() {
+    // reqwest is built without a default rustls provider (the 2030.5 code brings its own),
+    // so one must be installed before the first client; before the demo starts, so that a
+    // failure here cannot leave the demo running and holding its ports.
+    let _ = switchyard::protocol::sep2::tls::crypto_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
         .arg("demo")
         .env("SWITCHYARD_DATA_DIR", dir.path())
         .env("SWITCHYARD_LISTEN", "127.0.0.1:0")
+        // The 2030.5 listener too: a fixed port collides with any other demo on the host.
+        .env("SWITCHYARD_SEP2_LISTEN", "127.0.0.1:0")
         .env("SWITCHYARD_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

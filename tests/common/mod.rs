@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod sep2;
 pub mod xsd;
 
 use switchyard::api::auth::{Role, TokenConfig};
@@ -147,6 +148,10 @@ pub async fn start_server_with(
     body_limit: usize,
     adjust: impl FnOnce(&mut Config),
 ) -> (RunningServer, String) {
+    // reqwest is built without a default rustls provider (the 2030.5 code brings its own),
+    // and every test that starts a server then builds clients; an error only means another
+    // test of the same binary installed it first.
+    let _ = switchyard::protocol::sep2::tls::crypto_provider().install_default();
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.body_limit_bytes = body_limit;
