@@ -125,6 +125,7 @@ async fn start_sep2(
         registry,
         settings: Arc::new(sep2::server::Sep2Settings {
             poll_rate: s.poll_rate_seconds,
+            post_rate: s.post_rate_seconds,
             csipaus,
             body_limit: s.body_limit_bytes,
             seed: crate::api::envelopes::RANDOMIZATION_SEED,

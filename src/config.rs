@@ -33,6 +33,9 @@ pub struct Sep2Config {
     pub server_key: PathBuf,
     /// pollRate announced to clients, seconds.
     pub poll_rate_seconds: u32,
+    /// postRate announced on MirrorUsagePoints: how often clients should post readings,
+    /// seconds.
+    pub post_rate_seconds: u32,
     /// CSIP-AUS namespace to write: `v1.3`, `v1.2`, or `none` for plain CSIP.
     pub csipaus: String,
     /// Largest accepted 2030.5 request body, bytes.
@@ -81,6 +84,7 @@ impl Default for Sep2Config {
             server_cert: PathBuf::from("certs/dev/server.pem"),
             server_key: PathBuf::from("certs/dev/server.key"),
             poll_rate_seconds: 900,
+            post_rate_seconds: 300,
             csipaus: "v1.3".into(),
             body_limit_bytes: 64 * 1024,
             proxy_listen: None,

@@ -6,6 +6,8 @@
 //! - [`store`]: persistence over sqlx, SQLite by default and PostgreSQL for multi-node use.
 //! - [`registry`]: the asset registry (accounts, sites, meters, DERs, identities, programs,
 //!   enrolments, groups), its rules, bulk import and the ISO inventory export.
+//! - [`telemetry`]: readings from every source in SI units, with quality, deduplicated by
+//!   source, measurand and instant.
 //! - [`api`]: the operator JSON API with roles, problem+json errors and OpenAPI.
 //! - [`pki`]: the development PKI (`switchyard certs`).
 //! - [`config`], [`app`], [`demo`]: configuration, wiring and the demo portfolio.
@@ -20,3 +22,4 @@ pub mod pki;
 pub mod protocol;
 pub mod registry;
 pub mod store;
+pub mod telemetry;

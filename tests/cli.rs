@@ -21,6 +21,10 @@ impl Drop for KillOnDrop {
 
 #[tokio::test]
 async fn demo_serves_the_fleet_and_shuts_down_on_sigterm() {
+    // reqwest is built without a default rustls provider (the 2030.5 code brings its own),
+    // so one must be installed before the first client; before the demo starts, so that a
+    // failure here cannot leave the demo running and holding its ports.
+    let _ = switchyard::protocol::sep2::tls::crypto_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
         .arg("demo")

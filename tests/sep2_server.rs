@@ -7,177 +7,26 @@
 
 mod common;
 
-use common::xsd::{Doc, schemas, validate};
-use common::{OPERATOR_TOKEN, TestDb, start_server_with};
+use common::sep2::{Pki, Sep2, client, href_of, ops_post, pki, registration, start_sep2_server};
+use common::xsd::{schemas, validate};
+use common::{OPERATOR_TOKEN, TestDb};
 use reqwest::{Client, StatusCode};
 use serde_json::json;
-use std::net::{IpAddr, Ipv4Addr};
-use switchyard::domain::identity::Lfdi;
-use switchyard::pki::{CertKind, CertificateAuthority, IssueRequest, IssuedCertificate};
-use switchyard::protocol::sep2::tls::{client_config, crypto_provider};
+use switchyard::pki::{CertKind, CertificateAuthority, IssueRequest};
 use switchyard::protocol::sep2::xml::CsipAusVersion;
 
 on_both_backends!(device_client_cycle_over_mutual_tls, refusals_change_nothing);
-
-struct Pki {
-    ca: CertificateAuthority,
-    dir: tempfile::TempDir,
-    device: IssuedCertificate,
-    other: IssuedCertificate,
-    aggregator: IssuedCertificate,
-}
-
-fn pki() -> Pki {
-    let ca = CertificateAuthority::generate("Switchyard test CA").unwrap();
-    let server = ca
-        .issue(&IssueRequest::new(
-            CertKind::Server {
-                dns_names: vec!["localhost".into()],
-                ip_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
-            },
-            "sep2 server",
-        ))
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ca.pem"), ca.cert_pem()).unwrap();
-    std::fs::write(dir.path().join("server.pem"), &server.cert_pem).unwrap();
-    std::fs::write(dir.path().join("server.key"), &server.key_pem).unwrap();
-    let device = ca
-        .issue(&IssueRequest::new(CertKind::Device, "inverter-1"))
-        .unwrap();
-    let other = ca
-        .issue(&IssueRequest::new(CertKind::Device, "inverter-2"))
-        .unwrap();
-    let aggregator = ca
-        .issue(&IssueRequest::new(CertKind::Aggregator, "agg"))
-        .unwrap();
-    Pki {
-        ca,
-        dir,
-        device,
-        other,
-        aggregator,
-    }
-}
-
-fn client(ca_pem: &str, cert: &IssuedCertificate) -> Client {
-    // reqwest wants a process-wide provider even with a preconfigured TLS config; ours is
-    // the one the server uses (an error only means another test installed it first).
-    let _ = crypto_provider().install_default();
-    let tls = client_config(ca_pem, &cert.cert_pem, &cert.key_pem).unwrap();
-    Client::builder()
-        .use_preconfigured_tls(tls)
-        .build()
-        .unwrap()
-}
-
-struct Sep2 {
-    http: Client,
-    base: String,
-    docs: std::sync::Mutex<Vec<Doc>>,
-}
-
-impl Sep2 {
-    /// GETs a document, checks its media type, and keeps it for schema validation.
-    async fn get(&self, path: &str) -> (StatusCode, String) {
-        let resp = self
-            .http
-            .get(format!("{}{}", self.base, path))
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        if status == StatusCode::OK {
-            assert_eq!(
-                resp.headers()["content-type"],
-                "application/sep+xml",
-                "{path}"
-            );
-        }
-        let body = resp.text().await.unwrap();
-        if status == StatusCode::OK {
-            let name = path
-                .trim_start_matches('/')
-                .replace(['/', '?', '=', '&'], "_");
-            self.docs.lock().unwrap().push(Doc {
-                name,
-                xml: body.clone(),
-            });
-        }
-        (status, body)
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        content_type: &str,
-        body: String,
-    ) -> reqwest::Response {
-        self.http
-            .request(method, format!("{}{}", self.base, path))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-    }
-}
-
-fn between<'a>(doc: &'a str, open: &str, close: &str) -> &'a str {
-    let start = doc
-        .find(open)
-        .unwrap_or_else(|| panic!("no {open} in {doc}"))
-        + open.len();
-    let end = doc[start..].find(close).unwrap() + start;
-    &doc[start..end]
-}
-
-fn href_of<'a>(doc: &'a str, element: &str) -> &'a str {
-    between(doc, &format!("<{element} href=\""), "\"")
-}
-
-fn registration(lfdi: &Lfdi) -> String {
-    format!(
-        "<EndDevice xmlns=\"urn:ieee:std:2030.5:ns\"><lFDI>{}</lFDI><sFDI>{}</sFDI><changedTime>0</changedTime></EndDevice>",
-        lfdi.to_hex(),
-        lfdi.sfdi().value()
-    )
-}
 
 const SETTINGS: &str = "<DERSettings xmlns=\"urn:ieee:std:2030.5:ns\" xmlns:csipaus=\"https://csipaus.org/ns/v1.3\"><setGradW>100</setGradW><setMaxW><multiplier>0</multiplier><value>5000</value></setMaxW><updatedTime>1900000000</updatedTime></DERSettings>";
 const STATUS: &str = "<DERStatus xmlns=\"urn:ieee:std:2030.5:ns\"><readingTime>1900000000</readingTime><stateOfChargeStatus><dateTime>1900000000</dateTime><value>55</value></stateOfChargeStatus></DERStatus>";
 
 async fn setup(db: &TestDb, pki: &Pki) -> (switchyard::app::RunningServer, String, Client) {
-    let _ = crypto_provider().install_default();
-    let (server, base) = start_server_with(db, 64 * 1024, |c| {
-        c.sep2.enabled = true;
-        c.sep2.listen = "127.0.0.1:0".parse().unwrap();
-        c.sep2.ca_cert = pki.dir.path().join("ca.pem");
-        c.sep2.server_cert = pki.dir.path().join("server.pem");
-        c.sep2.server_key = pki.dir.path().join("server.key");
-        c.sep2.body_limit_bytes = 4096;
-    })
-    .await;
-    let sep2_base = format!("https://127.0.0.1:{}", server.sep2_addr.unwrap().port());
+    let (server, sep2_base, base) = start_sep2_server(db, pki).await;
     let ops = Client::new();
     let post = |path: &'static str, body: serde_json::Value| {
-        let ops = ops.clone();
         let base = base.clone();
         async move {
-            let r = ops
-                .post(format!("{base}{path}"))
-                .bearer_auth(OPERATOR_TOKEN)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(
-                r.status(),
-                StatusCode::CREATED,
-                "{path}: {}",
-                r.text().await.unwrap()
-            );
+            ops_post(&base, path, body).await;
         }
     };
     post(

@@ -1,12 +1,15 @@
-//! Operating-envelope endpoints beyond CRUD: cancelling a control and asking which limits
-//! are in force for a site or DER at an instant.
+//! Operating-envelope endpoints beyond CRUD: cancelling a control, the responses devices
+//! sent to a control, and asking which limits are in force for a site or DER at an instant.
 
 use super::body::{decode, read_limited, require_content_type};
 use super::openapi::{Operation, path_param, query_param};
 use super::problem::Problem;
+use super::resources::{DEFAULT_LIMIT, paging};
 use super::{ApiBuilder, AppState};
 use crate::domain::now_epoch;
 use crate::envelope::records::{ControlRecord, InForceTarget, in_force};
+use crate::protocol::sep2::responses::{ResponseRecord, responses_to_control};
+use crate::registry::{Page, RegistryError};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -23,6 +26,7 @@ pub const RANDOMIZATION_SEED: u64 = 0x5357_4954_4348_5944;
 /// Registers the routes and documents them.
 pub fn register(api: &mut ApiBuilder) {
     api.route("/api/v1/controls/{key}/cancel", post(cancel));
+    api.route("/api/v1/controls/{key}/responses", get(responses));
     api.route("/api/v1/envelopes/in-force", get(limits));
     let control = api.doc.schema::<ControlRecord>();
     api.doc.add(
@@ -38,6 +42,46 @@ pub fn register(api: &mut ApiBuilder) {
             )),
             success: (200, "the cancelled control", Some(("application/json", control))),
             errors: &[400, 404, 413, 415, 422],
+            authenticated: true,
+        },
+    );
+    let response = api.doc.schema::<ResponseRecord>();
+    api.doc.add(
+        "get",
+        "/api/v1/controls/{key}/responses",
+        Operation {
+            summary: "The responses devices sent to a control (IEEE 2030.5 DERControlResponse: received, started, completed, opted out, rejected, ...)",
+            tag: "controls",
+            parameters: vec![
+                path_param("key", "the control's mRID"),
+                query_param(
+                    "limit",
+                    "page size (1-1000)",
+                    json!({ "type": "integer", "minimum": 1, "maximum": 1000, "default": DEFAULT_LIMIT }),
+                ),
+                query_param(
+                    "after",
+                    "return responses whose id sorts after this one",
+                    json!({ "type": "string" }),
+                ),
+            ],
+            request: None,
+            success: (
+                200,
+                "a page of responses",
+                Some((
+                    "application/json",
+                    json!({
+                        "type": "object",
+                        "required": ["items"],
+                        "properties": {
+                            "items": { "type": "array", "items": response },
+                            "next_after": { "type": ["string", "null"], "description": "pass as `after` for the next page" }
+                        }
+                    }),
+                )),
+            ),
+            errors: &[400, 404],
             authenticated: true,
         },
     );
@@ -89,6 +133,26 @@ async fn cancel(
         })
         .await?;
     Ok(Json(updated))
+}
+
+async fn responses(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(mut params): Query<HashMap<String, String>>,
+) -> Result<Json<Page<ResponseRecord>>, Problem> {
+    let (after, limit) = paging(&mut params)?;
+    if let Some(k) = params.keys().next() {
+        return Err(Problem::bad_request(format!(
+            "unknown query parameter '{k}'; accepted: limit, after"
+        ))
+        .with_field(k.clone()));
+    }
+    // 404 for an unknown control rather than an empty list.
+    let control: ControlRecord = state.registry.get(&key).await?;
+    let page = responses_to_control(state.registry.store(), &control.id, after.as_deref(), limit)
+        .await
+        .map_err(RegistryError::from)?;
+    Ok(Json(page))
 }
 
 async fn limits(

@@ -14,6 +14,7 @@ pub mod problem;
 pub mod resources;
 
 use crate::envelope::records::{ControlProgram, ControlRecord, DefaultControlRecord};
+use crate::protocol::sep2::mirror::MirrorUsagePointRecord;
 use crate::protocol::sep2::records::EndDeviceRecord;
 use crate::registry::Registry;
 use crate::registry::model::{Account, Der, Enrolment, Group, Identity, Meter, Program, Site};
@@ -68,6 +69,8 @@ pub fn router(state: AppState) -> Router {
     resources::register::<ControlRecord>(&mut api);
     resources::register::<DefaultControlRecord>(&mut api);
     resources::register::<EndDeviceRecord>(&mut api);
+    // Devices create mirror usage points over 2030.5; the operator reads and clears them.
+    resources::register_read_delete::<MirrorUsagePointRecord>(&mut api);
     extras::register(&mut api);
     envelopes::register(&mut api);
     let ApiBuilder { router, mut doc } = api;

@@ -25,10 +25,21 @@ pub fn register<E: Entity>(api: &mut ApiBuilder) {
     let item = format!("/api/v1/{}/{{key}}", E::COLLECTION);
     api.route(&collection, get(list::<E>).post(create::<E>));
     api.route(&item, get(read::<E>).patch(patch::<E>).delete(remove::<E>));
-    document::<E>(&mut api.doc, &collection, &item);
+    document::<E>(&mut api.doc, &collection, &item, true);
 }
 
-fn document<E: Entity>(doc: &mut DocBuilder, collection: &str, item: &str) {
+/// Registers only list, read and delete of `E`: for records that devices create over a
+/// protocol, which the operator inspects and clears but does not write.
+pub fn register_read_delete<E: Entity>(api: &mut ApiBuilder) {
+    let collection = format!("/api/v1/{}", E::COLLECTION);
+    let item = format!("/api/v1/{}/{{key}}", E::COLLECTION);
+    api.route(&collection, get(list::<E>));
+    api.route(&item, get(read::<E>).delete(remove::<E>));
+    document::<E>(&mut api.doc, &collection, &item, false);
+}
+
+/// Documents the operations of `E`; `writable` adds create and update.
+fn document<E: Entity>(doc: &mut DocBuilder, collection: &str, item: &str, writable: bool) {
     let schema = doc.schema::<E>();
     let page = json!({
         "type": "object",
@@ -71,23 +82,25 @@ fn document<E: Entity>(doc: &mut DocBuilder, collection: &str, item: &str) {
             authenticated: true,
         },
     );
-    doc.add(
-        "post",
-        collection,
-        Operation {
-            summary: &format!("Create a {}", E::NAME),
-            tag,
-            parameters: vec![],
-            request: Some(("application/json", schema.clone())),
-            success: (
-                201,
-                "created; Location names it",
-                Some(("application/json", schema.clone())),
-            ),
-            errors: &[400, 409, 413, 415, 422],
-            authenticated: true,
-        },
-    );
+    if writable {
+        doc.add(
+            "post",
+            collection,
+            Operation {
+                summary: &format!("Create a {}", E::NAME),
+                tag,
+                parameters: vec![],
+                request: Some(("application/json", schema.clone())),
+                success: (
+                    201,
+                    "created; Location names it",
+                    Some(("application/json", schema.clone())),
+                ),
+                errors: &[400, 409, 413, 415, 422],
+                authenticated: true,
+            },
+        );
+    }
     let key = vec![path_param("key", &format!("the {}'s {}", E::NAME, E::KEY))];
     doc.add(
         "get",
@@ -106,23 +119,25 @@ fn document<E: Entity>(doc: &mut DocBuilder, collection: &str, item: &str) {
             authenticated: true,
         },
     );
-    doc.add(
-        "patch",
-        item,
-        Operation {
-            summary: &format!("Update a {} with a JSON merge patch (RFC 7396)", E::NAME),
-            tag,
-            parameters: key.clone(),
-            request: Some(("application/merge-patch+json", json!({ "type": "object" }))),
-            success: (
-                200,
-                "the updated object",
-                Some(("application/json", schema)),
-            ),
-            errors: &[400, 404, 409, 413, 415, 422],
-            authenticated: true,
-        },
-    );
+    if writable {
+        doc.add(
+            "patch",
+            item,
+            Operation {
+                summary: &format!("Update a {} with a JSON merge patch (RFC 7396)", E::NAME),
+                tag,
+                parameters: key.clone(),
+                request: Some(("application/merge-patch+json", json!({ "type": "object" }))),
+                success: (
+                    200,
+                    "the updated object",
+                    Some(("application/json", schema)),
+                ),
+                errors: &[400, 404, 409, 413, 415, 422],
+                authenticated: true,
+            },
+        );
+    }
     doc.add(
         "delete",
         item,

@@ -6,8 +6,6 @@
 pub mod identity;
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
 use utoipa::ToSchema;
 
 /// Seconds since the Unix epoch, UTC. The engine takes "now" as an argument everywhere so
@@ -33,11 +31,15 @@ pub struct UnknownVariant {
 
 /// Declares a closed string enumeration that serializes as snake_case, parses strictly, and
 /// lists its accepted values in error messages. Keeping one definition avoids the wire names
-/// drifting between the API, the CSV importer and the store.
+/// drifting between the API, the CSV importer and the store. Paths are absolute so that other
+/// engine modules (telemetry) can declare their enumerations with it too.
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident, $kind:literal, { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash,
+            ::serde::Serialize, ::serde::Deserialize, ::utoipa::ToSchema,
+        )]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
         }
@@ -52,18 +54,18 @@ macro_rules! string_enum {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl FromStr for $name {
-            type Err = UnknownVariant;
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::domain::UnknownVariant;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 match s {
                     $($text => Ok($name::$variant),)+
-                    _ => Err(UnknownVariant {
+                    _ => Err($crate::domain::UnknownVariant {
                         kind: $kind,
                         value: s.to_string(),
                         expected: concat!($($text, " "),+),
@@ -73,6 +75,7 @@ macro_rules! string_enum {
         }
     };
 }
+pub(crate) use string_enum;
 
 string_enum!(
     /// The kind of distributed energy resource.

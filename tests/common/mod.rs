@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod sep2;
 pub mod xsd;
 
 use switchyard::api::auth::{Role, TokenConfig};

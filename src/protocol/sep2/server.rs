@@ -8,9 +8,10 @@
 //!
 //! Served: DeviceCapability, Time, EndDeviceList (GET, POST registration), EndDevice,
 //! Registration, FunctionSetAssignments, DERProgram, DERControl (all / active), DefaultDERControl,
-//! DERCurveList, DERList / DER and the DER information resources (PUT/GET). Every GET also
-//! answers HEAD. Subscriptions live in [`super::subscriptions`]; the resources that accept
-//! them (DERProgramList, DERControlList, DefaultDERControl) say so with `subscribable="1"`.
+//! DERCurveList, DERList / DER and the DER information resources (PUT/GET). Function sets in
+//! their own modules add the metering mirror ([`super::mirror`]), responses
+//! ([`super::responses`]), subscriptions ([`super::subscriptions`]) and device information
+//! ([`super::device_info`]). Every GET also answers HEAD.
 
 use super::convert::{self, mrid_for};
 use super::model::{
@@ -48,6 +49,8 @@ pub const SEP_XML: &str = "application/sep+xml";
 pub struct Sep2Settings {
     /// pollRate announced on lists and the DeviceCapability, seconds.
     pub poll_rate: u32,
+    /// postRate announced on MirrorUsagePoints, seconds.
+    pub post_rate: u32,
     /// Which CSIP-AUS namespace to write, or None for plain CSIP.
     pub csipaus: Option<CsipAusVersion>,
     /// Largest accepted request body, bytes.
@@ -164,6 +167,8 @@ pub fn router(state: Sep2State) -> Router {
         .merge(super::subscriptions::routes())
         // Function sets implemented in their own modules add their routes here.
         .merge(super::device_info::routes())
+        .merge(super::mirror::routes())
+        .merge(super::responses::routes())
         .fallback(|| async { Sep2Error::NotFound })
         .with_state(state)
 }
@@ -278,6 +283,7 @@ async fn device_capability(
 ) -> Result<Response> {
     let caller = caller(&state, &peer);
     let count = visible_end_devices(&state, &caller).await?.len() as u32;
+    let mirrors = super::mirror::visible_count(&state, &caller).await?;
     xml(
         &state,
         &DeviceCapability {
@@ -285,6 +291,9 @@ async fn device_capability(
             poll_rate: Some(state.settings.poll_rate),
             time_link: Some(Link::new("/tm")),
             end_device_list_link: Some(ListLink::with_all("/edev", count)),
+            mirror_usage_point_list_link: Some(ListLink::with_all("/mup", mirrors)),
+            // No count: it would take every program of every EndDevice the caller sees.
+            response_set_list_link: Some(ListLink::new("/rsps")),
             ..DeviceCapability::default()
         },
     )
@@ -309,7 +318,10 @@ async fn time(State(state): State<Sep2State>) -> Result<Response> {
     )
 }
 
-async fn visible_end_devices(state: &Sep2State, caller: &Caller) -> Result<Vec<EndDeviceRecord>> {
+pub(crate) async fn visible_end_devices(
+    state: &Sep2State,
+    caller: &Caller,
+) -> Result<Vec<EndDeviceRecord>> {
     let sql = format!(
         "SELECT {} FROM sep2_end_devices WHERE lfdi = $1 OR owner_lfdi = $1 ORDER BY sfdi",
         EndDeviceRecord::COLUMNS.join(", ")
@@ -692,7 +704,7 @@ pub(crate) async fn control_docs(
             status,
             status_time,
             base,
-            None,
+            Some(super::responses::response_list_href(&p.id)),
             rating,
         )?);
     }

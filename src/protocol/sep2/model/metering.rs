@@ -228,7 +228,7 @@ pub struct ReadingType {
         skip_serializing_if = "Option::is_none"
     )]
     pub tiered_consumption_blocks: Option<bool>,
-    /// Unit of measure (`UomType`: 29 V, 33 W, 38 W, 63 var, 61 VA, 72 Wh, ...).
+    /// Unit of measure (`UomType`: 29 V, 33 Hz, 38 W, 63 var, 61 VA, 72 Wh, ...).
     #[serde(rename = "uom", skip_serializing_if = "Option::is_none")]
     pub uom: Option<u8>,
 }

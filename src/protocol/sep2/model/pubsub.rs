@@ -1,13 +1,16 @@
-//! Subscriptions, notifications, responses and log events.
+//! Subscriptions, notifications, responses (with the response sets that hold them) and log
+//! events.
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::{ResponseStatus, SepResource, TimeType, sep_resources};
+use super::{ListLink, ResponseStatus, SepResource, TimeType, sep_resources};
 use crate::protocol::sep2::xml::{XSI_NS, serialize_with_attributes};
 
 sep_resources!(
     SubscriptionList => "SubscriptionList",
     Subscription => "Subscription",
+    ResponseSetList => "ResponseSetList",
+    ResponseSet => "ResponseSet",
     ResponseList => "ResponseList",
     Response => "Response",
     DerControlResponse => "DERControlResponse",
@@ -135,6 +138,46 @@ where
         ),
         None => serializer.serialize_none(),
     }
+}
+
+/// A list of [`ResponseSet`]s (`ResponseSetList`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ResponseSetList {
+    /// URI of this list.
+    #[serde(rename = "@href", skip_serializing_if = "Option::is_none")]
+    pub href: Option<String>,
+    /// Number of items in the whole list.
+    #[serde(rename = "@all")]
+    pub all: u32,
+    /// Number of items in this page.
+    #[serde(rename = "@results")]
+    pub results: u32,
+    /// Seconds between polls the server asks for.
+    #[serde(rename = "@pollRate", skip_serializing_if = "Option::is_none")]
+    pub poll_rate: Option<u32>,
+    /// The response sets of this page.
+    #[serde(rename = "ResponseSet", default, skip_serializing_if = "Vec::is_empty")]
+    pub response_sets: Vec<ResponseSet>,
+}
+
+/// A set of responses to the events of one program or function set (`ResponseSet`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ResponseSet {
+    /// URI of this resource.
+    #[serde(rename = "@href", skip_serializing_if = "Option::is_none")]
+    pub href: Option<String>,
+    /// Master resource identifier (hex, 128 bits).
+    #[serde(rename = "mRID")]
+    pub m_rid: String,
+    /// Human-readable description (at most 32 characters).
+    #[serde(rename = "description", skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Version of this resource.
+    #[serde(rename = "version", skip_serializing_if = "Option::is_none")]
+    pub version: Option<u16>,
+    /// `ResponseListLink`: where the responses are read and posted.
+    #[serde(rename = "ResponseListLink", skip_serializing_if = "Option::is_none")]
+    pub response_list_link: Option<ListLink>,
 }
 
 /// A list of [`Response`]s (`ResponseList`).
