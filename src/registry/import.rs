@@ -236,7 +236,8 @@ fn check<E: Entity>(record: &str, rec: &E) -> Result<(), (String, String)> {
     }
 }
 
-/// Turns one row into records, consulting and updating what the file and store already hold.
+/// Turns one row into records (ids are UUIDv7: time-ordered keys keep the B-tree inserts
+/// of a bulk import appending instead of splitting pages at random), consulting and updating what the file and store already hold.
 fn build_row(
     row: &AssetRow,
     now: i64,
@@ -253,7 +254,7 @@ fn build_row(
                 None => AccountKind::Residential,
             };
             let acc = Account {
-                id: uuid::Uuid::new_v4().to_string(),
+                id: uuid::Uuid::now_v7().to_string(),
                 account_number: account_number.clone(),
                 subscriber_id: opt(&row.subscriber_id),
                 name: row.account_name.trim().to_string(),
@@ -312,7 +313,7 @@ fn build_row(
         }
         None => {
             let mut s = site;
-            s.id = uuid::Uuid::new_v4().to_string();
+            s.id = uuid::Uuid::now_v7().to_string();
             check("site", &s)?;
             ex.sites
                 .insert(cp.clone(), (s.id.clone(), account_id.clone()));
@@ -357,7 +358,7 @@ fn build_row(
             None => 900,
         };
         let m = Meter {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: uuid::Uuid::now_v7().to_string(),
             site_id: site_id.clone(),
             mpid: mpid.clone(),
             revenue_grade,
@@ -376,7 +377,7 @@ fn build_row(
         None => DerStatus::Active,
     };
     let mut der = Der {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: uuid::Uuid::now_v7().to_string(),
         site_id,
         der_class,
         manufacturer: row.manufacturer.trim().to_string(),

@@ -132,6 +132,11 @@ pub async fn insert_many<R: Record>(
     // SQLite's default limit is 32766 bound parameters per statement.
     let per_row = R::COLUMNS.len();
     let chunk_rows = (30_000 / per_row).clamp(1, 1000);
+    // To SQLite a `$n` placeholder is a *named* parameter, and binding one looks its name
+    // up in a list: quadratic in the parameter count, which made 1000-row statements slower
+    // than single-row ones (docs/benchmarks.md). Anonymous `?` placeholders bind by
+    // position. PostgreSQL only understands `$n`.
+    let anonymous = conn.backend_name() == "SQLite";
     for chunk in recs.chunks(chunk_rows) {
         let mut sql = format!("INSERT INTO {} ({}) VALUES ", R::TABLE, select_list::<R>());
         let mut n = 0;
@@ -145,8 +150,12 @@ pub async fn insert_many<R: Record>(
                     sql.push_str(", ");
                 }
                 n += 1;
-                sql.push('$');
-                sql.push_str(&n.to_string());
+                if anonymous {
+                    sql.push('?');
+                } else {
+                    sql.push('$');
+                    sql.push_str(&n.to_string());
+                }
             }
             sql.push(')');
         }
