@@ -10,11 +10,13 @@
 //!   source, measurand and instant.
 //! - [`api`]: the operator JSON API with roles, problem+json errors and OpenAPI.
 //! - [`pki`]: the development PKI (`switchyard certs`).
+//! - [`conformance`]: IEEE 2030.5 conformance procedures as data and their runner.
 //! - [`config`], [`app`], [`demo`]: configuration, wiring and the demo portfolio.
 
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod conformance;
 pub mod demo;
 pub mod domain;
 pub mod envelope;

@@ -1,12 +1,14 @@
-//! The `switchyard` command line: serve, demo, certs, import and export.
+//! The `switchyard` command line: serve, demo, certs, import, export and conformance.
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use switchyard::api::auth::{Role, TokenConfig};
 use switchyard::config::{Config, LogFormat};
-use switchyard::{app, demo, pki, registry};
+use switchyard::protocol::sep2::xml::CsipAusVersion;
+use switchyard::{app, conformance, demo, pki, registry};
 
 #[derive(Parser)]
 #[command(name = "switchyard", version, about = "DER interoperability server")]
@@ -49,6 +51,88 @@ enum Command {
         #[command(subcommand)]
         what: ExportWhat,
     },
+    /// Play standard conformance procedures against a server and report PASS/FAIL per
+    /// procedure (exit status 1 when any fails, 2 when the run cannot start).
+    Conformance {
+        #[command(subcommand)]
+        suite: ConformanceSuite,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConformanceSuite {
+    /// IEEE 2030.5 server procedures (CSIP-AUS and CSIP), over mutual TLS.
+    Sep2(Box<Sep2ConformanceArgs>),
+}
+
+#[derive(clap::Args)]
+struct Sep2ConformanceArgs {
+    /// Base URL of the 2030.5 server, e.g. https://127.0.0.1:8443.
+    #[arg(long)]
+    target: String,
+    /// CA certificates (PEM) the server's certificate chains to.
+    #[arg(long)]
+    ca: PathBuf,
+    /// Device client certificate (PEM).
+    #[arg(long)]
+    cert: PathBuf,
+    /// Its private key (PEM).
+    #[arg(long)]
+    key: PathBuf,
+    /// Aggregator client certificate, for procedures played by an aggregator.
+    #[arg(long, requires = "aggregator_key")]
+    aggregator_cert: Option<PathBuf>,
+    #[arg(long, requires = "aggregator_cert")]
+    aggregator_key: Option<PathBuf>,
+    /// A second device certificate, for procedures with two unrelated clients.
+    #[arg(long, requires = "second_key")]
+    second_cert: Option<PathBuf>,
+    #[arg(long, requires = "second_cert")]
+    second_key: Option<PathBuf>,
+    /// Switchyard operator API base URL, to prepare the server for each procedure;
+    /// without it, procedures that need set-up are reported NEEDS-SETUP.
+    #[arg(long, requires = "operator_token")]
+    operator_url: Option<String>,
+    /// Operator-role bearer token for --operator-url.
+    #[arg(long, env = "SWITCHYARD_OPERATOR_TOKEN", hide_env_values = true)]
+    operator_token: Option<String>,
+    /// Run only these procedure ids (repeatable or comma separated).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Skip procedures, steps and checks that require this feature tag (repeatable or
+    /// comma separated), e.g. mirror, subscription, response, long-running.
+    #[arg(long = "skip-tag", value_delimiter = ',')]
+    skip_tags: Vec<String>,
+    /// Read procedures from this directory instead of the embedded set.
+    #[arg(long)]
+    procedures: Option<PathBuf>,
+    /// Print one JSON object per procedure instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// List the procedures (id, profile, tags, title) and exit.
+    #[arg(long)]
+    list: bool,
+    /// Path of the DeviceCapability.
+    #[arg(long, default_value = "/dcap")]
+    dcap_path: String,
+    /// Rating of the DER the operator set-up creates, W.
+    #[arg(long, default_value_t = 10_000.0)]
+    rating_w: f64,
+    /// Registration PIN the operator set-up gives EndDevices.
+    #[arg(long, default_value_t = 111_115)]
+    pin: u32,
+    /// CSIP-AUS version of request bodies: v1.2 or v1.3.
+    #[arg(long, default_value = "v1.3", value_parser = ["v1.2", "v1.3"])]
+    csipaus: String,
+    /// Listen here (plain HTTP) for notifications, e.g. 127.0.0.1:0.
+    #[arg(long)]
+    notify_listen: Option<SocketAddr>,
+    /// URL the server should send notifications to (default http://<listen address>).
+    #[arg(long, requires = "notify_listen")]
+    notify_url: Option<String>,
+    /// Per-request timeout, seconds.
+    #[arg(long, default_value_t = 15)]
+    timeout_s: u64,
 }
 
 #[derive(Subcommand)]
@@ -82,6 +166,85 @@ fn init_logging(config: &Config) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Runs `switchyard conformance sep2`; returns whether any procedure failed.
+async fn conformance_sep2(a: Sep2ConformanceArgs) -> Result<bool> {
+    let procedures = match &a.procedures {
+        Some(dir) => conformance::procedure::from_dir(dir)?,
+        None => conformance::procedure::embedded()?,
+    };
+    if a.list {
+        for p in &procedures {
+            let tags: Vec<&str> = p.requires.iter().map(String::as_str).collect();
+            println!(
+                "{:<10} {:<9} {:<28} {}",
+                p.id,
+                p.profile.to_string(),
+                tags.join(","),
+                p.title
+            );
+        }
+        return Ok(false);
+    }
+    let pair =
+        |c: &Option<PathBuf>, k: &Option<PathBuf>| -> Result<Option<conformance::Credentials>> {
+            match (c, k) {
+                (Some(c), Some(k)) => Ok(Some(conformance::Credentials {
+                    cert_pem: read(c)?,
+                    key_pem: read(k)?,
+                })),
+                _ => Ok(None),
+            }
+        };
+    let device = conformance::Credentials {
+        cert_pem: read(&a.cert)?,
+        key_pem: read(&a.key)?,
+    };
+    let mut config = conformance::RunnerConfig::new(a.target.clone(), read(&a.ca)?, device);
+    config.second_device = pair(&a.second_cert, &a.second_key)?;
+    config.aggregator = pair(&a.aggregator_cert, &a.aggregator_key)?;
+    config.operator = match (a.operator_url, a.operator_token) {
+        (Some(url), Some(token)) => Some(conformance::OperatorConfig { url, token }),
+        _ => None,
+    };
+    config.only = a.only;
+    config.skip_tags = a.skip_tags;
+    config.dcap_path = a.dcap_path;
+    config.rating_w = a.rating_w;
+    config.pin = a.pin;
+    config.csipaus = if a.csipaus == "v1.2" {
+        CsipAusVersion::V1_2
+    } else {
+        CsipAusVersion::V1_3
+    };
+    config.request_timeout = std::time::Duration::from_secs(a.timeout_s.max(1));
+    config.notify_listen = a.notify_listen;
+    config.notify_url = a.notify_url;
+    if !config.only.is_empty() {
+        let unknown: Vec<&String> = config
+            .only
+            .iter()
+            .filter(|o| !procedures.iter().any(|p| p.id.eq_ignore_ascii_case(o)))
+            .collect();
+        if !unknown.is_empty() {
+            bail!("no procedure with id {unknown:?}; see --list");
+        }
+    }
+    let runner = conformance::Runner::new(config).await?;
+    let outcomes = runner.run(&procedures).await;
+    if a.json {
+        print!("{}", conformance::report::json_lines(&outcomes));
+    } else {
+        print!("{}", conformance::report::table(&outcomes));
+    }
+    Ok(outcomes
+        .iter()
+        .any(|o| o.status == conformance::Status::Fail))
 }
 
 #[tokio::main]
@@ -227,6 +390,25 @@ async fn main() -> Result<()> {
                 None => print!("{text}"),
             }
             registry.store().close().await;
+        }
+        Command::Conformance {
+            suite: ConformanceSuite::Sep2(args),
+        } => {
+            // Exit status: 0 no procedure failed, 1 one or more failed, 2 the run could not
+            // start (bad arguments, unreadable files, invalid procedures).
+            let code = match conformance_sep2(*args).await {
+                Ok(false) => 0,
+                Ok(true) => 1,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    2
+                }
+            };
+            if code != 0 {
+                use std::io::Write as _;
+                let _ = std::io::stdout().flush();
+                std::process::exit(code);
+            }
         }
     }
     Ok(())
