@@ -24,10 +24,13 @@ on_both_backends!(
 /// Feature tags of procedures Switchyard does not serve yet (or set-up its operator API
 /// cannot do); the runner skips them.
 const NOT_SERVED: &[&str] = &[
+    // The metering-mirror procedures found real differences (re-posting a MirrorUsagePoint
+    // with another ReadingType, another client's MirrorMeterReading mRID, a fresh device
+    // expecting an empty list): recorded for the next change to the mirror.
     "mirror",
+    // Subscriptions are served for a device's DER programs, controls and defaults; the
+    // CSIP-AUS procedures also subscribe to the EndDeviceList and other lists (not yet).
     "subscription",
-    "response",
-    "connection-point",
     "ramp-time",
     "poll-rate-control",
     "post-rate-control",
@@ -39,11 +42,7 @@ const NOT_SERVED: &[&str] = &[
 
 /// Procedures Switchyard fails on purpose today, with why. The test asserts they fail, so
 /// this list has to be updated when the behaviour changes.
-const KNOWN_FAILURES: &[(&str, &str)] = &[(
-    "S-ALL-51",
-    "a repeated registration of the same LFDI is answered 201 with the existing EndDevice \
-     (idempotent), where the public procedure expects a 4xx refusal",
-)];
+const KNOWN_FAILURES: &[(&str, &str)] = &[];
 
 struct Pki {
     ca: CertificateAuthority,
@@ -127,6 +126,8 @@ async fn switchyard_passes_what_it_serves(db: TestDb) {
     let pki = pki();
     let (server, mut config) = switchyard(&db, &pki).await;
     config.skip_tags = NOT_SERVED.iter().map(|s| s.to_string()).collect();
+    // The subscription procedures need somewhere for notifications to arrive.
+    config.notify_listen = Some("127.0.0.1:0".parse().unwrap());
     let procedures = procedure::embedded().unwrap();
     let runner = Runner::new(config).await.unwrap();
     let outcomes = runner.run(&procedures).await;

@@ -80,7 +80,7 @@ async fn device_client_cycle_over_mutual_tls(db: TestDb) {
     let (s, _) = dev.get("/tm").await;
     assert_eq!(s, StatusCode::OK);
 
-    // Register in-band with its own LFDI; again, and no duplicate appears.
+    // Register in-band with its own LFDI; registering again is refused and no duplicate appears.
     let resp = dev
         .send(
             reqwest::Method::POST,
@@ -100,6 +100,11 @@ async fn device_client_cycle_over_mutual_tls(db: TestDb) {
             registration(&pki.device.lfdi),
         )
         .await;
+    assert_eq!(
+        again.status(),
+        StatusCode::CONFLICT,
+        "a repeated registration is refused"
+    );
     assert_eq!(again.headers()["location"].to_str().unwrap(), location);
     let (_, list) = dev.get("/edev?l=10").await;
     assert!(list.contains("all=\"1\" results=\"1\""), "{list}");

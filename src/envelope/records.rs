@@ -351,6 +351,9 @@ impl Entity for ControlRecord {
     /// second would otherwise be ordered by their random mRIDs. Creation times are therefore
     /// kept strictly increasing within a program.
     async fn before_insert(&mut self, conn: &mut AnyConnection) -> Result<(), RegistryError> {
+        // Cancellation is the server's to record (DELETE or /cancel), never part of a create.
+        self.cancelled_at = None;
+        self.cancel_randomized = false;
         let latest: Option<i64> =
             sqlx::query_scalar("SELECT MAX(created_at) FROM controls WHERE program_id = $1")
                 .bind(self.program_id.clone())
@@ -392,7 +395,10 @@ impl Entity for ControlRecord {
                  one) or cancel this one",
             ));
         }
-        if old.cancelled_at.is_some() && new.cancelled_at != old.cancelled_at {
+        if old.cancelled_at.is_some()
+            && (new.cancelled_at != old.cancelled_at
+                || new.cancel_randomized != old.cancel_randomized)
+        {
             return Err(RegistryError::invalid(
                 "cancelled_at",
                 "a cancellation cannot be undone",

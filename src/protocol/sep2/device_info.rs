@@ -115,6 +115,12 @@ async fn put_cp(
             "connectionPointId must be 1-32 letters and digits".into(),
         ));
     }
+    if state.settings.csipaus.is_some() && !is_nmi(&nmi) {
+        return Err(Sep2Error::BadRequest(format!(
+            "connectionPointId '{nmi}' is not an NMI (10 characters of A-Z without I and O, or \
+             digits, optionally followed by a checksum digit)"
+        )));
+    }
     doc.connection_point_id = nmi.clone();
     doc.href = Some(format!("/edev/{}/cp", ed.id));
     if ed.der_id.is_none() && ed.site_id.is_none() {
@@ -135,6 +141,20 @@ async fn put_cp(
         }
     }
     store(&state, &ed, DerResource::ConnectionPoint, &doc).await
+}
+
+/// Whether `s` has the shape of an Australian National Metering Identifier: ten characters
+/// from A-Z (I and O are never used, to avoid confusion with 1 and 0) and 0-9, optionally
+/// followed by its one-digit checksum.
+fn is_nmi(s: &str) -> bool {
+    let b = s.as_bytes();
+    let body_ok =
+        |c: &u8| c.is_ascii_digit() || (c.is_ascii_uppercase() && *c != b'I' && *c != b'O');
+    match b.len() {
+        10 => b.iter().all(body_ok),
+        11 => b[..10].iter().all(body_ok) && b[10].is_ascii_digit(),
+        _ => false,
+    }
 }
 
 async fn log_events(
@@ -187,4 +207,17 @@ where
     )
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nmi_shape() {
+        assert!(super::is_nmi("4102000001"));
+        assert!(super::is_nmi("41020000017"));
+        assert!(super::is_nmi("QAAAVZZZZZ"));
+        assert!(!super::is_nmi("NOTAVALIDID"));
+        assert!(!super::is_nmi("41020"));
+        assert!(!super::is_nmi("4102000001X"));
+    }
 }

@@ -367,6 +367,13 @@ pub fn readings_of(
     let source_id = channel.source_id(mup_id);
     let convert = |r: &WireReading, instant: EpochSeconds, what: &str| {
         let raw = r.value.ok_or_else(|| format!("{what} has no value"))?;
+        // Reading.value is an Int48 in 2030.5; anything wider is not a reading.
+        const INT48_MAX: i64 = (1 << 47) - 1;
+        if !(-INT48_MAX - 1..=INT48_MAX).contains(&raw) {
+            return Err(format!(
+                "{what}: value {raw} does not fit the 48-bit range of Reading.value"
+            ));
+        }
         let quality = quality(r.quality_flags.as_deref()).map_err(|e| format!("{what}: {e}"))?;
         Ok::<_, String>(Reading {
             source_id: source_id.clone(),

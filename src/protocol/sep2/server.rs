@@ -386,7 +386,7 @@ async fn end_device_list(
 
 /// In-band registration (POST /edev). A device certificate may register only its own LFDI;
 /// an aggregator certificate registers the devices it manages. Registering an LFDI again
-/// answers with the existing EndDevice instead of creating a duplicate.
+/// is refused with 409 (and the existing EndDevice's Location); no duplicate is created.
 async fn register(
     State(state): State<Sep2State>,
     Extension(peer): Extension<PeerIdentity>,
@@ -428,8 +428,15 @@ async fn register(
                 "this LFDI cannot be registered".into(),
             ));
         }
+        // The CSIP-AUS procedures expect a repeated registration to be refused rather than
+        // answered as new; the Location still tells the client where its EndDevice is.
         let location = format!("/edev/{}", ed.id);
-        return Ok((StatusCode::CREATED, [(header::LOCATION, location)]).into_response());
+        return Ok((
+            StatusCode::CONFLICT,
+            [(header::LOCATION, location.clone())],
+            format!("this LFDI is already registered at {location}"),
+        )
+            .into_response());
     }
     let created = state
         .registry
