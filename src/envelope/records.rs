@@ -12,7 +12,7 @@ use super::{
     limits_in_force,
 };
 use crate::domain::EpochSeconds;
-use crate::registry::entity::{Entity, Filter, Reference, UniqueKey};
+use crate::registry::entity::{Entity, Filter, Reference, UniqueKey, text_filter};
 use crate::registry::model::Der;
 use crate::registry::validate::Checker;
 use crate::registry::{Registry, RegistryError};
@@ -117,18 +117,10 @@ impl Record for ControlProgram {
     }
 }
 
-const fn filter(name: &'static str) -> Filter {
-    Filter {
-        param: name,
-        column: name,
-        check: |_| Ok(()),
-    }
-}
-
 impl Entity for ControlProgram {
     const NAME: &'static str = "control program";
     const COLLECTION: &'static str = "control-programs";
-    const FILTERS: &'static [Filter] = &[filter("target_kind"), filter("target_id")];
+    const FILTERS: &'static [Filter] = &[text_filter("target_kind"), text_filter("target_id")];
 
     fn set_key(&mut self, key: String) {
         self.id = key;
@@ -303,7 +295,7 @@ impl Record for ControlRecord {
 impl Entity for ControlRecord {
     const NAME: &'static str = "control";
     const COLLECTION: &'static str = "controls";
-    const FILTERS: &'static [Filter] = &[filter("program_id")];
+    const FILTERS: &'static [Filter] = &[text_filter("program_id")];
 
     fn set_key(&mut self, key: String) {
         self.id = key;

@@ -37,7 +37,8 @@ where
     v.parse::<T>().map(|_| ()).map_err(|e| e.to_string())
 }
 
-const fn text_filter(name: &'static str) -> Filter {
+/// A filter on the column of the same name that accepts any text.
+pub const fn text_filter(name: &'static str) -> Filter {
     Filter {
         param: name,
         column: name,

@@ -32,7 +32,7 @@ use super::xml::{self as codec, XmlError};
 use crate::domain::identity::Lfdi;
 use crate::domain::{EpochSeconds, now_epoch};
 use crate::registry::RegistryError;
-use crate::registry::entity::{Entity, Filter, Reference, UniqueKey};
+use crate::registry::entity::{Entity, Filter, Reference, UniqueKey, text_filter};
 use crate::registry::validate::Checker;
 use crate::store::record::{dynamic, int, opt_text, text};
 use crate::store::{Record, StoreError, Value};
@@ -139,23 +139,15 @@ impl Record for MirrorUsagePointRecord {
     }
 }
 
-const fn filter(name: &'static str) -> Filter {
-    Filter {
-        param: name,
-        column: name,
-        check: |_| Ok(()),
-    }
-}
-
 /// Served read-and-delete in the operator API (see `api::resources::register_read_delete`):
 /// usage points are created by devices over 2030.5, the operator clears them.
 impl Entity for MirrorUsagePointRecord {
     const NAME: &'static str = "mirror usage point";
     const COLLECTION: &'static str = "mirror-usage-points";
     const FILTERS: &'static [Filter] = &[
-        filter("end_device_id"),
-        filter("device_lfdi"),
-        filter("mrid"),
+        text_filter("end_device_id"),
+        text_filter("device_lfdi"),
+        text_filter("mrid"),
     ];
 
     fn set_key(&mut self, key: String) {

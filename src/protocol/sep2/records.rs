@@ -5,7 +5,9 @@
 use crate::domain::EpochSeconds;
 use crate::domain::identity::Lfdi;
 use crate::registry::RegistryError;
-use crate::registry::entity::{Entity, Filter, Reference, UniqueKey, certificate_der_from_pem};
+use crate::registry::entity::{
+    Entity, Filter, Reference, UniqueKey, certificate_der_from_pem, text_filter,
+};
 use crate::registry::validate::Checker;
 use crate::store::record::{int, opt_text, text};
 use crate::store::{Record, Store, StoreError, Value};
@@ -115,22 +117,14 @@ impl Record for EndDeviceRecord {
     }
 }
 
-const fn filter(name: &'static str) -> Filter {
-    Filter {
-        param: name,
-        column: name,
-        check: |_| Ok(()),
-    }
-}
-
 impl Entity for EndDeviceRecord {
     const NAME: &'static str = "end device";
     const COLLECTION: &'static str = "end-devices";
     const FILTERS: &'static [Filter] = &[
-        filter("lfdi"),
-        filter("owner_lfdi"),
-        filter("der_id"),
-        filter("site_id"),
+        text_filter("lfdi"),
+        text_filter("owner_lfdi"),
+        text_filter("der_id"),
+        text_filter("site_id"),
     ];
 
     fn set_key(&mut self, key: String) {
