@@ -122,16 +122,7 @@ impl Entity for ControlProgram {
     const COLLECTION: &'static str = "control-programs";
     const FILTERS: &'static [Filter] = &[text_filter("target_kind"), text_filter("target_id")];
 
-    fn set_key(&mut self, key: String) {
-        self.id = key;
-    }
-    fn set_times(&mut self, created_at: i64, updated_at: i64) {
-        self.created_at = created_at;
-        self.updated_at = updated_at;
-    }
-    fn created_at(&self) -> i64 {
-        self.created_at
-    }
+    crate::registry::entity::common_accessors!(id);
 
     fn validate(&self, c: &mut Checker) {
         c.ident("id", &self.id);
@@ -297,16 +288,7 @@ impl Entity for ControlRecord {
     const COLLECTION: &'static str = "controls";
     const FILTERS: &'static [Filter] = &[text_filter("program_id")];
 
-    fn set_key(&mut self, key: String) {
-        self.id = key;
-    }
-    fn set_times(&mut self, created_at: i64, updated_at: i64) {
-        self.created_at = created_at;
-        self.updated_at = updated_at;
-    }
-    fn created_at(&self) -> i64 {
-        self.created_at
-    }
+    crate::registry::entity::common_accessors!(id);
     fn canonical_key(key: &str) -> String {
         key.to_ascii_uppercase()
     }
@@ -444,16 +426,7 @@ impl Entity for DefaultControlRecord {
     const COLLECTION: &'static str = "default-controls";
     const FILTERS: &'static [Filter] = &[];
 
-    fn set_key(&mut self, key: String) {
-        self.program_id = key;
-    }
-    fn set_times(&mut self, created_at: i64, updated_at: i64) {
-        self.created_at = created_at;
-        self.updated_at = updated_at;
-    }
-    fn created_at(&self) -> i64 {
-        self.created_at
-    }
+    crate::registry::entity::common_accessors!(program_id);
 
     fn validate(&self, c: &mut Checker) {
         let d = DefaultControl {

@@ -163,6 +163,7 @@ macro_rules! common_accessors {
         }
     };
 }
+pub(crate) use common_accessors;
 
 impl Entity for Account {
     const NAME: &'static str = "account";

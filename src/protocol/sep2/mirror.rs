@@ -150,18 +150,10 @@ impl Entity for MirrorUsagePointRecord {
         text_filter("mrid"),
     ];
 
-    fn set_key(&mut self, key: String) {
-        self.id = key;
-    }
+    crate::registry::entity::common_accessors!(id);
+
     fn canonical_key(key: &str) -> String {
         key.to_ascii_uppercase()
-    }
-    fn set_times(&mut self, created_at: i64, updated_at: i64) {
-        self.created_at = created_at;
-        self.updated_at = updated_at;
-    }
-    fn created_at(&self) -> i64 {
-        self.created_at
     }
 
     fn validate(&self, c: &mut Checker) {
