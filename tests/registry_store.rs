@@ -12,7 +12,7 @@ use switchyard::pki::{CertKind, CertificateAuthority, IssueRequest};
 use switchyard::registry::import::import_csv;
 use switchyard::registry::inventory;
 use switchyard::registry::model::{Account, Der, Enrolment, Group, Identity, Meter, Program, Site};
-use switchyard::registry::{Registry, RegistryError};
+use switchyard::registry::{Registry, RegistryError, groups};
 
 on_both_backends!(
     crud_round_trip_and_keyset_pagination,
@@ -25,6 +25,8 @@ on_both_backends!(
     import_reuses_existing_sites_and_exports_inventory,
     optional_numbers_switch_between_null_and_value,
     deleting_an_enrolment_leaves_the_program_group,
+    import_memberships_equal_the_sql_recomputation,
+    import_refused_late_writes_nothing_after_batches,
 );
 
 fn account(n: u32) -> Account {
@@ -514,4 +516,142 @@ async fn deleting_an_enrolment_leaves_the_program_group(db: TestDb) {
     assert_eq!(member_ids(&reg, "members").await, ["der-1"]);
     reg.delete::<Enrolment>(&e.id).await.unwrap();
     assert!(member_ids(&reg, "members").await.is_empty());
+}
+
+/// Rows for `sites` sites of four DERs each, spread over two substations, four feeders and
+/// transformers of five sites; every seventh site's PV is decommissioned.
+fn bulk_csv(first_site: u32, sites: u32) -> String {
+    let mut csv = String::from(
+        "account_number,account_name,connection_point_id,territory,interconnection_type,\
+         substation,feeder,transformer,der_class,manufacturer,model,serial,rated_kw,\
+         storage_kwh,status\n",
+    );
+    for n in first_site..first_site + sites {
+        let (sub, feeder, tx) = (n % 2, n % 4, n / 5);
+        for (class, kwh) in [
+            ("battery", "13.5"),
+            ("pv_inverter", ""),
+            ("ev_charger", ""),
+            ("thermostat", ""),
+        ] {
+            let status = if class == "pv_inverter" && n % 7 == 0 {
+                "decommissioned"
+            } else {
+                "active"
+            };
+            csv.push_str(&format!(
+                "A{n},Account {n},NMI{n},NORTH,nem,SUB{sub},F{feeder},T{tx},{class},Acme,M,\
+                 {class}-{n},5,{kwh},{status}\n"
+            ));
+        }
+    }
+    csv
+}
+
+async fn all_memberships(store: &switchyard::store::Store) -> Vec<(String, String)> {
+    use sqlx::Row;
+    sqlx::query("SELECT group_id, der_id FROM group_members ORDER BY group_id, der_id")
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// The import computes new DERs' memberships in Rust, as rows are read; they must be
+/// exactly what the SQL membership rule computes, for every kind of group criterion, over
+/// several write batches, and for DERs added to sites that already exist.
+async fn import_memberships_equal_the_sql_recomputation(db: TestDb) {
+    let reg = db.registry().await;
+    reg.create(program()).await.unwrap();
+    let mut by_class = group("batteries", None, None);
+    by_class.der_class = Some(DerClass::Battery);
+    reg.create(by_class).await.unwrap();
+    reg.create(group("feeder-1", Some("F1"), None))
+        .await
+        .unwrap();
+    let mut sub_feeder = group("sub1-f3", Some("F3"), None);
+    sub_feeder.grid_location.substation = Some("SUB1".into());
+    reg.create(sub_feeder).await.unwrap();
+    let mut transformer = group("t7-pv", None, None);
+    transformer.grid_location.transformer = Some("T7".into());
+    transformer.der_class = Some(DerClass::PvInverter);
+    reg.create(transformer).await.unwrap();
+    reg.create(group("program", None, Some("prog")))
+        .await
+        .unwrap();
+    let mut sub0 = group("sub0", None, None);
+    sub0.grid_location.substation = Some("SUB0".into());
+    reg.create(sub0).await.unwrap();
+
+    // 1,500 sites = 6,000 DERs: more than one write batch.
+    let r = import_csv(&reg, bulk_csv(0, 1500).as_bytes(), None)
+        .await
+        .unwrap();
+    assert!(r.rejected.is_empty(), "{:?}", &r.rejected[..1]);
+    assert_eq!(r.ders_created, 6000);
+    // New DERs at sites the first import created.
+    let mut more = String::from(
+        "account_number,account_name,connection_point_id,territory,interconnection_type,\
+         substation,feeder,transformer,der_class,manufacturer,model,serial,rated_kw\n",
+    );
+    for n in [3u32, 35, 36] {
+        let (sub, feeder, tx) = (n % 2, n % 4, n / 5);
+        more.push_str(&format!(
+            "A{n},Account {n},NMI{n},NORTH,nem,SUB{sub},F{feeder},T{tx},pv_inverter,Other,M,x{n},3\n"
+        ));
+    }
+    let r = import_csv(&reg, more.as_bytes(), None).await.unwrap();
+    assert!(r.rejected.is_empty(), "{:?}", r.rejected);
+    assert_eq!((r.sites_created, r.ders_created), (0, 3));
+
+    let imported = all_memberships(&db.store).await;
+    let mut tx = db.store.pool().begin().await.unwrap();
+    groups::refresh_all(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+    let recomputed = all_memberships(&db.store).await;
+    assert_eq!(imported.len(), recomputed.len());
+    assert!(imported == recomputed, "import memberships differ from SQL");
+    // Spot checks a user would see: every battery; no decommissioned DER in SUB0 (even
+    // sites), which also holds the DER added later at site 36; the transformer group holds
+    // T7's live PV (sites 35-39, less 35's decommissioned one) and the two added later.
+    assert_eq!(
+        reg.group_aggregate("batteries").await.unwrap().der_count,
+        1500
+    );
+    let decommissioned = (0..1500).filter(|n| n % 14 == 0).count() as i64;
+    assert_eq!(
+        reg.group_aggregate("sub0").await.unwrap().der_count,
+        3000 + 1 - decommissioned
+    );
+    assert_eq!(reg.group_aggregate("t7-pv").await.unwrap().der_count, 4 + 2);
+    assert_eq!(reg.group_aggregate("program").await.unwrap().der_count, 0);
+}
+
+/// A bad row after several batches were already written still leaves the store as it was.
+async fn import_refused_late_writes_nothing_after_batches(db: TestDb) {
+    let reg = db.registry().await;
+    reg.create(group("feeder-1", Some("F1"), None))
+        .await
+        .unwrap();
+    let mut csv = bulk_csv(0, 3000);
+    csv.push_str("A9999,Late,NMI9999,NORTH,nem,SUB0,F0,T0,battery,Acme,M,late,not-a-number,,\n");
+    let r = import_csv(&reg, csv.as_bytes(), None).await.unwrap();
+    assert_eq!(r.rejected.len(), 1);
+    assert_eq!(
+        (r.rejected[0].line, r.rejected[0].column.as_str()),
+        (12_002, "rated_kw")
+    );
+    assert_eq!(r.ders_created, 0);
+    assert!(all_memberships(&db.store).await.is_empty());
+    for table in ["accounts", "sites", "ders"] {
+        use sqlx::Row;
+        let n: i64 = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+            .fetch_one(db.store.pool())
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 0, "{table} after a refused import");
+    }
 }

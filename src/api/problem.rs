@@ -127,6 +127,11 @@ impl From<crate::registry::import::ImportError> for Problem {
                 Problem::bad_request(format!("the CSV header is unusable: {h}"))
             }
             crate::registry::import::ImportError::Registry(r) => r.into(),
+            e @ crate::registry::import::ImportError::Interrupted => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting-down",
+                e.to_string(),
+            ),
         }
     }
 }

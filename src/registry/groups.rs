@@ -6,8 +6,9 @@
 //! names. Decommissioned DERs belong to no group. The recomputation runs inside the caller's
 //! transaction, so a change and its membership effect commit together.
 
-use super::model::{Der, GroupAggregate};
-use crate::store::record::dynamic;
+use super::model::{Der, Group, GroupAggregate};
+use crate::domain::{DerStatus, GridLocation};
+use crate::store::record::{Value, dynamic, insert_rows};
 use crate::store::{Record, StoreError};
 use sqlx::{AnyConnection, Row};
 
@@ -72,6 +73,41 @@ pub async fn refresh_all(conn: &mut AnyConnection) -> Result<(), StoreError> {
         .await?;
     dynamic(MATCH.to_string()).execute(&mut *conn).await?;
     Ok(())
+}
+
+/// Whether a DER that has no enrolments yet (one being created) belongs to `group`, with
+/// the rule [`MATCH`] applies in SQL: a group that names a program never holds it, since
+/// membership through a program needs an `enrolled` enrolment.
+pub fn matches_new_der(group: &Group, der: &Der, site: &GridLocation) -> bool {
+    fn level(criterion: &Option<String>, actual: &Option<String>) -> bool {
+        criterion.is_none() || criterion == actual
+    }
+    let g = &group.grid_location;
+    der.status != DerStatus::Decommissioned
+        && group.program_id.is_none()
+        && group.der_class.is_none_or(|c| c == der.der_class)
+        && level(&g.substation, &site.substation)
+        && level(&g.feeder, &site.feeder)
+        && level(&g.feeder_section, &site.feeder_section)
+        && level(&g.transformer, &site.transformer)
+}
+
+/// Writes memberships computed outside SQL (by a bulk import, with [`matches_new_der`]),
+/// as `(group id, DER id)` pairs.
+pub async fn insert_members(
+    conn: &mut AnyConnection,
+    pairs: &[(String, String)],
+) -> Result<(), StoreError> {
+    insert_rows(
+        conn,
+        "group_members",
+        &["group_id", "der_id"],
+        pairs
+            .iter()
+            .map(|(g, d)| vec![Value::from(g.as_str()), Value::from(d.as_str())])
+            .collect(),
+    )
+    .await
 }
 
 /// Member DERs of a group in id order, keyset-paginated.

@@ -1,67 +1,71 @@
 //! Bulk asset import from CSV: one row per DER, with its account, site and meter.
 //!
-//! The whole file is validated first and every bad row is reported with its reason; only a
-//! file without a single bad row is written, in one transaction, with multi-row inserts and
-//! one set-based group recomputation at the end. Accounts, sites and meters that already
-//! exist (by account number, connection point id and MPID) are reused; DERs must be new.
-//! The columns are documented in docs/operator-api.md.
+//! Every row is validated and every bad row is reported with its reason; only a file
+//! without a single bad row is kept. Valid rows are written while the file is still being
+//! read, in one transaction with multi-row inserts, and that transaction is rolled back if
+//! any row turns out bad. The new DERs' group memberships are computed as rows are read
+//! ([`groups::matches_new_der`]), so an import costs O(file), not O(portfolio). Accounts,
+//! sites and meters that already exist (by account number, connection point id and MPID)
+//! are reused; DERs must be new. The columns are documented in docs/operator-api.md.
 
 use super::entity::Entity;
-use super::model::{Account, Der, Meter, Site};
+use super::model::{Account, Der, Group, Meter, Site};
 use super::{Registry, RegistryError, groups};
 use crate::domain::{
     AccountKind, DerClass, DerStatus, GridLocation, InterconnectionType, now_epoch,
 };
+use crate::store::Record;
 use crate::store::StoreError;
-use crate::store::record::insert_many;
+use crate::store::record::{dynamic, insert_many};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use std::collections::{HashMap, HashSet};
 use utoipa::ToSchema;
 
 /// One CSV row, exactly as the documented columns name it.
 #[derive(Debug, Clone, Deserialize)]
+// Fields borrow from the CSV record: a row costs no allocation until it becomes records.
 #[serde(deny_unknown_fields)]
-pub struct AssetRow {
-    pub account_number: String,
-    pub account_name: String,
-    #[serde(default)]
-    pub account_kind: Option<String>,
-    #[serde(default)]
-    pub subscriber_id: Option<String>,
-    pub connection_point_id: String,
-    pub territory: String,
-    pub interconnection_type: String,
-    #[serde(default)]
-    pub address: Option<String>,
-    #[serde(default)]
-    pub substation: Option<String>,
-    #[serde(default)]
-    pub feeder: Option<String>,
-    #[serde(default)]
-    pub feeder_section: Option<String>,
-    #[serde(default)]
-    pub transformer: Option<String>,
-    #[serde(default)]
-    pub meter_mpid: Option<String>,
-    #[serde(default)]
-    pub meter_revenue_grade: Option<String>,
-    #[serde(default)]
-    pub meter_interval_seconds: Option<String>,
-    pub der_class: String,
-    pub manufacturer: String,
-    pub model: String,
-    pub serial: String,
-    pub rated_kw: String,
-    #[serde(default)]
-    pub storage_kwh: Option<String>,
-    #[serde(default)]
-    pub reserve_pct: Option<String>,
-    #[serde(default)]
-    pub status: Option<String>,
-    #[serde(default)]
-    pub aggregator_lfdi: Option<String>,
+pub struct AssetRow<'a> {
+    pub account_number: &'a str,
+    pub account_name: &'a str,
+    #[serde(default, borrow)]
+    pub account_kind: Option<&'a str>,
+    #[serde(default, borrow)]
+    pub subscriber_id: Option<&'a str>,
+    pub connection_point_id: &'a str,
+    pub territory: &'a str,
+    pub interconnection_type: &'a str,
+    #[serde(default, borrow)]
+    pub address: Option<&'a str>,
+    #[serde(default, borrow)]
+    pub substation: Option<&'a str>,
+    #[serde(default, borrow)]
+    pub feeder: Option<&'a str>,
+    #[serde(default, borrow)]
+    pub feeder_section: Option<&'a str>,
+    #[serde(default, borrow)]
+    pub transformer: Option<&'a str>,
+    #[serde(default, borrow)]
+    pub meter_mpid: Option<&'a str>,
+    #[serde(default, borrow)]
+    pub meter_revenue_grade: Option<&'a str>,
+    #[serde(default, borrow)]
+    pub meter_interval_seconds: Option<&'a str>,
+    pub der_class: &'a str,
+    pub manufacturer: &'a str,
+    pub model: &'a str,
+    pub serial: &'a str,
+    pub rated_kw: &'a str,
+    #[serde(default, borrow)]
+    pub storage_kwh: Option<&'a str>,
+    #[serde(default, borrow)]
+    pub reserve_pct: Option<&'a str>,
+    #[serde(default, borrow)]
+    pub status: Option<&'a str>,
+    #[serde(default, borrow)]
+    pub aggregator_lfdi: Option<&'a str>,
 }
 
 /// The documented column order (a header row is required; order is free).
@@ -121,6 +125,9 @@ pub enum ImportError {
     Header(String),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The runtime shut down while the import was writing; nothing was committed.
+    #[error("the import was interrupted before it committed; nothing was written")]
+    Interrupted,
 }
 
 impl From<StoreError> for ImportError {
@@ -135,69 +142,114 @@ impl From<sqlx::Error> for ImportError {
     }
 }
 
-/// What already exists in the store, keyed the way CSV rows refer to it.
+/// A site a row may refer to by connection point id: one already in the store or one
+/// created earlier in the same file.
+struct KnownSite {
+    id: String,
+    account_id: String,
+    location: GridLocation,
+    /// For a site first described earlier in this file: how it was described, so that a
+    /// later row describing it differently is refused.
+    from_file: Option<(String, InterconnectionType)>,
+}
+
+/// What already exists in the store (and, as the file is read, in earlier rows), keyed the
+/// way CSV rows refer to it.
 #[derive(Default)]
 struct Existing {
     accounts: HashMap<String, String>,
-    /// connection point id -> (site id, account id)
-    sites: HashMap<String, (String, String)>,
+    sites: HashMap<String, KnownSite>,
     /// MPID -> site id
     meters: HashMap<String, String>,
     ders: HashSet<(String, String)>,
     aggregators: HashSet<String>,
+    /// Every group, so that new DERs' memberships are computed as the rows are read.
+    groups: Vec<Group>,
 }
 
-async fn load_existing(registry: &Registry) -> Result<Existing, StoreError> {
-    let pool = registry.store().pool();
+async fn load_existing(conn: &mut AnyConnection) -> Result<Existing, StoreError> {
     let mut ex = Existing::default();
     for r in sqlx::query("SELECT account_number, id FROM accounts")
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?
     {
         ex.accounts.insert(r.try_get(0)?, r.try_get(1)?);
     }
     for r in sqlx::query(
-        "SELECT connection_point_id, id, account_id FROM sites WHERE connection_point_id IS NOT NULL",
+        "SELECT connection_point_id, id, account_id, substation, feeder, feeder_section, \
+         transformer FROM sites WHERE connection_point_id IS NOT NULL",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?
     {
-        ex.sites.insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?));
+        let site = KnownSite {
+            id: r.try_get(1)?,
+            account_id: r.try_get(2)?,
+            location: GridLocation {
+                substation: r.try_get(3)?,
+                feeder: r.try_get(4)?,
+                feeder_section: r.try_get(5)?,
+                transformer: r.try_get(6)?,
+            },
+            from_file: None,
+        };
+        ex.sites.insert(r.try_get(0)?, site);
     }
     for r in sqlx::query("SELECT mpid, site_id FROM meters")
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?
     {
         ex.meters.insert(r.try_get(0)?, r.try_get(1)?);
     }
     for r in sqlx::query("SELECT manufacturer, serial FROM ders")
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?
     {
         ex.ders.insert((r.try_get(0)?, r.try_get(1)?));
     }
     for r in sqlx::query("SELECT lfdi FROM identities WHERE kind = 'aggregator'")
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?
     {
         ex.aggregators.insert(r.try_get(0)?);
     }
+    let sql = format!("SELECT {} FROM der_groups", Group::COLUMNS.join(", "));
+    for r in dynamic(sql).fetch_all(&mut *conn).await? {
+        ex.groups.push(Group::from_row(&r)?);
+    }
     Ok(ex)
 }
 
-/// Records to insert, built from a fully valid file.
+/// Records to insert, built from valid rows. The reader hands one to the writer task every
+/// [`CHUNK_DERS`] DERs; within one, rows are written parents first.
 #[derive(Default)]
 struct Batch {
     accounts: Vec<Account>,
     sites: Vec<Site>,
     meters: Vec<Meter>,
     ders: Vec<Der>,
+    /// (group id, DER id) memberships of the new DERs.
+    members: Vec<(String, String)>,
 }
 
-fn opt(s: &Option<String>) -> Option<String> {
-    s.as_ref()
-        .map(|v| v.trim().to_string())
+impl Batch {
+    async fn write(&self, conn: &mut AnyConnection) -> Result<(), StoreError> {
+        insert_many(&mut *conn, &self.accounts).await?;
+        insert_many(&mut *conn, &self.sites).await?;
+        insert_many(&mut *conn, &self.meters).await?;
+        insert_many(&mut *conn, &self.ders).await?;
+        groups::insert_members(&mut *conn, &self.members).await
+    }
+}
+
+/// DERs per batch handed from the reader to the writer: large enough that each batch is a
+/// few full-size multi-row statements, small enough that reading and writing overlap.
+const CHUNK_DERS: usize = 4000;
+
+fn opt(s: Option<&str>) -> Option<String> {
+    s.map(str::trim)
         .filter(|v| !v.is_empty())
+        .map(str::to_string)
 }
 
 fn parse_num(column: &str, s: &str) -> Result<f64, (String, String)> {
@@ -237,94 +289,90 @@ fn check<E: Entity>(record: &str, rec: &E) -> Result<(), (String, String)> {
 }
 
 /// Turns one row into records (ids are UUIDv7: time-ordered keys keep the B-tree inserts
-/// of a bulk import appending instead of splitting pages at random), consulting and updating what the file and store already hold.
+/// of a bulk import appending instead of splitting pages at random), consulting and
+/// updating what the store and earlier rows hold. Nothing is added to `batch` or `ex`
+/// unless the whole row is valid, so a bad row leaves no trace for later rows to trip on.
 fn build_row(
-    row: &AssetRow,
+    row: &AssetRow<'_>,
     now: i64,
     ex: &mut Existing,
     batch: &mut Batch,
-    new_sites: &mut HashMap<String, usize>,
 ) -> Result<(), (String, String)> {
-    let account_number = row.account_number.trim().to_string();
-    let account_id = match ex.accounts.get(&account_number) {
-        Some(id) => id.clone(),
+    let account_number = row.account_number.trim();
+    let new_account = match ex.accounts.get(account_number) {
+        Some(_) => None,
         None => {
-            let kind = match opt(&row.account_kind) {
+            let kind = match opt(row.account_kind) {
                 Some(k) => parse_enum::<AccountKind>("account_kind", &k)?,
                 None => AccountKind::Residential,
             };
             let acc = Account {
                 id: uuid::Uuid::now_v7().to_string(),
-                account_number: account_number.clone(),
-                subscriber_id: opt(&row.subscriber_id),
+                account_number: account_number.to_string(),
+                subscriber_id: opt(row.subscriber_id),
                 name: row.account_name.trim().to_string(),
                 kind,
                 created_at: now,
                 updated_at: now,
             };
             check("account", &acc)?;
-            batch.accounts.push(acc.clone());
-            ex.accounts.insert(account_number.clone(), acc.id.clone());
-            acc.id
+            Some(acc)
         }
     };
-
-    let cp = row.connection_point_id.trim().to_string();
-    let interconnection_type: InterconnectionType =
-        parse_enum("interconnection_type", &row.interconnection_type)?;
-    let site = Site {
-        id: String::new(),
-        account_id: account_id.clone(),
-        connection_point_id: Some(cp.clone()),
-        territory: row.territory.trim().to_string(),
-        interconnection_type,
-        address: opt(&row.address),
-        grid_location: GridLocation {
-            substation: opt(&row.substation),
-            feeder: opt(&row.feeder),
-            feeder_section: opt(&row.feeder_section),
-            transformer: opt(&row.transformer),
-        },
-        created_at: now,
-        updated_at: now,
+    let account_id = match (&new_account, ex.accounts.get(account_number)) {
+        (Some(acc), _) => acc.id.clone(),
+        (None, Some(id)) => id.clone(),
+        (None, None) => unreachable!("an account is either known or new"),
     };
-    let site_id = match ex.sites.get(&cp) {
-        Some((id, owner)) => {
-            if *owner != account_id {
+
+    let cp = row.connection_point_id.trim();
+    let interconnection_type: InterconnectionType =
+        parse_enum("interconnection_type", row.interconnection_type)?;
+    let territory = row.territory.trim();
+    let location = GridLocation {
+        substation: opt(row.substation),
+        feeder: opt(row.feeder),
+        feeder_section: opt(row.feeder_section),
+        transformer: opt(row.transformer),
+    };
+    let (site_id, new_site) = match ex.sites.get(cp) {
+        Some(known) => {
+            if known.account_id != account_id {
                 return Err((
                     "connection_point_id".into(),
                     format!("site {cp} belongs to another account"),
                 ));
             }
-            // A site first seen earlier in this file must be described the same way.
-            if let Some(&i) = new_sites.get(&cp) {
-                let first = &batch.sites[i];
-                if first.territory != site.territory
-                    || first.interconnection_type != site.interconnection_type
-                    || first.grid_location != site.grid_location
-                {
-                    return Err((
-                        "connection_point_id".into(),
-                        format!("site {cp} is described differently on an earlier row"),
-                    ));
-                }
+            if let Some((first_territory, first_type)) = &known.from_file
+                && (first_territory != territory
+                    || *first_type != interconnection_type
+                    || known.location != location)
+            {
+                return Err((
+                    "connection_point_id".into(),
+                    format!("site {cp} is described differently on an earlier row"),
+                ));
             }
-            id.clone()
+            (known.id.clone(), None)
         }
         None => {
-            let mut s = site;
-            s.id = uuid::Uuid::now_v7().to_string();
-            check("site", &s)?;
-            ex.sites
-                .insert(cp.clone(), (s.id.clone(), account_id.clone()));
-            new_sites.insert(cp.clone(), batch.sites.len());
-            let id = s.id.clone();
-            batch.sites.push(s);
-            id
+            let site = Site {
+                id: uuid::Uuid::now_v7().to_string(),
+                account_id: account_id.clone(),
+                connection_point_id: Some(cp.to_string()),
+                territory: territory.to_string(),
+                interconnection_type,
+                address: opt(row.address),
+                grid_location: location.clone(),
+                created_at: now,
+                updated_at: now,
+            };
+            check("site", &site)?;
+            (site.id.clone(), Some(site))
         }
     };
 
-    let new_meter = match opt(&row.meter_mpid) {
+    let new_meter = match opt(row.meter_mpid) {
         Some(mpid) => match ex.meters.get(&mpid) {
             Some(owner) if *owner != site_id => {
                 return Err((
@@ -337,42 +385,44 @@ fn build_row(
         },
         None => None,
     };
-    if let Some(mpid) = new_meter {
-        let revenue_grade = match opt(&row.meter_revenue_grade).as_deref() {
-            None | Some("true") | Some("1") | Some("yes") => true,
-            Some("false") | Some("0") | Some("no") => false,
-            Some(other) => {
-                return Err((
-                    "meter_revenue_grade".into(),
-                    format!("'{other}' is not true/false"),
-                ));
-            }
-        };
-        let interval_seconds = match opt(&row.meter_interval_seconds) {
-            Some(s) => s.parse::<i64>().map_err(|_| {
-                (
-                    "meter_interval_seconds".to_string(),
-                    format!("'{s}' is not an integer"),
-                )
-            })?,
-            None => 900,
-        };
-        let m = Meter {
-            id: uuid::Uuid::now_v7().to_string(),
-            site_id: site_id.clone(),
-            mpid: mpid.clone(),
-            revenue_grade,
-            interval_seconds,
-            created_at: now,
-            updated_at: now,
-        };
-        check("meter", &m)?;
-        ex.meters.insert(mpid, site_id.clone());
-        batch.meters.push(m);
-    }
+    let new_meter = match new_meter {
+        Some(mpid) => {
+            let revenue_grade = match opt(row.meter_revenue_grade).as_deref() {
+                None | Some("true") | Some("1") | Some("yes") => true,
+                Some("false") | Some("0") | Some("no") => false,
+                Some(other) => {
+                    return Err((
+                        "meter_revenue_grade".into(),
+                        format!("'{other}' is not true/false"),
+                    ));
+                }
+            };
+            let interval_seconds = match opt(row.meter_interval_seconds) {
+                Some(s) => s.parse::<i64>().map_err(|_| {
+                    (
+                        "meter_interval_seconds".to_string(),
+                        format!("'{s}' is not an integer"),
+                    )
+                })?,
+                None => 900,
+            };
+            let m = Meter {
+                id: uuid::Uuid::now_v7().to_string(),
+                site_id: site_id.clone(),
+                mpid,
+                revenue_grade,
+                interval_seconds,
+                created_at: now,
+                updated_at: now,
+            };
+            check("meter", &m)?;
+            Some(m)
+        }
+        None => None,
+    };
 
-    let der_class: DerClass = parse_enum("der_class", &row.der_class)?;
-    let status = match opt(&row.status) {
+    let der_class: DerClass = parse_enum("der_class", row.der_class)?;
+    let status = match opt(row.status) {
         Some(s) => parse_enum::<DerStatus>("status", &s)?,
         None => DerStatus::Active,
     };
@@ -383,15 +433,15 @@ fn build_row(
         manufacturer: row.manufacturer.trim().to_string(),
         model: row.model.trim().to_string(),
         serial: row.serial.trim().to_string(),
-        rated_kw: parse_num("rated_kw", &row.rated_kw)?,
-        storage_kwh: opt(&row.storage_kwh)
+        rated_kw: parse_num("rated_kw", row.rated_kw)?,
+        storage_kwh: opt(row.storage_kwh)
             .map(|s| parse_num("storage_kwh", &s))
             .transpose()?,
-        reserve_pct: opt(&row.reserve_pct)
+        reserve_pct: opt(row.reserve_pct)
             .map(|s| parse_num("reserve_pct", &s))
             .transpose()?,
         status,
-        aggregator_lfdi: opt(&row.aggregator_lfdi),
+        aggregator_lfdi: opt(row.aggregator_lfdi),
         created_at: now,
         updated_at: now,
     };
@@ -407,7 +457,7 @@ fn build_row(
         ));
     }
     let key = (der.manufacturer.clone(), der.serial.clone());
-    if !ex.ders.insert(key) {
+    if ex.ders.contains(&key) {
         return Err((
             "serial".into(),
             format!(
@@ -416,12 +466,47 @@ fn build_row(
             ),
         ));
     }
+
+    // The row is valid: record it.
+    ex.ders.insert(key);
+    if let Some(acc) = new_account {
+        ex.accounts
+            .insert(acc.account_number.clone(), acc.id.clone());
+        batch.accounts.push(acc);
+    }
+    if let Some(site) = new_site {
+        ex.sites.insert(
+            cp.to_string(),
+            KnownSite {
+                id: site.id.clone(),
+                account_id: site.account_id.clone(),
+                location: site.grid_location.clone(),
+                from_file: Some((site.territory.clone(), site.interconnection_type)),
+            },
+        );
+        batch.sites.push(site);
+    }
+    if let Some(m) = new_meter {
+        ex.meters.insert(m.mpid.clone(), m.site_id.clone());
+        batch.meters.push(m);
+    }
+    let location = &ex.sites[cp].location;
+    for g in &ex.groups {
+        if groups::matches_new_der(g, &der, location) {
+            batch.members.push((g.id.clone(), der.id.clone()));
+        }
+    }
     batch.ders.push(der);
     Ok(())
 }
 
 /// Imports a CSV from `input`. Bad rows are listed in the report and then nothing is
 /// written; an unusable header is an error.
+///
+/// Valid rows are written while later rows are still being read: a spawned writer task
+/// inserts each [`Batch`] into the import's transaction, so parsing and SQLite's work run
+/// on different cores. The first bad row stops the writing, reading goes on to report every
+/// bad row, and the transaction is then rolled back, so a refused file leaves nothing.
 pub async fn import_csv<R: std::io::Read>(
     registry: &Registry,
     input: R,
@@ -461,11 +546,22 @@ pub async fn import_csv<R: std::io::Read>(
         }
     }
 
-    let mut ex = load_existing(registry).await?;
+    // What exists is read inside the import's transaction, so the groups whose
+    // memberships are computed here are the ones the commit applies to.
+    let mut tx = registry.store().pool().begin().await?;
+    let mut ex = load_existing(&mut tx).await?;
+    let (to_writer, mut from_reader) = tokio::sync::mpsc::channel::<Batch>(2);
+    let writer = tokio::spawn(async move {
+        while let Some(batch) = from_reader.recv().await {
+            batch.write(&mut tx).await?;
+        }
+        Ok::<_, StoreError>(tx)
+    });
+
     let now = now_epoch();
     let mut report = ImportReport::default();
     let mut batch = Batch::default();
-    let mut new_sites = HashMap::new();
+    let mut writer_gone = false;
     let mut record = csv::StringRecord::new();
     loop {
         let line = reader.position().line();
@@ -486,43 +582,63 @@ pub async fn import_csv<R: std::io::Read>(
         if let Some(p) = progress {
             p.inc(1);
         }
-        let row: AssetRow = match record.deserialize(Some(&headers)) {
-            Ok(r) => r,
-            Err(e) => {
-                report.rejected.push(RejectedRow {
-                    line,
-                    column: String::new(),
-                    reason: e.to_string(),
-                });
-                continue;
-            }
+        let outcome = match record.deserialize::<AssetRow<'_>>(Some(&headers)) {
+            Ok(row) => build_row(&row, now, &mut ex, &mut batch),
+            Err(e) => Err((String::new(), e.to_string())),
         };
-        if let Err((column, reason)) = build_row(&row, now, &mut ex, &mut batch, &mut new_sites) {
+        if let Err((column, reason)) = outcome {
             report.rejected.push(RejectedRow {
                 line,
                 column,
                 reason,
             });
+            // Nothing more will be written; keep reading only to report every bad row.
+            batch = Batch::default();
+        }
+        if batch.ders.len() >= CHUNK_DERS && report.rejected.is_empty() && !writer_gone {
+            count_created(&mut report, &batch);
+            writer_gone = to_writer.send(std::mem::take(&mut batch)).await.is_err();
+            // Let the writer pick the batch up now, also on a single-threaded runtime.
+            tokio::task::yield_now().await;
+        }
+        if writer_gone {
+            // The writer failed; its error is returned below.
+            break;
         }
     }
+    if report.rejected.is_empty() && !writer_gone {
+        if let Some(p) = progress {
+            p.set_message("all rows valid; finishing the writes");
+            p.enable_steady_tick(std::time::Duration::from_millis(200));
+        }
+        count_created(&mut report, &batch);
+        writer_gone = to_writer.send(std::mem::take(&mut batch)).await.is_err();
+    }
+    drop(to_writer);
+    let tx = match writer.await {
+        Ok(written) => written?,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => return Err(ImportError::Interrupted),
+    };
+    debug_assert!(
+        !writer_gone,
+        "a writer that stopped early returned its error above"
+    );
     if !report.rejected.is_empty() {
+        tx.rollback().await?;
+        report.accounts_created = 0;
+        report.sites_created = 0;
+        report.meters_created = 0;
+        report.ders_created = 0;
         return Ok(report);
     }
-
-    if let Some(p) = progress {
-        p.set_message("all rows valid; writing to the store");
-        p.enable_steady_tick(std::time::Duration::from_millis(200));
-    }
-    let mut tx = registry.store().pool().begin().await?;
-    insert_many(&mut tx, &batch.accounts).await?;
-    insert_many(&mut tx, &batch.sites).await?;
-    insert_many(&mut tx, &batch.meters).await?;
-    insert_many(&mut tx, &batch.ders).await?;
-    groups::refresh_all(&mut tx).await?;
     tx.commit().await?;
-    report.accounts_created = batch.accounts.len() as u64;
-    report.sites_created = batch.sites.len() as u64;
-    report.meters_created = batch.meters.len() as u64;
-    report.ders_created = batch.ders.len() as u64;
     Ok(report)
+}
+
+fn count_created(report: &mut ImportReport, batch: &Batch) {
+    report.accounts_created += batch.accounts.len() as u64;
+    report.sites_created += batch.sites.len() as u64;
+    report.meters_created += batch.meters.len() as u64;
+    report.ders_created += batch.ders.len() as u64;
 }

@@ -129,18 +129,36 @@ pub async fn insert_many<R: Record>(
     conn: &mut AnyConnection,
     recs: &[R],
 ) -> Result<(), StoreError> {
+    let rows = recs.iter().map(Record::values).collect();
+    insert_rows(conn, R::TABLE, R::COLUMNS, rows).await
+}
+
+/// Inserts rows of `columns` into `table` with multi-row statements. For tables without a
+/// [`Record`] type (link tables such as `group_members`); each row must hold one value per
+/// column, in order. `table` and `columns` are spliced into SQL: pass constants, never
+/// input.
+pub async fn insert_rows(
+    conn: &mut AnyConnection,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Value>>,
+) -> Result<(), StoreError> {
     // SQLite's default limit is 32766 bound parameters per statement.
-    let per_row = R::COLUMNS.len();
+    let per_row = columns.len();
     let chunk_rows = (30_000 / per_row).clamp(1, 1000);
     // To SQLite a `$n` placeholder is a *named* parameter, and binding one looks its name
     // up in a list: quadratic in the parameter count, which made 1000-row statements slower
     // than single-row ones (docs/benchmarks.md). Anonymous `?` placeholders bind by
     // position. PostgreSQL only understands `$n`.
     let anonymous = conn.backend_name() == "SQLite";
-    for chunk in recs.chunks(chunk_rows) {
-        let mut sql = format!("INSERT INTO {} ({}) VALUES ", R::TABLE, select_list::<R>());
+    let mut remaining = rows.len();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let n_rows = remaining.min(chunk_rows);
+        remaining -= n_rows;
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
         let mut n = 0;
-        for (i, _) in chunk.iter().enumerate() {
+        for i in 0..n_rows {
             if i > 0 {
                 sql.push_str(", ");
             }
@@ -160,8 +178,9 @@ pub async fn insert_many<R: Record>(
             sql.push(')');
         }
         let mut q = dynamic(sql);
-        for rec in chunk {
-            q = bind_all(q, rec.values());
+        for values in rows.by_ref().take(n_rows) {
+            debug_assert_eq!(values.len(), per_row);
+            q = bind_all(q, values);
         }
         q.execute(&mut *conn).await?;
     }
