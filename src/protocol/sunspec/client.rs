@@ -122,6 +122,11 @@ impl Device {
         self.ctx.set_slave(Slave(unit));
     }
 
+    /// Changes the bound on connecting and on each request.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
     /// Changes the bound on the model chain (see [`DEFAULT_MAX_MODELS`]).
     pub fn set_max_models(&mut self, n: usize) {
         self.max_models = n.max(1);
@@ -268,15 +273,10 @@ impl Device {
         &mut self,
         entry: &ModelEntry,
     ) -> Result<Option<DecodedModel>, SunSpecError> {
-        let Some(def) = definition(entry.id) else {
+        if definition(entry.id).is_none() {
             return Ok(None);
-        };
-        let regs = self
-            .read(entry.address, entry.length.saturating_add(HEADER_LEN))
-            .await?;
-        let layout = ModelLayout::new(def, entry.length, &|slot| {
-            u32::from(regs.get(slot.offset as usize).copied().unwrap_or(0))
-        })?;
+        }
+        let (layout, regs) = self.read_layout(entry).await?;
         Ok(Some(decode_model(&layout, entry.address, &regs)))
     }
 

@@ -12,13 +12,13 @@
 //!   installers without hardware.
 
 pub mod client;
-// pub mod control;
+pub mod control;
 pub mod decode;
 pub mod layout;
 pub mod model;
-// pub mod poller;
-// pub mod readings;
-// pub mod sim;
+pub mod poller;
+pub mod readings;
+pub mod sim;
 
 pub use client::{Device, DeviceMap, ModelEntry};
 pub use decode::{DecodedModel, Point, Value};
