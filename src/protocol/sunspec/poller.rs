@@ -10,7 +10,7 @@
 
 use super::SunSpecError;
 use super::client::{Device, DeviceMap};
-use super::readings::{DeviceStatus, normalize, status};
+use super::readings::{DeviceStatus, MEASURED_MODELS, normalize, status};
 use crate::domain::{EpochSeconds, now_epoch};
 use crate::store::Store;
 use crate::telemetry::{self, Reading};
@@ -264,7 +264,14 @@ async fn poll_once(
             *map = Some(device.discover().await?);
         }
         let m = map.as_ref().expect("discovered above");
-        device.read_all(m).await
+        // Only the models readings come from: a poll stays a few requests long.
+        let mut models = Vec::new();
+        for entry in m.models.iter().filter(|e| MEASURED_MODELS.contains(&e.id)) {
+            if let Some(decoded) = device.read_model(entry).await? {
+                models.push(decoded);
+            }
+        }
+        Ok::<_, SunSpecError>(models)
     }
     .await;
     let broken = matches!(&result, Err(e) if e.is_link_failure());

@@ -11,6 +11,9 @@ use crate::domain::EpochSeconds;
 use crate::telemetry::{Measurand, Quality, Reading, SourceKind};
 use serde::Serialize;
 
+/// The models readings and status are taken from; a poll reads only these.
+pub const MEASURED_MODELS: [u16; 7] = [701, 101, 102, 103, 802, 713, 124];
+
 /// The device's state as the poll saw it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct DeviceStatus {

@@ -238,6 +238,8 @@ impl Unit {
         self.set(704, "WSetEna", 0.0);
         self.set(704, "WSetMod", 1.0);
         self.set(704, "WSet", 0.0);
+        self.set(705, "NCrv", 1.0);
+        self.set(705, "NPt", 4.0);
         self.set(705, "V_SF", -1.0);
         self.set(705, "DeptRef_SF", -1.0);
         self.set(705, "Ena", 0.0);
