@@ -361,3 +361,93 @@ async fn poller_feeds_telemetry_and_keeps_running_past_failures(db: TestDb) {
 }
 
 on_both_backends!(poller_feeds_telemetry_and_keeps_running_past_failures);
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+/// Kills the child process when dropped, so a failed assertion leaves no simulator behind.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_cli_reads_json_keyed_by_model_and_point_and_writes_a_verified_limit() {
+    use std::io::{BufRead, BufReader};
+    let mut sim = Child(
+        std::process::Command::new(BIN)
+            .args(["sim", "sunspec", "--listen", "127.0.0.1:0", "--seed", "9"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(sim.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split_whitespace()
+        .find(|w| w.starts_with("127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+
+    let out = run(&["sunspec", "read", &addr, "--unit", "2", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&String> = json.as_object().unwrap().keys().collect();
+    assert_eq!(ids.len(), MODELS.len(), "{ids:?}");
+    assert_eq!(json["1"]["SN"]["value"], "SIM-0002");
+    assert_eq!(json["103"]["W"]["unit"], "W");
+    assert!(json["103"]["W"]["value"].as_f64().unwrap() > 0.0);
+    assert!(
+        json["103"]["VAr"]["value"].is_null(),
+        "not implemented reads as null"
+    );
+    assert_eq!(json["103"]["St"]["symbol"], "MPPT");
+    assert_eq!(json["802"]["SoC"]["unit"], "%");
+    assert_eq!(json["704"]["WMaxLimPctRvrtTms"]["unit"], "s");
+
+    let out = run(&["sunspec", "write", &addr, "--limit-pct", "25"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("verified"));
+    let out = run(&["sunspec", "read", &addr, "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["704"]["WMaxLimPct"]["value"], 25.0);
+    assert_eq!(json["704"]["WMaxLimPctEna"]["symbol"], "ENABLED");
+
+    // A limit above 100 % is refused before anything is sent; the limit in force stays.
+    let out = run(&["sunspec", "write", &addr, "--limit-pct", "130"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("between 0 and 100"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["sunspec", "read", &addr, "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["704"]["WMaxLimPct"]["value"], 25.0);
+    // A unit the gateway does not serve: the device's refusal, named as such.
+    let out = run(&["sunspec", "read", &addr, "--unit", "7"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused") && err.contains("unit 7"), "{err}");
+}
