@@ -362,6 +362,46 @@ async fn poller_feeds_telemetry_and_keeps_running_past_failures(db: TestDb) {
 
 on_both_backends!(poller_feeds_telemetry_and_keeps_running_past_failures);
 
+#[tokio::test]
+async fn one_connection_is_shared_in_turn_between_two_gateways() {
+    let a = sim(SimConfig::default()).await;
+    let b = sim(SimConfig {
+        seed: 5,
+        ..SimConfig::default()
+    })
+    .await;
+    let spec = |id: &str, gateway| DeviceSpec {
+        source_id: id.to_string(),
+        gateway,
+        unit: 1,
+        interval: Duration::from_millis(50),
+        jitter: Duration::ZERO,
+        timeout: T,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let poller = Poller::start(
+        PollerConfig {
+            max_connections: 1,
+            max_backoff: Duration::from_secs(1),
+        },
+        vec![spec("a", a), spec("b", b)],
+        tx,
+    );
+    let (mut na, mut nb) = (0, 0);
+    while na < 3 || nb < 3 {
+        let e = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("both gateways keep being polled")
+            .unwrap();
+        match e {
+            PollEvent::Polled { source_id, .. } if source_id == "a" => na += 1,
+            PollEvent::Polled { .. } => nb += 1,
+            PollEvent::Failed { error, .. } => panic!("{error}"),
+        }
+    }
+    poller.stop().await;
+}
+
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
 /// Kills the child process when dropped, so a failed assertion leaves no simulator behind.

@@ -87,3 +87,59 @@ pub fn status(models: &[DecodedModel]) -> DeviceStatus {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::decode::decode_model;
+    use super::super::layout::ModelLayout;
+    use super::super::model::definition;
+    use super::*;
+
+    /// Model `id` with every point "not implemented" except those given as
+    /// (point, raw register).
+    fn model(id: u16, set: &[(&str, u16)]) -> DecodedModel {
+        let l = ModelLayout::natural(definition(id).unwrap(), &|_| 0).unwrap();
+        let mut regs = Vec::new();
+        for s in l.slots() {
+            regs.extend(super::super::decode::not_implemented(s.def));
+        }
+        for (p, v) in set {
+            regs[l.slot(p).unwrap().offset as usize] = *v;
+        }
+        decode_model(&l, 40002, &regs)
+    }
+
+    #[test]
+    fn generation_is_negative_and_absent_points_give_no_reading() {
+        let inv = model(103, &[("W", 1500), ("W_SF", 0), ("St", 5)]);
+        let r = normalize(&[inv.clone()], "inv", 1_750_000_000);
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0].measurand, Measurand::ActivePower);
+        assert_eq!(r[0].value, -1500.0);
+        assert_eq!(r[0].source_kind, SourceKind::SunSpec);
+        assert_eq!(status(&[inv]).operating_state.as_deref(), Some("THROTTLED"));
+    }
+
+    #[test]
+    fn the_1547_models_win_over_the_legacy_ones() {
+        let legacy = model(103, &[("W", 100), ("W_SF", 0)]);
+        let der = model(701, &[("W", 200), ("W_SF", 0), ("ConnSt", 1)]);
+        let storage = model(124, &[("ChaState", 500), ("ChaState_SF", 0xFFFF)]);
+        let battery = model(802, &[("SoC", 423), ("SoC_SF", 0xFFFF)]);
+        let models = [legacy, der, storage, battery];
+        let r = normalize(&models, "inv", 1_750_000_000);
+        let w: Vec<f64> = r
+            .iter()
+            .filter(|r| r.measurand == Measurand::ActivePower)
+            .map(|r| r.value)
+            .collect();
+        assert_eq!(w, vec![-200.0]);
+        let soc: Vec<f64> = r
+            .iter()
+            .filter(|r| r.measurand == Measurand::StateOfCharge)
+            .map(|r| r.value)
+            .collect();
+        assert_eq!(soc, vec![42.3]);
+        assert_eq!(status(&models).connected, Some(true));
+    }
+}
