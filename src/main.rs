@@ -352,6 +352,7 @@ async fn sunspec_read(target: &str, unit: u8, json: bool, timeout_ms: u64) -> Re
     let mut device = sunspec::Device::connect(addr, unit, timeout).await?;
     let map = device.discover().await?;
     let mut out = serde_json::Map::new();
+    let mut text = String::new();
     for entry in &map.models {
         let Some(model) = device.read_model(entry).await? else {
             eprintln!(
@@ -373,7 +374,7 @@ async fn sunspec_read(target: &str, unit: u8, json: bool, timeout_ms: u64) -> Re
         let name = sunspec::model::definition(model.id)
             .map(|d| d.group.name.as_str())
             .unwrap_or("");
-        println!("model {} {name} at {}", model.id, model.address);
+        text.push_str(&format!("model {} {name} at {}\n", model.id, model.address));
         for (path, p) in &model.points {
             let value = match &p.value {
                 None => "-".to_string(),
@@ -386,13 +387,18 @@ async fn sunspec_read(target: &str, unit: u8, json: bool, timeout_ms: u64) -> Re
                 .as_ref()
                 .map(|s| format!(" ({s})"))
                 .unwrap_or_default();
-            println!("  {path:<24} {value}{unit}{symbol}");
+            text.push_str(&format!("  {path:<24} {value}{unit}{symbol}\n"));
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        text = serde_json::to_string_pretty(&out)? + "\n";
     }
-    Ok(())
+    // A reader that stops early (`| head`) is not an error.
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 #[tokio::main]

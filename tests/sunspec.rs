@@ -245,6 +245,11 @@ async fn a_chain_that_never_ends_is_an_error_not_a_hang() {
         matches!(err, SunSpecError::EndlessChain { limit: 20, .. }),
         "{err}"
     );
+    // Without a model bound the walk still stops, at the end of the register space.
+    d.set_max_models(usize::MAX);
+    let err = d.discover().await.unwrap_err();
+    assert!(matches!(err, SunSpecError::ChainOverflow { .. }), "{err}");
+    assert!(err.to_string().contains("past register 65535"), "{err}");
 }
 
 async fn poller_feeds_telemetry_and_keeps_running_past_failures(db: TestDb) {
