@@ -112,7 +112,7 @@ mod tests {
     #[test]
     fn generation_is_negative_and_absent_points_give_no_reading() {
         let inv = model(103, &[("W", 1500), ("W_SF", 0), ("St", 5)]);
-        let r = normalize(&[inv.clone()], "inv", 1_750_000_000);
+        let r = normalize(std::slice::from_ref(&inv), "inv", 1_750_000_000);
         assert_eq!(r.len(), 1, "{r:?}");
         assert_eq!(r[0].measurand, Measurand::ActivePower);
         assert_eq!(r[0].value, -1500.0);
