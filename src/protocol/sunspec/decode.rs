@@ -204,7 +204,9 @@ pub fn decode_point(regs: &[u16], slot: &Slot) -> Point {
             return p;
         }
         Ipv6addr | Eui48 => {
-            let s = &regs[slot.offset as usize..(slot.offset + def.size) as usize];
+            let s = regs
+                .get(slot.offset as usize..(slot.offset + def.size) as usize)
+                .unwrap_or(&[]);
             if s.iter().any(|r| *r != 0) {
                 let hex: Vec<std::string::String> = s.iter().map(|r| format!("{r:04x}")).collect();
                 p.value = Some(Value::Text(hex.join(":")));
