@@ -1,4 +1,5 @@
-//! The `switchyard` command line: serve, demo, certs, import, export and conformance.
+//! The `switchyard` command line: serve, demo, certs, import, export, conformance, device
+//! simulators and the SunSpec installer tools.
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 use switchyard::api::auth::{Role, TokenConfig};
 use switchyard::config::{Config, LogFormat};
 use switchyard::protocol::sep2::xml::CsipAusVersion;
+use switchyard::protocol::sunspec;
 use switchyard::{app, conformance, demo, pki, registry};
 
 #[derive(Parser)]
@@ -56,6 +58,93 @@ enum Command {
     Conformance {
         #[command(subcommand)]
         suite: ConformanceSuite,
+    },
+    /// Run a device simulator.
+    Sim {
+        #[command(subcommand)]
+        what: SimWhat,
+    },
+    /// SunSpec over Modbus TCP: read a device, apply a control (docs/sunspec.md).
+    Sunspec {
+        #[command(subcommand)]
+        what: SunspecWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimWhat {
+    /// A SunSpec PV inverter with battery over Modbus TCP (models 1, 103, 120, 123, 124,
+    /// 701, 702, 704, 705, 713, 802), honouring control writes.
+    Sunspec(SimSunspecArgs),
+}
+
+#[derive(clap::Args)]
+struct SimSunspecArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:1502")]
+    listen: SocketAddr,
+    /// Seed of the simulated variations (same seed, same values).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Unit ids served (comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    units: Vec<u8>,
+    /// Inverter rating, W.
+    #[arg(long, default_value_t = 5000.0)]
+    rated_w: f64,
+    /// Never end the model chain (to test clients against a broken device).
+    #[arg(long)]
+    endless_chain: bool,
+}
+
+#[derive(Subcommand)]
+enum SunspecWhat {
+    /// Discover a device's SunSpec map and print every decoded point in SI units.
+    Read {
+        /// HOST:PORT of the device or gateway.
+        target: String,
+        /// Modbus unit id.
+        #[arg(long, default_value_t = 1)]
+        unit: u8,
+        /// Print one JSON object keyed by model id, then point name.
+        #[arg(long)]
+        json: bool,
+        /// Bound on connecting and on each request, milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
+    /// Apply one control and verify it by reading back.
+    #[command(group(clap::ArgGroup::new("control").required(true).args([
+        "limit_pct", "fixed_w", "charge_pct", "discharge_pct", "connect", "disconnect", "release"
+    ])))]
+    Write {
+        /// HOST:PORT of the device or gateway.
+        target: String,
+        #[arg(long, default_value_t = 1)]
+        unit: u8,
+        /// Limit active power to this percent of the maximum (704, else 123).
+        #[arg(long)]
+        limit_pct: Option<f64>,
+        /// Hold active power at this many W, positive exporting (704).
+        #[arg(long, allow_hyphen_values = true)]
+        fixed_w: Option<f64>,
+        /// Charge at this percent of the maximum charge rate (124).
+        #[arg(long)]
+        charge_pct: Option<f64>,
+        /// Discharge at this percent of the maximum rate (124).
+        #[arg(long)]
+        discharge_pct: Option<f64>,
+        /// Connect to the grid (123, else 802).
+        #[arg(long)]
+        connect: bool,
+        /// Disconnect from the grid (123, else 802).
+        #[arg(long)]
+        disconnect: bool,
+        /// End the power limit and fixed set point.
+        #[arg(long)]
+        release: bool,
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
     },
 }
 
@@ -247,6 +336,71 @@ async fn conformance_sep2(a: Sep2ConformanceArgs) -> Result<bool> {
         .any(|o| o.status == conformance::Status::Fail))
 }
 
+/// Resolves HOST:PORT (a name or an address).
+async fn resolve(target: &str) -> Result<SocketAddr> {
+    tokio::net::lookup_host(target)
+        .await
+        .with_context(|| format!("resolving {target}"))?
+        .next()
+        .with_context(|| format!("{target} resolves to no address"))
+}
+
+/// `switchyard sunspec read`: every decoded point, as text or JSON.
+async fn sunspec_read(target: &str, unit: u8, json: bool, timeout_ms: u64) -> Result<()> {
+    let addr = resolve(target).await?;
+    let timeout = std::time::Duration::from_millis(timeout_ms.max(1));
+    let mut device = sunspec::Device::connect(addr, unit, timeout).await?;
+    let map = device.discover().await?;
+    let mut out = serde_json::Map::new();
+    let mut text = String::new();
+    for entry in &map.models {
+        let Some(model) = device.read_model(entry).await? else {
+            eprintln!(
+                "model {} at {} ({} registers): no definition in this build, skipped",
+                entry.id, entry.address, entry.length
+            );
+            continue;
+        };
+        if json {
+            let mut key = model.id.to_string();
+            let mut n = 2;
+            while out.contains_key(&key) {
+                key = format!("{}#{n}", model.id);
+                n += 1;
+            }
+            out.insert(key, model.tree.clone());
+            continue;
+        }
+        let name = sunspec::model::definition(model.id)
+            .map(|d| d.group.name.as_str())
+            .unwrap_or("");
+        text.push_str(&format!("model {} {name} at {}\n", model.id, model.address));
+        for (path, p) in &model.points {
+            let value = match &p.value {
+                None => "-".to_string(),
+                Some(sunspec::Value::Text(t)) => format!("{t:?}"),
+                Some(v) => serde_json::to_string(v)?,
+            };
+            let unit = p.unit.map(|u| format!(" {u}")).unwrap_or_default();
+            let symbol = p
+                .symbol
+                .as_ref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default();
+            text.push_str(&format!("  {path:<24} {value}{unit}{symbol}\n"));
+        }
+    }
+    if json {
+        text = serde_json::to_string_pretty(&out)? + "\n";
+    }
+    // A reader that stops early (`| head`) is not an error.
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -390,6 +544,85 @@ async fn main() -> Result<()> {
                 None => print!("{text}"),
             }
             registry.store().close().await;
+        }
+        Command::Sim {
+            what: SimWhat::Sunspec(a),
+        } => {
+            let cfg = sunspec::sim::SimConfig {
+                seed: a.seed,
+                units: a.units.clone(),
+                rated_w: a.rated_w,
+                chain: if a.endless_chain {
+                    sunspec::sim::ChainMode::Endless
+                } else {
+                    sunspec::sim::ChainMode::Normal
+                },
+                ..Default::default()
+            };
+            let listener = tokio::net::TcpListener::bind(a.listen)
+                .await
+                .with_context(|| format!("binding {}", a.listen))?;
+            let addr = listener.local_addr()?;
+            let units: Vec<String> = a.units.iter().map(u8::to_string).collect();
+            println!(
+                "SunSpec simulator listening on {addr} (units {}, seed {})",
+                units.join(","),
+                a.seed
+            );
+            tokio::select! {
+                r = sunspec::sim::Simulator::new(&cfg).serve(listener) => r?,
+                _ = app::shutdown_signal() => {}
+            }
+        }
+        Command::Sunspec {
+            what:
+                SunspecWhat::Read {
+                    target,
+                    unit,
+                    json,
+                    timeout_ms,
+                },
+        } => sunspec_read(&target, unit, json, timeout_ms).await?,
+        Command::Sunspec {
+            what:
+                SunspecWhat::Write {
+                    target,
+                    unit,
+                    limit_pct,
+                    fixed_w,
+                    charge_pct,
+                    discharge_pct,
+                    connect,
+                    disconnect,
+                    release,
+                    timeout_ms,
+                },
+        } => {
+            use sunspec::control::Command as C;
+            let command = match (limit_pct, fixed_w, charge_pct, discharge_pct) {
+                (Some(p), ..) => C::LimitPct(p),
+                (_, Some(w), ..) => C::FixedW(w),
+                (_, _, Some(p), _) => C::ChargeRatePct(p),
+                (.., Some(p)) => C::DischargeRatePct(p),
+                _ if connect => C::Connect(true),
+                _ if disconnect => C::Connect(false),
+                _ if release => C::Release,
+                _ => bail!("name one control"),
+            };
+            // Refuse a bad argument before opening a connection.
+            command.validate()?;
+            let addr = resolve(&target).await?;
+            let timeout = std::time::Duration::from_millis(timeout_ms.max(1));
+            let mut device = sunspec::Device::connect(addr, unit, timeout).await?;
+            let map = device.discover().await?;
+            let applied = sunspec::control::apply(&mut device, &map, command).await?;
+            println!("{command}: applied and verified");
+            for (w, read) in &applied.writes {
+                println!(
+                    "  model {} {} = {} (read back {read})",
+                    w.model, w.point, w.value
+                );
+            }
         }
         Command::Conformance {
             suite: ConformanceSuite::Sep2(args),

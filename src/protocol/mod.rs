@@ -2,3 +2,4 @@
 //! to and from the engine's domain types; none of them is known to the engine.
 
 pub mod sep2;
+pub mod sunspec;
