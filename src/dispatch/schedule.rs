@@ -365,3 +365,132 @@ pub fn redispatch(
     let plan = allocate(req, &next)?;
     Ok((next, plan))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::allocate::tests::{battery, request, site};
+
+    fn fleet(n: usize, steps: Vec<i64>) -> Problem {
+        Problem {
+            steps,
+            ders: (0..n)
+                .map(|i| battery(&format!("b{i}"), i as u32, 5.0, 20.0, 100.0))
+                .collect(),
+            sites: (0..n).map(|i| site(&format!("s{i}"))).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn staggered_activation_ramps_the_aggregate_linearly() {
+        let p = fleet(10, vec![0, 3600]);
+        let plan = allocate(&request(Direction::Discharge, 20.0, 0, 3600), &p).unwrap();
+        let offs = activation_offsets(&plan, Ramp::Staggered { over_s: 100 });
+        assert_eq!(offs, vec![0, 10, 20, 30, 40, 50, 60, 70, 80, 90]);
+        assert_eq!(activation_offsets(&plan, Ramp::Simultaneous), vec![0; 10]);
+        let sch = schedules(&plan, &p, &offs);
+        assert_eq!(sch.len(), 10);
+        assert_eq!(sch[3].activate_at, 30);
+        assert_eq!(sch[3].commands[0].start, 30);
+        assert_eq!(sch[3].commands[0].end, 3600);
+        assert!((sch[3].commands[0].setpoint_kw - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn equal_steps_merge_and_charging_is_negative() {
+        let p = fleet(2, vec![0, 600, 1200, 1800]);
+        let plan = allocate(&request(Direction::Charge, 0.0001, 0, 1800), &p);
+        // Full batteries cannot charge at all: nothing to command.
+        let plan = plan.unwrap();
+        assert!(schedules(&plan, &p, &[0, 0]).is_empty());
+        let mut p = p;
+        for d in &mut p.ders {
+            d.storage.as_mut().unwrap().soc_pct = 10.0;
+        }
+        let plan = allocate(&request(Direction::Charge, 4.0, 0, 1800), &p).unwrap();
+        let sch = schedules(&plan, &p, &[0, 0]);
+        assert_eq!(
+            sch[0].commands.len(),
+            1,
+            "three equal steps are one command"
+        );
+        assert_eq!(
+            (sch[0].commands[0].start, sch[0].commands[0].end),
+            (0, 1800)
+        );
+        assert!((sch[0].commands[0].setpoint_kw + 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn stop_and_limit_apply_from_their_instant() {
+        let p = fleet(4, vec![0, 3600]);
+        let mut plan = allocate(&request(Direction::Discharge, 12.0, 0, 3600), &p).unwrap();
+        plan.limit(1000, 6.0).unwrap();
+        assert_eq!(plan.steps, vec![0, 1000, 3600]);
+        assert!((plan.report[0].delivered_kw - 12.0).abs() < 1e-9);
+        assert!((plan.report[1].delivered_kw - 6.0).abs() < 1e-9);
+        assert!((plan.kw(1, 0) - 1.5).abs() < 1e-9);
+        assert_eq!(
+            plan.report[1].binding[0].constraint,
+            Constraint::Instruction
+        );
+        plan.stop(2000).unwrap();
+        assert_eq!(plan.steps, vec![0, 1000, 2000, 3600]);
+        assert_eq!(plan.report[2].delivered_kw, 0.0);
+        assert!((0..4).all(|i| plan.kw(2, i) == 0.0));
+        let sch = schedules(&plan, &p, &[0; 4]);
+        assert_eq!(sch[0].commands.last().unwrap().end, 2000);
+        assert_eq!(
+            plan.stop(3600),
+            Err(ScheduleError::OutsideWindow {
+                at: 3600,
+                start: 0,
+                end: 3600
+            })
+        );
+        assert_eq!(plan.limit(10, -1.0), Err(ScheduleError::BadLimit(-1.0)));
+    }
+
+    #[test]
+    fn a_device_that_drops_out_is_replaced_by_the_others() {
+        let p = fleet(4, vec![0, 1800, 3600]);
+        let req = request(Direction::Discharge, 10.0, 0, 3600);
+        let plan = allocate(&req, &p).unwrap();
+        // Device 2 reads nothing, device 1 gives only 1 kW of its 2.5.
+        let events = detect_deviations(
+            &plan,
+            900,
+            |i| match i {
+                2 => None,
+                1 => Some(1.0),
+                _ => Some(2.5),
+            },
+            0.1,
+        );
+        assert_eq!(
+            events,
+            vec![
+                DeviceEvent::UnderDelivered {
+                    der: 1,
+                    delivered_kw: 1.0
+                },
+                DeviceEvent::DroppedOut { der: 2 },
+            ]
+        );
+        let (next, again) = redispatch(&req, &p, &plan, 900, &events, |_| None).unwrap();
+        assert_eq!(next.steps, vec![900, 1800, 3600]);
+        assert!(again.feasible());
+        assert_eq!(again.kw(0, 2), 0.0);
+        assert!((again.kw(0, 1) - 1.0).abs() < 1e-9);
+        assert!((again.kw(0, 0) - 4.5).abs() < 1e-9 && (again.kw(0, 3) - 4.5).abs() < 1e-9);
+        // The energy used before the re-dispatch is accounted for: 2.5 kW for 15 min.
+        let soc = next.ders[0].storage.unwrap().soc_pct;
+        assert!((soc - 100.0 * (20.0 - 0.625) / 20.0).abs() < 1e-9);
+        // A fresher state of charge from telemetry wins over the plan's estimate.
+        let (next, _) =
+            redispatch(&req, &p, &plan, 900, &events, |i| (i == 0).then_some(40.0)).unwrap();
+        assert_eq!(next.ders[0].storage.unwrap().soc_pct, 40.0);
+        assert!(redispatch(&req, &p, &plan, 3600, &events, |_| None).is_err());
+    }
+}
