@@ -70,6 +70,10 @@ pub struct Binding {
     pub examples: Vec<String>,
 }
 
+/// Stored energy below this (kWh) counts as none: it keeps rounding residue from being
+/// dispatched as vanishing allocations.
+const ENERGY_EPS_KWH: f64 = 1e-9;
+
 /// How many ids a [`Binding`] lists.
 pub const EXAMPLES: usize = 3;
 
@@ -350,17 +354,22 @@ pub fn allocate(req: &DispatchRequest, problem: &Problem) -> Result<Plan, Proble
                             if above <= 0.0 {
                                 sci = 0.0;
                                 whyi = Why::Energy;
-                            } else if above < keep {
+                            } else if above <= keep + ENERGY_EPS_KWH {
                                 // Not even the subscriber's duty fits: stretch it so the
                                 // battery reaches its reserve at the end of the window.
-                                sci *= above / keep;
+                                sci *= if keep > 0.0 {
+                                    (above / keep).min(1.0)
+                                } else {
+                                    0.0
+                                };
                                 whyi = Why::Energy;
                             } else {
                                 wi = above - keep;
                             }
                         } else {
                             wi = (st.capacity_kwh - stored[i]).max(0.0);
-                            if wi <= 0.0 {
+                            if wi <= ENERGY_EPS_KWH {
+                                wi = 0.0;
                                 whyi = Why::Energy;
                             }
                         }
