@@ -283,6 +283,15 @@ pub fn allocate(req: &DispatchRequest, problem: &Problem) -> Result<Plan, Proble
     let mut sc_left: Vec<f64> = (0..ns)
         .map(|s| (0..kk).map(|k| duty(s, k) * dt_h(k)).sum())
         .collect();
+    // Compact per-DER indices and a per-site duty so the hot loops do not chase each
+    // site's heap-allocated load series more than once per step.
+    let der_site: Vec<u32> = p.ders.iter().map(|d| d.site).collect();
+    let site_zone: Vec<u32> = p
+        .sites
+        .iter()
+        .map(|s| s.zone.map_or(nz as u32, |z| z))
+        .collect();
+    let mut duty_now = vec![0.0f64; ns];
     let mut stored: Vec<f64> = p
         .ders
         .iter()
@@ -318,7 +327,12 @@ pub fn allocate(req: &DispatchRequest, problem: &Problem) -> Result<Plan, Proble
             for &s in &zone_sites[zone_start[z]..zone_start[z + 1]] {
                 let site = &p.sites[s];
                 let load = per_step(&site.load_kw, k).unwrap_or(0.0);
-                let want_sc = duty(s, k);
+                let want_sc = if discharge {
+                    site.self_consumption * load.max(0.0)
+                } else {
+                    0.0
+                };
+                duty_now[s] = want_sc;
                 let site_from = terms.len();
                 let mut site_sc = 0.0;
                 for &i in &site_ders[site_start[s]..site_start[s + 1]] {
@@ -444,24 +458,22 @@ pub fn allocate(req: &DispatchRequest, problem: &Problem) -> Result<Plan, Proble
         let mut sc_total = 0.0;
         let row = k * n;
         for i in 0..n {
-            let d = &p.ders[i];
-            let s = d.site as usize;
-            let z = p.sites[s].zone.map_or(nz, |z| z as usize);
+            let s = der_site[i] as usize;
+            let z = site_zone[s] as usize;
             let kw = w[i] * b[i].min(theta_site[s]).min(theta_zone[z]).min(theta);
             dispatch_kw[row + i] = kw;
             self_kw[row + i] = sc[i];
             delivered += kw;
             sc_total += sc[i];
-            if d.storage.is_some() {
-                if discharge {
-                    stored[i] -= (kw + sc[i]) * dt;
-                } else {
-                    stored[i] += kw * dt;
-                }
+            // Devices without storage keep `stored` at zero; the update is harmless.
+            if discharge {
+                stored[i] -= (kw + sc[i]) * dt;
+            } else {
+                stored[i] += kw * dt;
             }
         }
-        for (s, left) in sc_left.iter_mut().enumerate() {
-            *left = (*left - duty(s, k) * dt).max(0.0);
+        for (left, d) in sc_left.iter_mut().zip(&duty_now) {
+            *left = (*left - d * dt).max(0.0);
         }
 
         let shortfall = (want - delivered).max(0.0);

@@ -282,60 +282,64 @@ impl Problem {
             return Err(ProblemError::BadSteps);
         }
         let k = self.step_count();
-        let len_ok = |field: String, len: usize| {
+        // Field names are only formatted on failure: this runs over a million DERs.
+        let len_ok = |len: usize, field: &dyn Fn() -> String| {
             if len <= 1 || len == k {
                 Ok(())
             } else {
                 Err(ProblemError::StepCount {
-                    field,
+                    field: field(),
                     len,
                     steps: k,
                 })
             }
         };
-        let num = |field: String, value: f64| {
+        let num = |value: f64, field: &dyn Fn() -> String| {
             if value.is_finite() && value >= 0.0 {
                 Ok(())
             } else {
-                Err(ProblemError::BadNumber { field, value })
+                Err(ProblemError::BadNumber {
+                    field: field(),
+                    value,
+                })
             }
         };
-        len_ok("group_limits".into(), self.group_limits.len())?;
+        len_ok(self.group_limits.len(), &|| "group_limits".into())?;
         for (i, z) in self.zones.iter().enumerate() {
-            len_ok(format!("zones[{i}].limits"), z.limits.len())?;
+            len_ok(z.limits.len(), &|| format!("zones[{i}].limits"))?;
         }
         for (i, s) in self.sites.iter().enumerate() {
             if s.zone.is_some_and(|z| z as usize >= self.zones.len()) {
                 return Err(ProblemError::UnknownZone(i));
             }
-            len_ok(format!("sites[{i}].load_kw"), s.load_kw.len())?;
-            len_ok(format!("sites[{i}].limits"), s.limits.len())?;
+            len_ok(s.load_kw.len(), &|| format!("sites[{i}].load_kw"))?;
+            len_ok(s.limits.len(), &|| format!("sites[{i}].limits"))?;
             if !(0.0..=1.0).contains(&s.self_consumption) {
                 return Err(ProblemError::BadNumber {
                     field: format!("sites[{i}].self_consumption"),
                     value: s.self_consumption,
                 });
             }
-            for (j, l) in s.load_kw.iter().enumerate() {
-                if !l.is_finite() {
-                    return Err(ProblemError::BadNumber {
-                        field: format!("sites[{i}].load_kw[{j}]"),
-                        value: *l,
-                    });
-                }
+            if let Some((j, l)) = s.load_kw.iter().enumerate().find(|(_, l)| !l.is_finite()) {
+                return Err(ProblemError::BadNumber {
+                    field: format!("sites[{i}].load_kw[{j}]"),
+                    value: *l,
+                });
             }
         }
         for (i, d) in self.ders.iter().enumerate() {
             if d.site as usize >= self.sites.len() {
                 return Err(ProblemError::UnknownSite(i));
             }
-            num(format!("ders[{i}].rated_kw"), d.rated_kw)?;
-            len_ok(format!("ders[{i}].limits"), d.limits.len())?;
+            num(d.rated_kw, &|| format!("ders[{i}].rated_kw"))?;
+            len_ok(d.limits.len(), &|| format!("ders[{i}].limits"))?;
             if let Some(c) = d.dispatch_cap_kw {
-                num(format!("ders[{i}].dispatch_cap_kw"), c)?;
+                num(c, &|| format!("ders[{i}].dispatch_cap_kw"))?;
             }
             if let Some(s) = d.storage {
-                num(format!("ders[{i}].storage.capacity_kwh"), s.capacity_kwh)?;
+                num(s.capacity_kwh, &|| {
+                    format!("ders[{i}].storage.capacity_kwh")
+                })?;
                 for (f, v) in [("soc_pct", s.soc_pct), ("reserve_pct", s.reserve_pct)] {
                     if !(0.0..=100.0).contains(&v) {
                         return Err(ProblemError::BadNumber {
