@@ -12,12 +12,14 @@
 //! - [`level`]: the water-level solver behind balanced allocation.
 //! - [`allocate`]: the allocator and its plan with per-step shortfall and binding
 //!   constraints.
+//! - [`portfolio`]: loading a problem from the registry, envelopes and telemetry.
 //! - [`schedule`]: staggered activation, per-device control schedules, `stop` and `limit`,
 //!   and re-dispatch when devices drop out or under-deliver.
 
 pub mod allocate;
 pub mod input;
 pub mod level;
+pub mod portfolio;
 pub mod request;
 pub mod schedule;
 

@@ -113,6 +113,23 @@ pub enum RequestError {
     EmptyId,
 }
 
+impl RequestError {
+    /// The request field at fault, as a JSON path.
+    pub fn field(&self) -> &'static str {
+        match self {
+            RequestError::UnknownGroup(_) => "target.group_id",
+            RequestError::UnknownSite(_)
+            | RequestError::NoSites
+            | RequestError::DuplicateSite(_) => "target.site_ids",
+            RequestError::NonPositiveDuration(_) => "duration_s",
+            RequestError::BadPower(_) => "power_kw",
+            RequestError::WindowInPast { .. } => "start",
+            RequestError::RampLongerThanWindow { .. } => "ramp.over_s",
+            RequestError::EmptyId => "id",
+        }
+    }
+}
+
 impl DispatchRequest {
     /// The end of the window (exclusive).
     pub fn end(&self) -> EpochSeconds {
