@@ -13,10 +13,12 @@
 //! - [`allocate`]: the allocator and its plan with per-step shortfall and binding
 //!   constraints.
 //! - [`portfolio`]: loading a problem from the registry, envelopes and telemetry.
+//! - [`forecast`]: baseline load and flex up / down with P10 / P50 / P90.
 //! - [`schedule`]: staggered activation, per-device control schedules, `stop` and `limit`,
 //!   and re-dispatch when devices drop out or under-deliver.
 
 pub mod allocate;
+pub mod forecast;
 pub mod input;
 pub mod level;
 pub mod portfolio;
