@@ -1,7 +1,8 @@
 //! `POST /api/v1/dispatch` over a real socket on SQLite and PostgreSQL: a feeder group's
 //! batteries planned under a site's export envelope, with state of charge from telemetry
 //! where a reading exists, the shortfall and binding constraints of an impossible request,
-//! and each listed bad request refused with the field named and nothing changed.
+//! and each listed bad request refused with the field named and nothing changed; and the
+//! flexible capacity forecast of a group from its meters' history.
 
 mod common;
 
@@ -13,7 +14,8 @@ use switchyard::telemetry::{Measurand, Quality, Reading, SourceKind, insert_batc
 
 on_both_backends!(
     plans_respect_envelopes_and_report_shortfall,
-    bad_requests_change_nothing
+    bad_requests_change_nothing,
+    flex_forecast_from_meter_history
 );
 
 struct Api {
@@ -263,5 +265,95 @@ async fn bad_requests_change_nothing(db: TestDb) {
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (_, after) = api.call(Method::GET, "/api/v1/ders", None).await;
     assert_eq!(before, after);
+    server.stop().await.unwrap();
+}
+
+async fn flex_forecast_from_meter_history(db: TestDb) {
+    let (server, api) = setup(&db).await;
+    let now = now_epoch();
+    let start = now + 600;
+    let end = start + 3600;
+    // Meters on the feeder's four sites; 14 past days of readings at the window's time of
+    // day: every site draws 500 W x (day number) in watts (positive is import).
+    let mut readings = Vec::new();
+    for i in 1..=4 {
+        api.created("/api/v1/meters", json!({"id": format!("m{i}"), "site_id": format!("s{i}"), "mpid": format!("MP{i}"), "revenue_grade": true, "interval_seconds": 900})).await;
+        for d in 1..=14i64 {
+            for off in [0, 1200, 2400] {
+                readings.push(Reading {
+                    source_id: format!("m{i}"),
+                    source_kind: SourceKind::Mqtt,
+                    measurand: Measurand::ActivePower,
+                    instant: start - d * 86_400 + off,
+                    value: 500.0 * d as f64,
+                    quality: Quality::Measured,
+                });
+            }
+        }
+    }
+    insert_batch(&db.store, &readings, now).await.unwrap();
+    let path = format!(
+        "/api/v1/groups/feeder-f1/flex?start={start}&end={end}&step_s=1800&lookback_days=14&self_consumption=0.5&default_soc_pct=80"
+    );
+    let (s, v) = api.call(Method::GET, &path, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    // Daily totals 2, 4, ..., 28 kW: median 15, P10 4.6, P90 25.4.
+    let b = &steps[0]["baseline_kw"];
+    assert!((b["p50"].as_f64().unwrap() - 15.0).abs() < 1e-9, "{b}");
+    assert!((b["p10"].as_f64().unwrap() - 4.6).abs() < 1e-9, "{b}");
+    assert!((b["p90"].as_f64().unwrap() - 25.4).abs() < 1e-9, "{b}");
+    assert_eq!(steps[0]["days_with_data"], 14);
+    for st in steps {
+        let f = &st["flex_down_kw"];
+        let (p10, p50, p90) = (
+            f["p10"].as_f64().unwrap(),
+            f["p50"].as_f64().unwrap(),
+            f["p90"].as_f64().unwrap(),
+        );
+        assert!(p10 <= p50 && p50 <= p90 && p90 <= 20.0 + 1e-9, "{f}");
+        // The more load the batteries cover, the less is left for the grid.
+        assert!(p10 < p90, "{f}");
+    }
+    // Upward: four batteries at the assumed 80% have 4 x 2 kWh of room.
+    assert!(
+        (v["flex_up_kwh"]["p50"].as_f64().unwrap() - 8.0).abs() < 1e-6,
+        "{v}"
+    );
+
+    for (path, status, field) in [
+        (
+            format!("/api/v1/groups/nope/flex?start={start}&end={end}"),
+            StatusCode::NOT_FOUND,
+            None,
+        ),
+        (
+            format!("/api/v1/groups/feeder-f1/flex?start={start}&end={start}"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("end"),
+        ),
+        (
+            format!("/api/v1/groups/feeder-f1/flex?start={start}&end={end}&lookback_days=0"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("lookback_days"),
+        ),
+        (
+            format!("/api/v1/groups/feeder-f1/flex?start=soon"),
+            StatusCode::BAD_REQUEST,
+            Some("start"),
+        ),
+        (
+            format!("/api/v1/groups/feeder-f1/flex?start={start}&colour=red"),
+            StatusCode::BAD_REQUEST,
+            Some("colour"),
+        ),
+    ] {
+        let (s, v) = api.call(Method::GET, &path, None).await;
+        assert_eq!(s, status, "{path}: {v}");
+        if let Some(f) = field {
+            assert_eq!(v["field"], f, "{v}");
+        }
+    }
     server.stop().await.unwrap();
 }

@@ -1,24 +1,30 @@
 //! The dispatch endpoint: `POST /api/v1/dispatch` plans a dispatch request over the
 //! registry's DERs under the envelopes in force and returns the plan (per-step delivery,
 //! shortfall and binding constraints) with each device's control schedule. Planning only:
-//! nothing is stored and nothing is sent to devices yet.
+//! nothing is stored and nothing is sent to devices yet. `GET /api/v1/groups/{id}/flex`
+//! forecasts a group's baseline load and flexible capacity over a window.
 
 use super::body::{decode, read_limited, require_content_type};
 use super::envelopes::RANDOMIZATION_SEED;
-use super::openapi::Operation;
+use super::openapi::{Operation, path_param, query_param};
 use super::problem::Problem;
 use super::{ApiBuilder, AppState};
-use crate::dispatch::portfolio::{Assumptions, LoadNotes, PortfolioError, plan};
+use crate::dispatch::forecast::FlexForecast;
+use crate::dispatch::portfolio::{
+    Assumptions, ForecastQuery, LoadNotes, MAX_LOOKBACK_DAYS, PortfolioError, forecast_group, plan,
+};
 use crate::dispatch::{
     ControlSchedule, DispatchRequest, StepReport, activation_offsets, schedules,
 };
 use crate::domain::{EpochSeconds, now_epoch};
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::HashMap;
 
 /// The request body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -50,6 +56,30 @@ pub struct DispatchPlan {
 /// Registers the route and documents it.
 pub fn register(api: &mut ApiBuilder) {
     api.route("/api/v1/dispatch", post(create));
+    api.route("/api/v1/groups/{key}/flex", get(flex));
+    let fc = api.doc.schema::<FlexForecast>();
+    let int = |d: &str| json!({ "type": "integer", "description": d });
+    api.doc.add(
+        "get",
+        "/api/v1/groups/{key}/flex",
+        Operation {
+            summary: "Forecast a group's baseline load and flexible capacity (flex down and up, kW per step and kWh over the window) with P10/P50/P90, from load history and current state of charge",
+            tag: "dispatch",
+            parameters: vec![
+                path_param("key", "the group's id"),
+                query_param("start", "window start, epoch seconds (default now)", int("epoch seconds")),
+                query_param("end", "window end, epoch seconds (default start + 4 h)", int("epoch seconds")),
+                query_param("step_s", "step, seconds (60-3600, default 900)", int("seconds")),
+                query_param("lookback_days", "days of history (1-60, default 14)", int("days")),
+                query_param("self_consumption", "share of subscriber load batteries keep covering (0-1, default 0.5)", json!({ "type": "number" })),
+                query_param("default_soc_pct", "state of charge for batteries without a recent reading (default 50)", json!({ "type": "number" })),
+            ],
+            request: None,
+            success: (200, "the forecast", Some(("application/json", fc))),
+            errors: &[400, 404, 422],
+            authenticated: true,
+        },
+    );
     let body = api.doc.schema::<DispatchBody>();
     let out = api.doc.schema::<DispatchPlan>();
     api.doc.add(
@@ -133,4 +163,82 @@ async fn create(
         steps: plan.report,
         schedules,
     }))
+}
+
+fn param<T: std::str::FromStr>(
+    params: &mut HashMap<String, String>,
+    name: &str,
+    what: &str,
+) -> Result<Option<T>, Problem> {
+    match params.remove(name) {
+        None => Ok(None),
+        Some(v) => v.parse::<T>().map(Some).map_err(|_| {
+            Problem::bad_request(format!("{name} must be {what}, got '{v}'")).with_field(name)
+        }),
+    }
+}
+
+async fn flex(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(mut params): Query<HashMap<String, String>>,
+) -> Result<Json<FlexForecast>, Problem> {
+    let now = now_epoch();
+    let start = param::<i64>(&mut params, "start", "epoch seconds")?.unwrap_or(now);
+    let end = param::<i64>(&mut params, "end", "epoch seconds")?.unwrap_or(start + 4 * 3600);
+    let mut assumptions = Assumptions {
+        step_s: 900,
+        ..Assumptions::default()
+    };
+    if let Some(v) = param(&mut params, "step_s", "a whole number of seconds")? {
+        assumptions.step_s = v;
+    }
+    if let Some(v) = param(&mut params, "self_consumption", "a number")? {
+        assumptions.self_consumption = v;
+    }
+    if let Some(v) = param(&mut params, "default_soc_pct", "a number")? {
+        assumptions.default_soc_pct = v;
+    }
+    let lookback_days =
+        param::<u32>(&mut params, "lookback_days", "a whole number of days")?.unwrap_or(14);
+    if let Some(k) = params.keys().next() {
+        return Err(Problem::bad_request(format!(
+            "unknown query parameter '{k}'; accepted: start, end, step_s, lookback_days, self_consumption, default_soc_pct"
+        ))
+        .with_field(k.clone()));
+    }
+    let q = ForecastQuery {
+        group_id: key,
+        start,
+        end,
+        lookback_days: lookback_days.min(MAX_LOOKBACK_DAYS + 1),
+    };
+    let f = forecast_group(&state.registry, &q, now, &assumptions, RANDOMIZATION_SEED)
+        .await
+        .map_err(|e| match e {
+            // The path names the group: an unknown one is a missing resource here.
+            PortfolioError::Request(crate::dispatch::RequestError::UnknownGroup(g)) => {
+                Problem::not_found(format!("no group '{g}'"))
+            }
+            PortfolioError::Request(crate::dispatch::RequestError::NonPositiveDuration(_)) => {
+                Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid",
+                    format!("end: must be after start ({start}), got {end}"),
+                )
+                .with_field("end")
+            }
+            PortfolioError::Request(r) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", r.to_string())
+                    .with_field(r.field())
+            }
+            PortfolioError::BadAssumption { field, reason } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!("{field}: {reason}"),
+            )
+            .with_field(field),
+            other => other.into(),
+        })?;
+    Ok(Json(f))
 }

@@ -314,3 +314,88 @@ pub async fn plan(
     let plan = allocate(req, &problem)?;
     Ok((problem, plan, notes))
 }
+
+/// Longest history the forecast looks back over, days.
+pub const MAX_LOOKBACK_DAYS: u32 = 60;
+
+/// What to forecast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForecastQuery {
+    pub group_id: String,
+    pub start: EpochSeconds,
+    pub end: EpochSeconds,
+    pub lookback_days: u32,
+}
+
+/// The flexible capacity forecast of a group over `[start, end)`: the group's DERs, limits
+/// and state of charge as [`load`] reads them, and each site's load history from the
+/// `active_power_w` readings of its meter (the one with the smallest id; positive is
+/// import), over the `lookback_days` days before.
+pub async fn forecast_group(
+    registry: &Registry,
+    q: &ForecastQuery,
+    now: EpochSeconds,
+    assumptions: &Assumptions,
+    seed: u64,
+) -> Result<super::forecast::FlexForecast, PortfolioError> {
+    let ForecastQuery {
+        group_id,
+        start,
+        end,
+        lookback_days,
+    } = q.clone();
+    if !(1..=MAX_LOOKBACK_DAYS).contains(&lookback_days) {
+        return Err(PortfolioError::BadAssumption {
+            field: "lookback_days",
+            reason: format!("must be between 1 and {MAX_LOOKBACK_DAYS}"),
+        });
+    }
+    let req = DispatchRequest {
+        id: "flex-forecast".into(),
+        target: Target::Group {
+            group_id: group_id.clone(),
+        },
+        direction: Direction::Discharge,
+        power_kw: 1.0,
+        start,
+        duration_s: end - start,
+        ramp: super::request::Ramp::Simultaneous,
+        priority: 0,
+        source: super::request::RequestSource::Operator,
+        pacing: super::request::Pacing::Sustained,
+    };
+    let (problem, _) = load(registry, &req, now, assumptions, seed).await?;
+    let k = problem.step_count();
+    let (from, to) = (
+        problem.steps[0] - i64::from(lookback_days) * 86_400,
+        problem.steps[k] - 86_400,
+    );
+    let mut history = Vec::with_capacity(problem.sites.len());
+    for site in &problem.sites {
+        let meter: Option<String> =
+            sqlx::query("SELECT id FROM meters WHERE site_id = $1 ORDER BY id LIMIT 1")
+                .bind(site.id.clone())
+                .fetch_optional(registry.store().pool())
+                .await
+                .map_err(|e| RegistryError::from(crate::store::StoreError::from(e)))?
+                .map(|r| sqlx::Row::try_get::<String, _>(&r, 0))
+                .transpose()
+                .map_err(|e| RegistryError::from(crate::store::StoreError::from(e)))?;
+        let samples = match meter {
+            Some(m) if to > from => {
+                readings::query(registry.store(), &m, Some(Measurand::ActivePower), from, to)
+                    .await?
+                    .into_iter()
+                    .map(|r| (r.instant, r.value / 1000.0))
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        history.push(samples);
+    }
+    Ok(super::forecast::forecast(
+        &problem,
+        &history,
+        lookback_days,
+    )?)
+}
