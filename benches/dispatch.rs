@@ -82,7 +82,7 @@ fn fleet(n: usize, steps: Vec<i64>) -> Problem {
             dispatch_cap_kw: None,
             limits: vec![],
         });
-        if s % 5 == 0 && ders.len() < n {
+        if s.is_multiple_of(5) && ders.len() < n {
             ders.push(DerInput {
                 id: format!("der-{}", ders.len()),
                 site: s as u32,
@@ -110,7 +110,7 @@ fn fleet(n: usize, steps: Vec<i64>) -> Problem {
                 id: format!("tx-{z}"),
                 // Every seventh transformer is tight.
                 limits: vec![FlowLimits {
-                    export_kw: Some(if z % 7 == 0 { 0.1 } else { 0.6 } * zone_rating[z]),
+                    export_kw: Some(if z.is_multiple_of(7) { 0.1 } else { 0.6 } * zone_rating[z]),
                     import_kw: None,
                 }],
             })

@@ -339,7 +339,7 @@ async fn flex_forecast_from_meter_history(db: TestDb) {
             Some("lookback_days"),
         ),
         (
-            format!("/api/v1/groups/feeder-f1/flex?start=soon"),
+            "/api/v1/groups/feeder-f1/flex?start=soon".to_string(),
             StatusCode::BAD_REQUEST,
             Some("start"),
         ),

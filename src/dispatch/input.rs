@@ -62,7 +62,7 @@ fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-/// Walks every distinct answer of `limits_in_force` within `[start, end)`.
+/// Every distinct answer of `limits_in_force` within `[start, end)`.
 fn answers_over(
     programs: &[Program],
     controls: &[Control],
@@ -71,17 +71,19 @@ fn answers_over(
     seed: u64,
     start: EpochSeconds,
     end: EpochSeconds,
-    mut each: impl FnMut(&InForce),
-) {
+) -> Vec<InForce> {
+    let mut out = Vec::new();
     let mut t = start;
     loop {
         let r = limits_in_force(programs, controls, defaults, key, seed, t);
-        each(&r);
-        match r.next_change {
+        let next = r.next_change;
+        out.push(r);
+        match next {
             Some(n) if n < end && n > t => t = n,
             _ => break,
         }
     }
+    out
 }
 
 impl FlowLimits {
@@ -112,12 +114,11 @@ impl FlowLimits {
         start: EpochSeconds,
         end: EpochSeconds,
     ) -> Self {
-        let mut out: Option<FlowLimits> = None;
-        answers_over(programs, controls, defaults, key, seed, start, end, |r| {
-            let l = FlowLimits::from_in_force(r);
-            out = Some(out.map_or(l, |o| o.tightest(l)));
-        });
-        out.unwrap_or_default()
+        answers_over(programs, controls, defaults, key, seed, start, end)
+            .iter()
+            .map(FlowLimits::from_in_force)
+            .reduce(FlowLimits::tightest)
+            .unwrap_or_default()
     }
 }
 
@@ -156,12 +157,11 @@ impl DeviceLimits {
         start: EpochSeconds,
         end: EpochSeconds,
     ) -> Self {
-        let mut out: Option<DeviceLimits> = None;
-        answers_over(programs, controls, defaults, key, seed, start, end, |r| {
-            let l = DeviceLimits::from_in_force(r);
-            out = Some(out.map_or(l, |o| o.tightest(l)));
-        });
-        out.unwrap_or_default()
+        answers_over(programs, controls, defaults, key, seed, start, end)
+            .iter()
+            .map(DeviceLimits::from_in_force)
+            .reduce(DeviceLimits::tightest)
+            .unwrap_or_default()
     }
 }
 
