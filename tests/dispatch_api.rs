@@ -142,8 +142,9 @@ async fn plans_respect_envelopes_and_report_shortfall(db: TestDb) {
             Some(body(9.0, start, 3600, "feeder-f1")),
         )
         .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["feasible"], true, "{v}");
+    let first_id = v["id"].as_str().unwrap().to_string();
     assert_eq!(v["loaded"]["ders"], 4);
     assert_eq!(v["loaded"]["left_out"], 2);
     assert_eq!(v["loaded"]["soc_from_telemetry"], 1);
@@ -178,8 +179,9 @@ async fn plans_respect_envelopes_and_report_shortfall(db: TestDb) {
             Some(body(30.0, start, 3600, "feeder-f1")),
         )
         .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["feasible"], false);
+    let second_id = v["id"].as_str().unwrap().to_string();
     let step = &v["steps"][0];
     assert!(
         (step["delivered_kw"].as_f64().unwrap() - 16.0).abs() < 1e-6,
@@ -195,6 +197,41 @@ async fn plans_respect_envelopes_and_report_shortfall(db: TestDb) {
     assert_eq!(kinds, vec!["site_limit", "device_rating"], "{step}");
     assert_eq!(step["binding"][0]["examples"], json!(["s1"]));
     assert!(v["shortfall_kwh"].as_f64().unwrap() > 0.0);
+
+    // Both plans are stored, in creation order, readable with a read-only token.
+    let (s, list) = api
+        .call_as(READER_TOKEN, Method::GET, "/api/v1/dispatch", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    let ids: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![first_id.as_str(), second_id.as_str()]);
+    let (s, p) = api
+        .call(Method::GET, &format!("/api/v1/dispatch/{second_id}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["feasible"], false);
+    assert_eq!(p["source_kind"], "iso_instruction");
+    assert_eq!(p["direction"], "discharge");
+    assert_eq!(p["der_count"], 4);
+    assert_eq!(p["power_kw"], 30.0);
+    assert_eq!(p["body"]["request"]["id"], "req-1");
+    assert_eq!(p["steps"].as_array().unwrap().len(), 4);
+    assert_eq!(p["steps"][0]["binding"][0]["constraint"], "site_limit");
+    let (s, _) = api
+        .call(Method::GET, "/api/v1/dispatch?limit=1", None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, page) = api
+        .call(Method::GET, "/api/v1/dispatch?limit=1", None)
+        .await;
+    assert_eq!(page["next_after"], first_id.as_str());
+    let (s, _) = api.call(Method::GET, "/api/v1/dispatch/nope", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
     server.stop().await.unwrap();
 }
 
@@ -265,6 +302,10 @@ async fn bad_requests_change_nothing(db: TestDb) {
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (_, after) = api.call(Method::GET, "/api/v1/ders", None).await;
     assert_eq!(before, after);
+    // No refused request left a stored plan.
+    let (s, plans) = api.call(Method::GET, "/api/v1/dispatch", None).await;
+    assert_eq!(s, StatusCode::OK, "{plans}");
+    assert_eq!(plans["items"], json!([]));
     server.stop().await.unwrap();
 }
 

@@ -1,22 +1,26 @@
-//! The dispatch endpoint: `POST /api/v1/dispatch` plans a dispatch request over the
-//! registry's DERs under the envelopes in force and returns the plan (per-step delivery,
-//! shortfall and binding constraints) with each device's control schedule. Planning only:
-//! nothing is stored and nothing is sent to devices yet. `GET /api/v1/groups/{id}/flex`
+//! The dispatch endpoints: `POST /api/v1/dispatch` plans a dispatch request over the
+//! registry's DERs under the envelopes in force, stores the plan's summary and returns it
+//! (per-step delivery, shortfall and binding constraints) with each device's control
+//! schedule; nothing is sent to devices yet. `GET /api/v1/dispatch[/{id}]` reads stored
+//! plans. `GET /api/v1/groups/{id}/flex`
 //! forecasts a group's baseline load and flexible capacity over a window.
 
 use super::body::{decode, read_limited, require_content_type};
 use super::envelopes::RANDOMIZATION_SEED;
 use super::openapi::{Operation, path_param, query_param};
 use super::problem::Problem;
+use super::resources::paging;
 use super::{ApiBuilder, AppState};
 use crate::dispatch::forecast::FlexForecast;
 use crate::dispatch::portfolio::{
-    Assumptions, ForecastQuery, LoadNotes, MAX_LOOKBACK_DAYS, PortfolioError, forecast_group, plan,
+    Assumptions, ForecastQuery, LoadNotes, PortfolioError, forecast_group, plan,
 };
+use crate::dispatch::records::{self, PlanRecord};
 use crate::dispatch::{
     ControlSchedule, DispatchRequest, StepReport, activation_offsets, schedules,
 };
 use crate::domain::{EpochSeconds, now_epoch};
+use crate::registry::{Page, RegistryError};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -38,6 +42,8 @@ pub struct DispatchBody {
 /// The plan returned.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DispatchPlan {
+    /// The stored plan's id (`GET /api/v1/dispatch/{id}`).
+    pub id: String,
     pub request_id: String,
     /// The planned window: from the later of the request's start and now, to its end.
     pub start: EpochSeconds,
@@ -55,7 +61,60 @@ pub struct DispatchPlan {
 
 /// Registers the route and documents it.
 pub fn register(api: &mut ApiBuilder) {
-    api.route("/api/v1/dispatch", post(create));
+    api.route("/api/v1/dispatch", post(create).get(list));
+    api.route("/api/v1/dispatch/{key}", get(read));
+    let rec = api.doc.schema::<PlanRecord>();
+    api.doc.add(
+        "get",
+        "/api/v1/dispatch",
+        Operation {
+            summary: "Stored dispatch plans in creation order, paged",
+            tag: "dispatch",
+            parameters: vec![
+                query_param(
+                    "limit",
+                    "page size (1-1000)",
+                    json!({ "type": "integer", "minimum": 1, "maximum": 1000 }),
+                ),
+                query_param(
+                    "after",
+                    "return plans whose id sorts after this one",
+                    json!({ "type": "string" }),
+                ),
+            ],
+            request: None,
+            success: (
+                200,
+                "a page of plans",
+                Some((
+                    "application/json",
+                    json!({
+                        "type": "object",
+                        "required": ["items"],
+                        "properties": {
+                            "items": { "type": "array", "items": rec.clone() },
+                            "next_after": { "type": ["string", "null"] }
+                        }
+                    }),
+                )),
+            ),
+            errors: &[400],
+            authenticated: true,
+        },
+    );
+    api.doc.add(
+        "get",
+        "/api/v1/dispatch/{key}",
+        Operation {
+            summary: "One stored dispatch plan",
+            tag: "dispatch",
+            parameters: vec![path_param("key", "the plan's id")],
+            request: None,
+            success: (200, "the plan", Some(("application/json", rec))),
+            errors: &[404],
+            authenticated: true,
+        },
+    );
     api.route("/api/v1/groups/{key}/flex", get(flex));
     let fc = api.doc.schema::<FlexForecast>();
     let int = |d: &str| json!({ "type": "integer", "description": d });
@@ -86,11 +145,11 @@ pub fn register(api: &mut ApiBuilder) {
         "post",
         "/api/v1/dispatch",
         Operation {
-            summary: "Plan a dispatch request over a group or sites: per-step delivery, shortfall, binding constraints and per-device control schedules (nothing is stored or sent)",
+            summary: "Plan a dispatch request over a group or sites: per-step delivery, shortfall, binding constraints and per-device control schedules; the plan's summary is stored, nothing is sent to devices",
             tag: "dispatch",
             parameters: vec![],
             request: Some(("application/json", body)),
-            success: (200, "the plan", Some(("application/json", out))),
+            success: (201, "the plan", Some(("application/json", out))),
             errors: &[400, 413, 415, 422],
             authenticated: true,
         },
@@ -133,7 +192,7 @@ async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<DispatchPlan>, Problem> {
+) -> Result<(StatusCode, Json<DispatchPlan>), Problem> {
     require_content_type(&headers, &["application/json"])?;
     let bytes = read_limited(body, state.body_limit).await?;
     let DispatchBody {
@@ -151,18 +210,89 @@ async fn create(
     .await?;
     let offsets = activation_offsets(&plan, request.ramp);
     let schedules = schedules(&plan, &problem, &offsets);
-    Ok(Json(DispatchPlan {
+    let id = uuid::Uuid::now_v7().to_string();
+    let to_json = |v: serde_json::Result<serde_json::Value>| {
+        v.map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+    };
+    let source_kind = match &request.source {
+        crate::dispatch::RequestSource::Operator => "operator",
+        crate::dispatch::RequestSource::OpenadrEvent { .. } => "openadr_event",
+        crate::dispatch::RequestSource::IsoInstruction { .. } => "iso_instruction",
+    };
+    let record = PlanRecord {
+        id: id.clone(),
         request_id: plan.request_id.clone(),
-        start: plan.steps[0],
-        end: *plan.steps.last().unwrap_or(&plan.steps[0]),
-        requested_kw: plan.requested_kw,
+        source_kind: source_kind.to_string(),
+        direction: match plan.direction {
+            crate::dispatch::Direction::Discharge => "discharge".into(),
+            crate::dispatch::Direction::Charge => "charge".into(),
+        },
+        power_kw: plan.requested_kw,
+        window_start: plan.steps[0],
+        window_end: *plan.steps.last().unwrap_or(&plan.steps[0]),
         feasible: plan.feasible(),
         shortfall_kwh: plan.shortfall_kwh(),
-        loaded,
-        assumptions,
-        steps: plan.report,
-        schedules,
-    }))
+        der_count: plan.der_count as i64,
+        body: to_json(serde_json::to_value(json!({
+            "request": &request,
+            "assumptions": &assumptions,
+        })))?,
+        steps: to_json(serde_json::to_value(&plan.report))?,
+        created_at: now,
+    };
+    records::insert(state.registry.store(), &record)
+        .await
+        .map_err(RegistryError::from)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(DispatchPlan {
+            id,
+            request_id: plan.request_id.clone(),
+            start: plan.steps[0],
+            end: *plan.steps.last().unwrap_or(&plan.steps[0]),
+            requested_kw: plan.requested_kw,
+            feasible: plan.feasible(),
+            shortfall_kwh: plan.shortfall_kwh(),
+            loaded,
+            assumptions,
+            steps: plan.report,
+            schedules,
+        }),
+    ))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Query(mut params): Query<HashMap<String, String>>,
+) -> Result<Json<Page<PlanRecord>>, Problem> {
+    let (after, limit) = paging(&mut params)?;
+    if let Some(k) = params.keys().next() {
+        return Err(Problem::bad_request(format!(
+            "unknown query parameter '{k}'; accepted: limit, after"
+        ))
+        .with_field(k.clone()));
+    }
+    let mut items = records::list(state.registry.store(), after.as_deref(), limit + 1)
+        .await
+        .map_err(RegistryError::from)?;
+    let next_after = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|p| p.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(Page { items, next_after }))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Json<PlanRecord>, Problem> {
+    records::get(state.registry.store(), &key)
+        .await
+        .map_err(RegistryError::from)?
+        .map(Json)
+        .ok_or_else(|| Problem::not_found(format!("no dispatch plan '{key}'")))
 }
 
 fn param<T: std::str::FromStr>(
@@ -211,7 +341,7 @@ async fn flex(
         group_id: key,
         start,
         end,
-        lookback_days: lookback_days.min(MAX_LOOKBACK_DAYS + 1),
+        lookback_days,
     };
     let f = forecast_group(&state.registry, &q, now, &assumptions, RANDOMIZATION_SEED)
         .await

@@ -14,6 +14,7 @@
 //!   constraints.
 //! - [`portfolio`]: loading a problem from the registry, envelopes and telemetry.
 //! - [`forecast`]: baseline load and flex up / down with P10 / P50 / P90.
+//! - [`records`]: stored plans (`dispatch_plans`).
 //! - [`schedule`]: staggered activation, per-device control schedules, `stop` and `limit`,
 //!   and re-dispatch when devices drop out or under-deliver.
 
@@ -22,6 +23,7 @@ pub mod forecast;
 pub mod input;
 pub mod level;
 pub mod portfolio;
+pub mod records;
 pub mod request;
 pub mod schedule;
 
