@@ -5,9 +5,9 @@
 //! covering half of its subscriber's load.
 
 use switchyard::dispatch::{
-    Constraint, DerInput, Direction, DispatchRequest, FlowLimits, Pacing, Problem, Ramp,
-    RequestError, RequestSource, SiteInput, Storage, Target, activation_offsets, allocate,
-    schedules,
+    Constraint, DerInput, DeviceEvent, Direction, DispatchRequest, FlowLimits, Pacing, Problem,
+    Ramp, RequestError, RequestSource, SiteInput, Storage, Target, activation_offsets, allocate,
+    detect_deviations, redispatch, schedules,
 };
 use switchyard::envelope::{Control, ControlModes, DefaultControl, Program};
 
@@ -279,4 +279,70 @@ fn bad_requests_are_refused_with_the_field_named() {
     );
     let err = req.validate(START + 3 * 3600, known, |_| true).unwrap_err();
     assert!(matches!(err, RequestError::WindowInPast { .. }));
+}
+
+#[test]
+fn when_twenty_batteries_drop_out_the_rest_take_over_within_their_limits() {
+    let p = problem();
+    let req = request(Pacing::AsLongAsPossible);
+    let plan = allocate(&req, &p).unwrap();
+    let at = START + 1200;
+    // Telemetry at 14:20: batteries 0..20 are silent, 20..30 give half their set point,
+    // the rest follow the plan.
+    let k = ((at - START) / STEP_S) as usize;
+    let events = detect_deviations(
+        &plan,
+        at,
+        |i| match i {
+            0..20 => None,
+            20..30 => Some(plan.self_kw(k, i) + plan.kw(k, i) / 2.0),
+            _ => Some(plan.self_kw(k, i) + plan.kw(k, i)),
+        },
+        0.05,
+    );
+    assert_eq!(events.len(), 30);
+    assert!(matches!(events[0], DeviceEvent::DroppedOut { der: 0 }));
+    assert!(matches!(
+        events[25],
+        DeviceEvent::UnderDelivered { der: 25, .. }
+    ));
+    let (next, again) = redispatch(&req, &p, &plan, at, &events, |_| None).unwrap();
+    assert_eq!(next.steps[0], at);
+    // Still 2 MW at once, without the dropped batteries and with the weak ones capped.
+    let r = &again.report[0];
+    assert!(r.binding.is_empty(), "{:?}", r.binding);
+    assert!((r.delivered_kw - 2000.0).abs() < 1e-6);
+    for i in 0..20 {
+        assert_eq!(again.kw(0, i), 0.0);
+    }
+    for i in 20..30 {
+        assert!(again.kw(0, i) <= plan.kw(k, i) / 2.0 + 1e-9);
+    }
+    // No battery below reserve until the end, counting the energy used before 14:20, and
+    // the whole window still delivers less than before only because 20 batteries' energy
+    // is out of reach.
+    let reserve = CAPACITY_KWH * RESERVE_PCT / 100.0;
+    for i in 0..N {
+        let mut e = next.ders[i].storage.unwrap().soc_pct * CAPACITY_KWH / 100.0;
+        for j in 0..again.step_count() {
+            let h = (again.steps[j + 1] - again.steps[j]) as f64 / 3600.0;
+            e -= (again.kw(j, i) + again.self_kw(j, i)) * h;
+            assert!(e >= reserve - 1e-9, "battery {i} step {j}: {e}");
+        }
+    }
+    let before: f64 = plan
+        .report
+        .iter()
+        .map(|r| r.delivered_kw * (r.end - r.start) as f64)
+        .sum();
+    let after: f64 = plan.report[..k]
+        .iter()
+        .map(|r| r.delivered_kw * (r.end - r.start) as f64)
+        .sum::<f64>()
+        + again
+            .report
+            .iter()
+            .map(|r| r.delivered_kw * (r.end - r.start) as f64)
+            .sum::<f64>();
+    assert!(after < before);
 }
