@@ -97,11 +97,16 @@ pub fn forecast(
     let k = problem.step_count();
     let ns = problem.sites.len();
     let days = lookback_days as usize;
-    // site_day[s][d * k + j]: site s's mean load on past day d+1 in step j's interval.
-    let mut means = vec![vec![None::<f64>; days * k]; ns];
-    for (s, samples) in history.iter().enumerate().take(ns) {
-        let mut sums = vec![(0.0f64, 0usize); days * k];
-        for &(t, kw) in samples {
+    // One site at a time (memory stays O(sites x steps) however long the lookback): its
+    // mean per past day and step, its mean per step over the days with data, and its share
+    // of each past day's group total (its own mean where that day has no reading).
+    let mut site_mean = vec![vec![0.0f64; k]; ns];
+    let mut day_total = vec![0.0f64; days * k];
+    let mut day_seen = vec![false; days * k];
+    let mut sums = vec![(0.0f64, 0usize); days * k];
+    for s in 0..ns {
+        sums.iter_mut().for_each(|c| *c = (0.0, 0));
+        for &(t, kw) in history.get(s).map_or(&[][..], |h| h.as_slice()) {
             if !kw.is_finite() {
                 continue;
             }
@@ -116,40 +121,35 @@ pub fn forecast(
                 cell.1 += 1;
             }
         }
-        for (m, (sum, n)) in means[s].iter_mut().zip(sums) {
-            if n > 0 {
-                *m = Some(sum / n as f64);
+        for j in 0..k {
+            let (mut total, mut n) = (0.0, 0usize);
+            for d in 0..days {
+                let (sum, cnt) = sums[d * k + j];
+                if cnt > 0 {
+                    total += sum / cnt as f64;
+                    n += 1;
+                }
+            }
+            site_mean[s][j] = if n > 0 { total / n as f64 } else { 0.0 };
+            for d in 0..days {
+                let (sum, cnt) = sums[d * k + j];
+                let cell = d * k + j;
+                if cnt > 0 {
+                    day_total[cell] += sum / cnt as f64;
+                    day_seen[cell] = true;
+                } else {
+                    day_total[cell] += site_mean[s][j];
+                }
             }
         }
     }
-    // Each site's mean per step over the days with data (0 without any).
-    let site_mean: Vec<Vec<f64>> = (0..ns)
-        .map(|s| {
-            (0..k)
-                .map(|j| {
-                    let v: Vec<f64> = (0..days).filter_map(|d| means[s][d * k + j]).collect();
-                    if v.is_empty() {
-                        0.0
-                    } else {
-                        v.iter().sum::<f64>() / v.len() as f64
-                    }
-                })
-                .collect()
-        })
-        .collect();
     let mut baseline = Vec::with_capacity(k);
     let mut days_with_data = Vec::with_capacity(k);
     for j in 0..k {
-        let mut totals = Vec::new();
-        for d in 0..days {
-            if (0..ns).any(|s| means[s][d * k + j].is_some()) {
-                totals.push(
-                    (0..ns)
-                        .map(|s| means[s][d * k + j].unwrap_or(site_mean[s][j]))
-                        .sum::<f64>(),
-                );
-            }
-        }
+        let mut totals: Vec<f64> = (0..days)
+            .filter(|d| day_seen[d * k + j])
+            .map(|d| day_total[d * k + j])
+            .collect();
         totals.sort_by(f64::total_cmp);
         days_with_data.push(totals.len());
         baseline.push(if totals.is_empty() {
@@ -176,6 +176,9 @@ pub fn forecast(
         source: RequestSource::Operator,
         pacing: Pacing::Sustained,
     };
+    let total_mean: Vec<f64> = (0..k)
+        .map(|j| site_mean.iter().map(|m| m[j]).sum())
+        .collect();
     // Flex at each baseline quantile, per step and over the window.
     let mut down = vec![[0.0f64; 3]; k];
     let mut up = vec![[0.0f64; 3]; k];
@@ -189,7 +192,7 @@ pub fn forecast(
         for (s, site) in p.sites.iter_mut().enumerate() {
             site.load_kw = (0..k)
                 .map(|j| {
-                    let total_mean: f64 = (0..ns).map(|x| site_mean[x][j]).sum();
+                    let total_mean = total_mean[j];
                     let target = pick(&baseline[j]);
                     if total_mean.abs() > 1e-12 {
                         site_mean[s][j] * target / total_mean
