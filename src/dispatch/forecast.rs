@@ -104,7 +104,7 @@ pub fn forecast(
     let mut day_total = vec![0.0f64; days * k];
     let mut day_seen = vec![false; days * k];
     let mut sums = vec![(0.0f64, 0usize); days * k];
-    for s in 0..ns {
+    for (s, mean) in site_mean.iter_mut().enumerate() {
         sums.iter_mut().for_each(|c| *c = (0.0, 0));
         for &(t, kw) in history.get(s).map_or(&[][..], |h| h.as_slice()) {
             if !kw.is_finite() {
@@ -130,7 +130,7 @@ pub fn forecast(
                     n += 1;
                 }
             }
-            site_mean[s][j] = if n > 0 { total / n as f64 } else { 0.0 };
+            mean[j] = if n > 0 { total / n as f64 } else { 0.0 };
             for d in 0..days {
                 let (sum, cnt) = sums[d * k + j];
                 let cell = d * k + j;
@@ -138,7 +138,7 @@ pub fn forecast(
                     day_total[cell] += sum / cnt as f64;
                     day_seen[cell] = true;
                 } else {
-                    day_total[cell] += site_mean[s][j];
+                    day_total[cell] += mean[j];
                 }
             }
         }
