@@ -8,6 +8,8 @@
 //!   enrolments, groups), its rules, bulk import and the ISO inventory export.
 //! - [`telemetry`]: readings from every source in SI units, with quality, deduplicated by
 //!   source, measurand and instant.
+//! - [`dispatch`]: allocation of dispatch requests under envelopes, SoC and ratings, and
+//!   per-device control schedules.
 //! - [`api`]: the operator JSON API with roles, problem+json errors and OpenAPI.
 //! - [`pki`]: the development PKI (`switchyard certs`).
 //! - [`conformance`]: IEEE 2030.5 conformance procedures as data and their runner.
@@ -18,6 +20,7 @@ pub mod app;
 pub mod config;
 pub mod conformance;
 pub mod demo;
+pub mod dispatch;
 pub mod domain;
 pub mod envelope;
 pub mod pki;

@@ -1,5 +1,5 @@
-//! The `switchyard` command line: serve, demo, certs, import, export, conformance, device
-//! simulators and the SunSpec installer tools.
+//! The `switchyard` command line: serve, demo, certs, import, export, dispatch,
+//! conformance, device simulators and the SunSpec installer tools.
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -52,6 +52,11 @@ enum Command {
     Export {
         #[command(subcommand)]
         what: ExportWhat,
+    },
+    /// Plan dispatch and forecast flexible capacity over the registry (prints JSON).
+    Dispatch {
+        #[command(subcommand)]
+        what: DispatchWhat,
     },
     /// Play standard conformance procedures against a server and report PASS/FAIL per
     /// procedure (exit status 1 when any fails, 2 when the run cannot start).
@@ -228,6 +233,35 @@ struct Sep2ConformanceArgs {
 enum ImportWhat {
     /// Import an asset CSV (all rows or none; columns in docs/operator-api.md).
     Assets { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum DispatchWhat {
+    /// Plan a request: the file holds the body of `POST /api/v1/dispatch`
+    /// (`{"request": ..., "assumptions": ...}`). Nothing is stored or sent.
+    Plan {
+        /// The request file (JSON); `-` reads standard input.
+        file: PathBuf,
+    },
+    /// Forecast a group's baseline load and flex up / down with P10/P50/P90.
+    Forecast {
+        #[arg(long)]
+        group: String,
+        /// Window start, epoch seconds (default now).
+        #[arg(long)]
+        start: Option<i64>,
+        /// Window end, epoch seconds (default start + 4 h).
+        #[arg(long)]
+        end: Option<i64>,
+        #[arg(long, default_value_t = 900)]
+        step_s: i64,
+        #[arg(long, default_value_t = 14)]
+        lookback_days: u32,
+        #[arg(long, default_value_t = 0.5)]
+        self_consumption: f64,
+        #[arg(long, default_value_t = 50.0)]
+        default_soc_pct: f64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -623,6 +657,76 @@ async fn main() -> Result<()> {
                     w.model, w.point, w.value
                 );
             }
+        }
+        Command::Dispatch { what } => {
+            use switchyard::api::envelopes::RANDOMIZATION_SEED;
+            use switchyard::dispatch::portfolio::{self, Assumptions, ForecastQuery};
+            let registry = app::open_registry(&config).await?;
+            let now = switchyard::domain::now_epoch();
+            let out = match what {
+                DispatchWhat::Plan { file } => {
+                    let text = if file.as_os_str() == "-" {
+                        std::io::read_to_string(std::io::stdin())?
+                    } else {
+                        std::fs::read_to_string(&file)
+                            .with_context(|| format!("reading {}", file.display()))?
+                    };
+                    let body: switchyard::api::dispatch::DispatchBody =
+                        serde_json::from_str(&text).context("the request file")?;
+                    let (problem, plan, loaded) = portfolio::plan(
+                        &registry,
+                        &body.request,
+                        now,
+                        &body.assumptions,
+                        RANDOMIZATION_SEED,
+                    )
+                    .await?;
+                    let offsets =
+                        switchyard::dispatch::activation_offsets(&plan, body.request.ramp);
+                    serde_json::json!({
+                        "request_id": plan.request_id,
+                        "feasible": plan.feasible(),
+                        "shortfall_kwh": plan.shortfall_kwh(),
+                        "loaded": loaded,
+                        "steps": plan.report,
+                        "schedules": switchyard::dispatch::schedules(&plan, &problem, &offsets),
+                    })
+                }
+                DispatchWhat::Forecast {
+                    group,
+                    start,
+                    end,
+                    step_s,
+                    lookback_days,
+                    self_consumption,
+                    default_soc_pct,
+                } => {
+                    let start = start.unwrap_or(now);
+                    let q = ForecastQuery {
+                        group_id: group,
+                        start,
+                        end: end.unwrap_or(start + 4 * 3600),
+                        lookback_days,
+                    };
+                    let assumptions = Assumptions {
+                        step_s,
+                        self_consumption,
+                        default_soc_pct,
+                        ..Assumptions::default()
+                    };
+                    let f = portfolio::forecast_group(
+                        &registry,
+                        &q,
+                        now,
+                        &assumptions,
+                        RANDOMIZATION_SEED,
+                    )
+                    .await?;
+                    serde_json::to_value(f)?
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            registry.store().close().await;
         }
         Command::Conformance {
             suite: ConformanceSuite::Sep2(args),

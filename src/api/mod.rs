@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod dispatch;
 pub mod envelopes;
 pub mod extras;
 pub mod openapi;
@@ -73,6 +74,7 @@ pub fn router(state: AppState) -> Router {
     resources::register_read_delete::<MirrorUsagePointRecord>(&mut api);
     extras::register(&mut api);
     envelopes::register(&mut api);
+    dispatch::register(&mut api);
     let ApiBuilder { router, mut doc } = api;
     extras::document_public(&mut doc);
     let document = Arc::new(doc.finish());
