@@ -72,7 +72,11 @@ impl Store {
     /// Opens a pool for `url` and applies pending migrations.
     ///
     /// SQLite URLs get WAL journaling, `synchronous=NORMAL` (durable across process crashes,
-    /// which is what WAL guarantees) and foreign keys on every connection.
+    /// which is what WAL guarantees), foreign keys and a 64 MiB page cache on every
+    /// connection. SQLite's default cache is 2 MiB: a registry of a million DERs is a few
+    /// hundred MiB of tables and indexes, and bulk imports and member listings at that size
+    /// spent their time re-reading pages (docs/benchmarks.md). The cache is a ceiling; a
+    /// connection only holds the pages it has used.
     pub async fn open(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
@@ -86,7 +90,8 @@ impl Store {
                         Box::pin(async move {
                             conn.execute(
                                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
-                                 PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;",
+                                 PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000; \
+                                 PRAGMA cache_size=-65536;",
                             )
                             .await?;
                             Ok(())
