@@ -1,4 +1,4 @@
-//! The `switchyard` command line: serve, demo, certs, import, export and conformance.
+//! The `switchyard` command line: serve, demo, certs, import, export, conformance and sim.
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -57,6 +57,82 @@ enum Command {
         #[command(subcommand)]
         suite: ConformanceSuite,
     },
+    /// Run simulations.
+    Sim {
+        #[command(subcommand)]
+        what: SimWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimWhat {
+    /// Monte Carlo simulation of control-room aggregate metering during a dispatch: every
+    /// estimator side by side over a grid of ramps and read intervals (see
+    /// docs/aggregation.md).
+    Metering(Box<MeteringSimArgs>),
+}
+
+#[derive(clap::Args)]
+struct MeteringSimArgs {
+    /// Number of assets in the portfolio.
+    #[arg(long, default_value_t = 1000)]
+    assets: usize,
+    /// Rated power of each asset, kW.
+    #[arg(long, default_value_t = 5.0)]
+    asset_kw: f64,
+    /// Read intervals of the device meters, seconds (comma separated: one grid column each).
+    #[arg(long, value_delimiter = ',', default_value = "10,30,60")]
+    read_s: Vec<f64>,
+    /// Dispatch ramps: `simultaneous` or `staggered:T` (T seconds), comma separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "simultaneous,staggered:60,staggered:120"
+    )]
+    ramp: Vec<String>,
+    /// Telemetry latency: reading taken to reading received, seconds.
+    #[arg(long, default_value_t = 0.0)]
+    latency_s: f64,
+    /// One asset's ramp from 0 to full output, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    asset_ramp_s: f64,
+    /// Response delay of every asset after a command, seconds.
+    #[arg(long, default_value_t = 0.0)]
+    delay_s: f64,
+    /// Extra response delay, uniform in [0, this] per asset, seconds.
+    #[arg(long, default_value_t = 0.0)]
+    delay_jitter_s: f64,
+    /// Share of assets that ignore the command (0..=1).
+    #[arg(long, default_value_t = 0.0)]
+    non_compliance: f64,
+    /// Compliance rate schedule-aware is configured with (default: the true rate).
+    #[arg(long)]
+    assumed_compliance: Option<f64>,
+    /// Weight, in assets, of the assumed compliance rate against the compliance seen in
+    /// readings since the command (schedule-aware).
+    #[arg(long, default_value_t = 200.0)]
+    compliance_prior_weight: f64,
+    /// Standard deviation of each reading's error, % of the asset's rating.
+    #[arg(long, default_value_t = 0.0)]
+    sensor_error_pct: f64,
+    /// Simulation step, seconds.
+    #[arg(long, default_value_t = 0.5)]
+    step_s: f64,
+    /// Monte Carlo runs per grid cell.
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    /// Seed of the random source (same seed and options, same numbers).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Estimators to run, comma separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    estimators: Vec<String>,
+    /// Print one JSON object per cell and estimator instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Also write an SVG plot of error over time per estimator to this file.
+    #[arg(long)]
+    svg: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -156,6 +232,55 @@ enum ExportWhat {
     },
 }
 
+/// Runs `switchyard sim metering`.
+fn sim_metering(a: MeteringSimArgs) -> Result<()> {
+    use switchyard::aggregation::{EstimatorKind, sim, sim_report};
+    let estimators = if a.estimators.is_empty() {
+        EstimatorKind::ALL.to_vec()
+    } else {
+        a.estimators
+            .iter()
+            .map(|e| e.parse::<EstimatorKind>())
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let ramps = a
+        .ramp
+        .iter()
+        .map(|r| r.parse::<sim::Ramp>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let cells: Vec<(sim::Ramp, f64)> = ramps
+        .iter()
+        .flat_map(|r| a.read_s.iter().map(move |s| (*r, *s)))
+        .collect();
+    let base = sim::Scenario {
+        assets: a.assets,
+        asset_kw: a.asset_kw,
+        latency_s: a.latency_s,
+        asset_ramp_s: a.asset_ramp_s,
+        delay_s: a.delay_s,
+        delay_jitter_s: a.delay_jitter_s,
+        non_compliance: a.non_compliance,
+        assumed_compliance: a.assumed_compliance,
+        sensor_error: a.sensor_error_pct / 100.0,
+        compliance_prior_weight: a.compliance_prior_weight,
+        step_s: a.step_s,
+        runs: a.runs,
+        seed: a.seed,
+        ..sim::Scenario::default()
+    };
+    let results = sim::run_grid(&base, &cells, &estimators)?;
+    if a.json {
+        print!("{}", sim_report::json_lines(&results));
+    } else {
+        print!("{}", sim_report::table(&results));
+    }
+    if let Some(path) = a.svg {
+        std::fs::write(&path, sim_report::svg(&results))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -250,6 +375,13 @@ async fn conformance_sep2(a: Sep2ConformanceArgs) -> Result<bool> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
+    // The simulator needs neither configuration nor logging.
+    if let Command::Sim {
+        what: SimWhat::Metering(args),
+    } = cli.command
+    {
+        return sim_metering(*args);
+    }
     let mut config = Config::load(cli.config.as_deref(), |k| std::env::var(k).ok())
         .context("loading configuration")?;
     init_logging(&config);
@@ -410,6 +542,7 @@ async fn main() -> Result<()> {
                 std::process::exit(code);
             }
         }
+        Command::Sim { .. } => unreachable!("handled before loading the configuration"),
     }
     Ok(())
 }
