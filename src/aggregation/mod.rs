@@ -10,9 +10,14 @@
 //! - [`sim`]: a Monte Carlo simulator of a portfolio dispatched with a simultaneous or
 //!   staggered ramp, that scores every estimator against the truth (`switchyard sim
 //!   metering`); [`sim_report`] renders its results as a table, JSON lines and an SVG plot.
+//! - [`accounts`]: virtual metering accounts: consolidation of member accounts' interval
+//!   load and generation and credit allocation by rule, with an audit trail per interval;
+//!   [`allocate`] holds the exact integer apportionment (largest remainder) it relies on.
 //!
 //! See docs/aggregation.md for the models, the study grid and the measured results.
 
+pub mod accounts;
+pub mod allocate;
 pub mod estimate;
 pub mod response;
 pub mod sim;
