@@ -118,7 +118,7 @@ pub enum AccountError {
 }
 
 /// One member's line in an interval's audit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberLine {
     pub member: String,
     pub role: MemberRole,
@@ -140,7 +140,7 @@ pub struct MemberLine {
 }
 
 /// What happened in one interval, with everything needed to check it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IntervalAudit {
     pub start: i64,
     pub rule: AllocationRule,
@@ -156,6 +156,50 @@ pub struct IntervalAudit {
     pub rate_millicents_per_kwh: u64,
     /// Members ordered by id, facilities included.
     pub lines: Vec<MemberLine>,
+}
+
+impl MemberRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberRole::Subscriber => "subscriber",
+            MemberRole::Facility => "facility",
+        }
+    }
+}
+
+impl std::str::FromStr for MemberRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "subscriber" => Ok(MemberRole::Subscriber),
+            "facility" => Ok(MemberRole::Facility),
+            _ => Err(format!("unknown member role {s:?}")),
+        }
+    }
+}
+
+impl AllocationRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AllocationRule::FixedShares => "fixed_shares",
+            AllocationRule::SubscriptionKw => "subscription_kw",
+            AllocationRule::ProportionalToConsumption => "proportional_to_consumption",
+        }
+    }
+}
+
+impl std::str::FromStr for AllocationRule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            AllocationRule::FixedShares,
+            AllocationRule::SubscriptionKw,
+            AllocationRule::ProportionalToConsumption,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+        .ok_or_else(|| format!("unknown allocation rule {s:?}"))
+    }
 }
 
 impl VirtualAccount {

@@ -1,6 +1,7 @@
 //! Aggregation: live virtual meters for the control room and virtual metering accounts.
 //!
-//! Engine code only: plain numbers in, plain numbers out, no protocol types and no I/O.
+//! Engine code: plain numbers in, plain numbers out, no protocol types; only
+//! [`accounts_store`] touches the store.
 //!
 //! - [`estimate`]: the live aggregate of a group from each device's latest readings, with a
 //!   selectable estimator (`latest-sum`, `subset-latest`, `ramp-adjusted`, `timeshifted`,
@@ -12,11 +13,14 @@
 //!   metering`); [`sim_report`] renders its results as a table, JSON lines and an SVG plot.
 //! - [`accounts`]: virtual metering accounts: consolidation of member accounts' interval
 //!   load and generation and credit allocation by rule, with an audit trail per interval;
-//!   [`allocate`] holds the exact integer apportionment (largest remainder) it relies on.
+//!   [`allocate`] holds the exact integer apportionment (largest remainder) it relies on,
+//!   and [`accounts_store`] keeps accounts and every revision of their allocations (the
+//!   only module here that does I/O).
 //!
 //! See docs/aggregation.md for the models, the study grid and the measured results.
 
 pub mod accounts;
+pub mod accounts_store;
 pub mod allocate;
 pub mod estimate;
 pub mod response;
