@@ -229,9 +229,9 @@ pub fn estimate(
 ) -> Result<Estimate, AggregationError> {
     validate(params, devices, models)?;
     Ok(match kind {
-        EstimatorKind::LatestSum => latest_sum(params, devices, history),
-        EstimatorKind::SubsetLatest => subset_latest(params, devices, history),
-        EstimatorKind::RampAdjusted => ramp_adjusted(params, devices, history),
+        EstimatorKind::LatestSum => latest_sum(params, devices, models, history),
+        EstimatorKind::SubsetLatest => subset_latest(params, devices, models, history),
+        EstimatorKind::RampAdjusted => ramp_adjusted(params, devices, models, history),
         EstimatorKind::Timeshifted => timeshifted(params, devices),
         EstimatorKind::ScheduleAware => schedule_aware(params, devices, models),
     })
@@ -314,11 +314,33 @@ struct LatestStats {
     lag_s: f64,
     sensor_var: f64,
     unknown_w: f64,
+    /// Moves still possible towards commands sent after (or settling after) the latest
+    /// readings, downwards and upwards, W (both >= 0).
+    pending_down_w: f64,
+    pending_up_w: f64,
 }
 
-fn latest_stats(params: &Params, devices: &[DeviceView]) -> LatestStats {
+/// How far a device may still move, from its latest reading, towards the target of a
+/// command that it may not have finished following when the reading was taken.
+fn pending_move(d: &DeviceView, models: &[ResponseModel], now_s: f64) -> f64 {
+    match (d.latest, d.command) {
+        (Some(s), Some(c)) if c.at_s <= now_s && s.at_s < c.at_s + models[d.class].settle_s() => {
+            c.target_w - s.value_w
+        }
+        _ => 0.0,
+    }
+}
+
+fn latest_stats(params: &Params, devices: &[DeviceView], models: &[ResponseModel]) -> LatestStats {
     let (mut sum_w, mut age, mut n, mut sensor_var, mut unknown_w) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut pending_down_w, mut pending_up_w) = (0.0, 0.0);
     for d in devices {
+        let p = pending_move(d, models, params.now_s);
+        if p > 0.0 {
+            pending_up_w += p;
+        } else {
+            pending_down_w -= p;
+        }
         match d.latest {
             Some(s) => {
                 sum_w += s.value_w;
@@ -335,26 +357,39 @@ fn latest_stats(params: &Params, devices: &[DeviceView]) -> LatestStats {
         lag_s: (mean_age - params.averaging_s / 2.0).max(0.0),
         sensor_var,
         unknown_w,
+        pending_down_w,
+        pending_up_w,
     }
 }
 
-fn latest_sum(params: &Params, devices: &[DeviceView], history: &[Sample]) -> Estimate {
-    let st = latest_stats(params, devices);
+fn latest_sum(
+    params: &Params,
+    devices: &[DeviceView],
+    models: &[ResponseModel],
+    history: &[Sample],
+) -> Estimate {
+    let st = latest_stats(params, devices, models);
     let ramp = smoothed_ramp(history, params.now_s, params.read_interval_s);
     // The sum lags by `lag_s`: the truth is probably `ramp * lag` away, in the ramp's
-    // direction.
+    // direction; and devices commanded since their reading may be anywhere between the
+    // reading and the target.
     let drift = ramp * st.lag_s;
     let noise = 2.0 * st.sensor_var.sqrt();
     let v = st.sum_w;
     Estimate::with_band(
         params.now_s,
         v,
-        v.min(v + drift) - noise - st.unknown_w,
-        v.max(v + drift) + noise + st.unknown_w,
+        v.min(v + drift) - st.pending_down_w - noise - st.unknown_w,
+        v.max(v + drift) + st.pending_up_w + noise + st.unknown_w,
     )
 }
 
-fn subset_latest(params: &Params, devices: &[DeviceView], history: &[Sample]) -> Estimate {
+fn subset_latest(
+    params: &Params,
+    devices: &[DeviceView],
+    models: &[ResponseModel],
+    history: &[Sample],
+) -> Estimate {
     let oldest = params.now_s - params.latency_s - params.subset_window_s;
     let total_rated: f64 = devices.iter().map(|d| d.rated_w).sum();
     let (mut sum_w, mut rated_w, mut n, mut sum_x, mut sum_x2, mut age) =
@@ -372,7 +407,7 @@ fn subset_latest(params: &Params, devices: &[DeviceView], history: &[Sample]) ->
     }
     if n < 1.0 || rated_w <= 0.0 {
         // Nobody reported within the window: the best available is the plain sum.
-        return latest_sum(params, devices, history);
+        return latest_sum(params, devices, models, history);
     }
     let v = sum_w * total_rated / rated_w;
     // The fresh devices are a sample of the group: the spread of their per-rating values
@@ -390,50 +425,66 @@ fn subset_latest(params: &Params, devices: &[DeviceView], history: &[Sample]) ->
     let ramp = smoothed_ramp(history, params.now_s, params.read_interval_s);
     let drift = ramp * (age / n - params.averaging_s / 2.0).max(0.0);
     let noise = 2.0 * (sampling * sampling + sensor * sensor).sqrt();
+    // The scaling is a guess; what the readings and the commands bound is the band of the
+    // plain sum, so the band covers both.
+    let plain = latest_sum(params, devices, models, history);
     Estimate::with_band(
         params.now_s,
         v,
-        v.min(v + drift) - noise,
-        v.max(v + drift) + noise,
+        (v.min(v + drift) - noise).min(plain.low_w),
+        (v.max(v + drift) + noise).max(plain.high_w),
     )
 }
 
-fn ramp_adjusted(params: &Params, devices: &[DeviceView], history: &[Sample]) -> Estimate {
-    let st = latest_stats(params, devices);
+fn ramp_adjusted(
+    params: &Params,
+    devices: &[DeviceView],
+    models: &[ResponseModel],
+    history: &[Sample],
+) -> Estimate {
+    let st = latest_stats(params, devices, models);
     let ramp = smoothed_ramp(history, params.now_s, params.read_interval_s);
     let v = st.sum_w + ramp * st.lag_s;
-    // The adjustment is right only while the ramp holds: allow half of it either way.
+    // The adjustment is right only while the ramp holds: allow half of it either way, and
+    // never less than what the readings and the commands bound.
     let slack = 0.5 * (ramp * st.lag_s).abs() + 2.0 * st.sensor_var.sqrt() + st.unknown_w;
-    Estimate::with_band(params.now_s, v, v - slack, v + slack)
+    let plain = latest_sum(params, devices, models, history);
+    Estimate::with_band(
+        params.now_s,
+        v,
+        (v - slack).min(plain.low_w),
+        (v + slack).max(plain.high_w),
+    )
 }
 
 fn timeshifted(params: &Params, devices: &[DeviceView]) -> Estimate {
     // One read interval plus latency ago every device that reports on time has a reading
     // after that instant, so each device's value there can be interpolated.
     let at = params.now_s - params.latency_s - params.read_interval_s;
-    let (mut v, mut var, mut sensor_var, mut unknown_w) = (0.0, 0.0, 0.0, 0.0);
+    let (mut v, mut low, mut high, mut sensor_var, mut unknown_w) = (0.0, 0.0, 0.0, 0.0, 0.0);
     for d in devices {
-        let (value, interp_var) = match (d.previous, d.latest) {
+        let (value, lo, hi) = match (d.previous, d.latest) {
             (_, None) => {
                 unknown_w += d.rated_w;
                 continue;
             }
             (Some(p), Some(l)) if p.at_s <= at && at <= l.at_s && l.at_s > p.at_s => {
+                // Between two readings a device following one command moves one way, at
+                // an instant we do not know: it is somewhere between the two readings.
                 let f = (at - p.at_s) / (l.at_s - p.at_s);
-                let dv = l.value_w - p.value_w;
-                // Between two readings the device may have moved at any instant: an
-                // interpolation error uniform within +-|dv|/2.
-                (p.value_w + f * dv, dv * dv / 12.0)
+                let value = p.value_w + f * (l.value_w - p.value_w);
+                (value, p.value_w.min(l.value_w), p.value_w.max(l.value_w))
             }
-            (Some(p), Some(l)) if l.at_s > at && p.at_s > at => (p.value_w, 0.0),
-            (_, Some(l)) => (l.value_w, 0.0),
+            (Some(p), Some(l)) if l.at_s > at && p.at_s > at => (p.value_w, p.value_w, p.value_w),
+            (_, Some(l)) => (l.value_w, l.value_w, l.value_w),
         };
         v += value;
-        var += interp_var;
+        low += lo;
+        high += hi;
         sensor_var += (params.sensor_error * d.rated_w).powi(2);
     }
-    let half = 2.0 * (var + sensor_var).sqrt() + unknown_w;
-    Estimate::with_band(at, v, v - half, v + half)
+    let noise = 2.0 * sensor_var.sqrt() + unknown_w;
+    Estimate::with_band(at, v, low - noise, high + noise)
 }
 
 /// Per class: the compliance rate to use for devices whose response is not yet visible:
@@ -522,13 +573,21 @@ fn schedule_aware(params: &Params, devices: &[DeviceView], models: &[ResponseMod
         let tau_r = s.at_s - c.at_s;
         let g_r = m.progress(tau_r, 0.0);
         let remaining = c.target_w - s.value_w;
-        if g_r >= 1.0 - 1e-9 || remaining.abs() < moved_threshold(params, d) {
-            // Settled (or already there): it is where its reading says.
+        let gap = c.target_w - c.from_w;
+        if gap.abs() < moved_threshold(params, d) {
+            // Nothing to move: it is where its reading says.
             v += s.value_w;
             var += sensor_var;
             continue;
         }
-        let gap = c.target_w - c.from_w;
+        if g_r >= 1.0 - 1e-9 {
+            // Settled: it ended where its reading says, and while the averaging window
+            // still covers the move the average follows the expected path there.
+            let g = m.progress(now - c.at_s, params.averaging_s);
+            v += c.from_w + (s.value_w - c.from_w) * g;
+            var += sensor_var;
+            continue;
+        }
         let moved = (s.value_w - c.from_w).abs() >= moved_threshold(params, d)
             && (s.value_w - c.from_w).signum() == gap.signum();
         if moved {
@@ -617,6 +676,39 @@ mod tests {
         .unwrap();
         assert_eq!(e.value_w, 500.0);
         assert_eq!((e.low_w, e.high_w), (-500.0, 1500.0));
+    }
+
+    #[test]
+    fn bands_reach_the_target_of_commands_not_yet_visible_in_readings() {
+        // Commanded to 1000 W after its 0 W reading: the truth is somewhere in 0..=1000.
+        let cmd = Command {
+            at_s: 5.0,
+            from_w: 0.0,
+            target_w: 1000.0,
+        };
+        let devices = [
+            dev(Some(s(4.0, 0.0)), Some(cmd)),
+            dev(Some(s(4.0, 200.0)), None),
+        ];
+        for k in [
+            EstimatorKind::LatestSum,
+            EstimatorKind::SubsetLatest,
+            EstimatorKind::RampAdjusted,
+        ] {
+            let e = estimate(k, &params(6.0), &devices, &[STEP], &[]).unwrap();
+            assert!(e.low_w <= 200.0 && e.high_w >= 1200.0, "{k}: {e:?}");
+        }
+        // Once a reading after settling arrives, nothing is pending.
+        let settled = [dev(Some(s(8.0, 1000.0)), Some(cmd))];
+        let e = estimate(
+            EstimatorKind::LatestSum,
+            &params(9.0),
+            &settled,
+            &[STEP],
+            &[],
+        )
+        .unwrap();
+        assert_eq!((e.low_w, e.value_w, e.high_w), (1000.0, 1000.0, 1000.0));
     }
 
     #[test]

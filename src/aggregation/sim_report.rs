@@ -53,6 +53,7 @@ pub fn json_lines(cells: &[CellResult]) -> String {
                 "worst_error_pct": s.worst_error_pct,
                 "mean_error_pct": s.mean_error_pct,
                 "band_coverage_pct": s.band_coverage_pct,
+                "mean_band_pct": s.mean_band_pct,
                 "published_max_error_pct": published_latest_sum(c.ramp, c.read_s)
                     .filter(|_| s.estimator == EstimatorKind::LatestSum),
             });
