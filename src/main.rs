@@ -1,4 +1,5 @@
-//! The `switchyard` command line: serve, demo, certs, import, export, conformance and sim.
+//! The `switchyard` command line: serve, demo, certs, import, export, conformance,
+//! accounts and sim.
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -57,10 +58,37 @@ enum Command {
         #[command(subcommand)]
         suite: ConformanceSuite,
     },
+    /// Virtual metering accounts: consolidate member intervals and allocate credits.
+    Accounts {
+        #[command(subcommand)]
+        what: AccountsWhat,
+    },
     /// Run simulations.
     Sim {
         #[command(subcommand)]
         what: SimWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountsWhat {
+    /// Consolidate a virtual account's member readings and allocate its credits; prints
+    /// each interval's audit (see docs/aggregation.md).
+    Consolidate {
+        /// The account, as JSON (id, interval_s, credit_rate_millicents_per_kwh, rule,
+        /// members).
+        #[arg(long)]
+        account: PathBuf,
+        /// Member readings, CSV with the header member,start,load_wh,generation_wh.
+        #[arg(long)]
+        readings: PathBuf,
+        /// Print one JSON audit per interval instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Also store the account (created if new) and the audits in the configured
+        /// store; an interval whose allocation changed gets a new revision.
+        #[arg(long)]
+        record: bool,
     },
 }
 
@@ -230,6 +258,84 @@ enum ExportWhat {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+/// Runs `switchyard accounts consolidate`.
+async fn accounts_consolidate(
+    config: &Config,
+    account: &Path,
+    readings: &Path,
+    json: bool,
+    record: bool,
+) -> Result<()> {
+    use switchyard::aggregation::{accounts, accounts_store};
+    let mut account: accounts::VirtualAccount = serde_json::from_str(&read(account)?)
+        .with_context(|| format!("parsing {}", account.display()))?;
+    let file =
+        std::fs::File::open(readings).with_context(|| format!("reading {}", readings.display()))?;
+    let rows = accounts::readings_from_csv(file)?;
+    let audits = accounts::consolidate(&account, &rows)?;
+    if json {
+        for a in &audits {
+            println!("{}", serde_json::to_string(a)?);
+        }
+    } else {
+        println!(
+            "{:<12} {:<16} {:<10} {:>12} {:>12} {:>12} {:>12}",
+            "start", "member", "role", "load_wh", "gen_wh", "credit_wh", "credit_cents"
+        );
+        for a in &audits {
+            for l in &a.lines {
+                println!(
+                    "{:<12} {:<16} {:<10} {:>12} {:>12} {:>12} {:>12}",
+                    a.start,
+                    l.member,
+                    l.role.as_str(),
+                    l.load_wh,
+                    l.generation_wh,
+                    l.credit_wh,
+                    l.credit_cents
+                );
+            }
+            println!(
+                "{:<12} {:<16} {:<10} {:>12} {:>12} {:>12} {:>12}{}",
+                a.start,
+                "(virtual)",
+                "",
+                a.total_load_wh,
+                a.total_generation_wh,
+                a.credit_wh,
+                a.credit_cents,
+                a.fallback
+                    .as_ref()
+                    .map_or(String::new(), |f| format!("  {f}"))
+            );
+        }
+    }
+    if record {
+        let registry = app::open_registry(config).await?;
+        let store = registry.store();
+        account.members.sort_by(|a, b| a.id.cmp(&b.id));
+        match accounts_store::get(store, &account.id).await? {
+            None => {
+                accounts_store::create(store, &account, switchyard::domain::now_epoch()).await?
+            }
+            Some(stored) if stored == account => {}
+            Some(_) => bail!(
+                "virtual account {:?} is stored with other settings or members; nothing recorded",
+                account.id
+            ),
+        }
+        let out =
+            accounts_store::record(store, &account.id, &audits, switchyard::domain::now_epoch())
+                .await?;
+        store.close().await;
+        eprintln!(
+            "recorded: {} new, {} revised, {} unchanged intervals",
+            out.new, out.revised, out.unchanged
+        );
+    }
+    Ok(())
 }
 
 /// Runs `switchyard sim metering`.
@@ -542,6 +648,15 @@ async fn main() -> Result<()> {
                 std::process::exit(code);
             }
         }
+        Command::Accounts {
+            what:
+                AccountsWhat::Consolidate {
+                    account,
+                    readings,
+                    json,
+                    record,
+                },
+        } => accounts_consolidate(&config, &account, &readings, json, record).await?,
         Command::Sim { .. } => unreachable!("handled before loading the configuration"),
     }
     Ok(())

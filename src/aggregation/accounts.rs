@@ -115,6 +115,60 @@ pub enum AccountError {
     Apportion { start: i64, source: AllocateError },
     #[error("interval starting at {0}: totals overflow")]
     Overflow(i64),
+    #[error("readings CSV line {line}: {message}")]
+    Csv { line: u64, message: String },
+}
+
+/// The columns of a readings CSV, in this order, with this header.
+pub const CSV_HEADER: [&str; 4] = ["member", "start", "load_wh", "generation_wh"];
+
+/// Parse interval readings from CSV with the header `member,start,load_wh,generation_wh`
+/// (`start` in Unix seconds, energies in whole Wh). All rows or none: the first bad row is
+/// an error naming its line.
+pub fn readings_from_csv<R: std::io::Read>(input: R) -> Result<Vec<IntervalReading>, AccountError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(input);
+    let err = |line: u64, message: String| AccountError::Csv { line, message };
+    let header = reader.headers().map_err(|e| err(1, e.to_string()))?;
+    if header.iter().collect::<Vec<_>>() != CSV_HEADER {
+        return Err(err(1, format!("header must be {}", CSV_HEADER.join(","))));
+    }
+    let mut out = Vec::new();
+    for record in reader.records() {
+        let record =
+            record.map_err(|e| err(e.position().map_or(0, |p| p.line()), e.to_string()))?;
+        let line = record.position().map_or(0, |p| p.line());
+        let field = |i: usize| record.get(i).unwrap_or("");
+        let number = |i: usize| -> Result<u64, AccountError> {
+            field(i).parse::<u64>().map_err(|_| {
+                err(
+                    line,
+                    format!(
+                        "{} must be a whole number >= 0, got {:?}",
+                        CSV_HEADER[i],
+                        field(i)
+                    ),
+                )
+            })
+        };
+        if field(0).is_empty() {
+            return Err(err(line, "member is empty".into()));
+        }
+        let start = field(1).parse::<i64>().map_err(|_| {
+            err(
+                line,
+                format!("start must be Unix seconds, got {:?}", field(1)),
+            )
+        })?;
+        out.push(IntervalReading {
+            member: field(0).to_string(),
+            start,
+            load_wh: number(2)?,
+            generation_wh: number(3)?,
+        });
+    }
+    Ok(out)
 }
 
 /// One member's line in an interval's audit.
@@ -529,6 +583,51 @@ mod tests {
                 .filter(|l| l.member != "array")
                 .all(|l| !l.reported)
         );
+    }
+
+    #[test]
+    fn readings_parse_from_csv_all_or_nothing() {
+        let ok = "member,start,load_wh,generation_wh\nalice,900,12,0\n array , 900 , 0 , 40\n";
+        assert_eq!(
+            readings_from_csv(ok.as_bytes()).unwrap(),
+            vec![r("alice", 900, 12, 0), r("array", 900, 0, 40)]
+        );
+        let cases = [
+            ("member,start,load\n", 1, "header must be"),
+            (
+                "member,start,load_wh,generation_wh\nalice,900,-1,0\n",
+                2,
+                "load_wh must be a whole number",
+            ),
+            (
+                "member,start,load_wh,generation_wh\nalice,900,1,0\nbob,soon,1,0\n",
+                3,
+                "start must be Unix seconds",
+            ),
+            (
+                "member,start,load_wh,generation_wh\n,900,1,0\n",
+                2,
+                "member is empty",
+            ),
+            (
+                "member,start,load_wh,generation_wh\nalice,900,1.5,0\n",
+                2,
+                "load_wh",
+            ),
+            ("member,start,load_wh,generation_wh\nalice,900,1\n", 2, ""),
+        ];
+        for (text, line, message) in cases {
+            match readings_from_csv(text.as_bytes()) {
+                Err(AccountError::Csv {
+                    line: l,
+                    message: m,
+                }) => {
+                    assert_eq!(l, line, "{text:?}: {m}");
+                    assert!(m.contains(message), "{text:?}: {m}");
+                }
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]
