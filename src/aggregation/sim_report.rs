@@ -147,16 +147,25 @@ pub fn svg(cells: &[CellResult]) -> String {
             t_end
         );
         for (i, s) in c.scores.iter().enumerate() {
+            let points: Vec<(String, String)> = s
+                .trace_pct
+                .iter()
+                .enumerate()
+                .map(|(k, e)| {
+                    let t = c.start_s + k as f64 * c.step_s;
+                    (format!("{:.1}", sx(t)), format!("{:.1}", sy(*e)))
+                })
+                .collect();
+            // Long flat stretches (most of an event once everyone has reported) need only
+            // their two ends: keep a point only where the drawn height changes around it.
             let mut d = String::new();
-            for (k, e) in s.trace_pct.iter().enumerate() {
-                let t = c.start_s + k as f64 * c.step_s;
-                let _ = write!(
-                    d,
-                    "{}{:.1},{:.1} ",
-                    if k == 0 { 'M' } else { 'L' },
-                    sx(t),
-                    sy(*e)
-                );
+            for (k, (x, y)) in points.iter().enumerate() {
+                let same_before = k > 0 && points[k - 1].1 == *y;
+                let same_after = k + 1 < points.len() && points[k + 1].1 == *y;
+                if same_before && same_after {
+                    continue;
+                }
+                let _ = write!(d, "{}{x},{y} ", if d.is_empty() { 'M' } else { 'L' });
             }
             let _ = writeln!(
                 out,
