@@ -481,13 +481,6 @@ async fn conformance_sep2(a: Sep2ConformanceArgs) -> Result<bool> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    // The simulator needs neither configuration nor logging.
-    if let Command::Sim {
-        what: SimWhat::Metering(args),
-    } = cli.command
-    {
-        return sim_metering(*args);
-    }
     let mut config = Config::load(cli.config.as_deref(), |k| std::env::var(k).ok())
         .context("loading configuration")?;
     init_logging(&config);
@@ -657,7 +650,9 @@ async fn main() -> Result<()> {
                     record,
                 },
         } => accounts_consolidate(&config, &account, &readings, json, record).await?,
-        Command::Sim { .. } => unreachable!("handled before loading the configuration"),
+        Command::Sim {
+            what: SimWhat::Metering(args),
+        } => sim_metering(*args)?,
     }
     Ok(())
 }
