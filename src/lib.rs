@@ -15,6 +15,7 @@
 //! - [`conformance`]: IEEE 2030.5 conformance procedures as data and their runner.
 //! - [`config`], [`app`], [`demo`]: configuration, wiring and the demo portfolio.
 
+pub mod aggregation;
 pub mod api;
 pub mod app;
 pub mod config;

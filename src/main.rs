@@ -1,5 +1,5 @@
 //! The `switchyard` command line: serve, demo, certs, import, export, dispatch,
-//! conformance, device simulators and the SunSpec installer tools.
+//! accounts, conformance, simulators and the SunSpec installer tools.
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -64,7 +64,12 @@ enum Command {
         #[command(subcommand)]
         suite: ConformanceSuite,
     },
-    /// Run a device simulator.
+    /// Virtual metering accounts: consolidate member intervals and allocate credits.
+    Accounts {
+        #[command(subcommand)]
+        what: AccountsWhat,
+    },
+    /// Run simulations.
     Sim {
         #[command(subcommand)]
         what: SimWhat,
@@ -77,10 +82,36 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum AccountsWhat {
+    /// Consolidate a virtual account's member readings and allocate its credits; prints
+    /// each interval's audit (see docs/aggregation.md).
+    Consolidate {
+        /// The account, as JSON (id, interval_s, credit_rate_millicents_per_kwh, rule,
+        /// members).
+        #[arg(long)]
+        account: PathBuf,
+        /// Member readings, CSV with the header member,start,load_wh,generation_wh.
+        #[arg(long)]
+        readings: PathBuf,
+        /// Print one JSON audit per interval instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Also store the account (created if new) and the audits in the configured
+        /// store; an interval whose allocation changed gets a new revision.
+        #[arg(long)]
+        record: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum SimWhat {
     /// A SunSpec PV inverter with battery over Modbus TCP (models 1, 103, 120, 123, 124,
     /// 701, 702, 704, 705, 713, 802), honouring control writes.
     Sunspec(SimSunspecArgs),
+    /// Monte Carlo simulation of control-room aggregate metering during a dispatch: every
+    /// estimator side by side over a grid of ramps and read intervals (see
+    /// docs/aggregation.md).
+    Metering(Box<MeteringSimArgs>),
 }
 
 #[derive(clap::Args)]
@@ -151,6 +182,69 @@ enum SunspecWhat {
         #[arg(long, default_value_t = 3000)]
         timeout_ms: u64,
     },
+}
+
+#[derive(clap::Args)]
+struct MeteringSimArgs {
+    /// Number of assets in the portfolio.
+    #[arg(long, default_value_t = 1000)]
+    assets: usize,
+    /// Rated power of each asset, kW.
+    #[arg(long, default_value_t = 5.0)]
+    asset_kw: f64,
+    /// Read intervals of the device meters, seconds (comma separated: one grid column each).
+    #[arg(long, value_delimiter = ',', default_value = "10,30,60")]
+    read_s: Vec<f64>,
+    /// Dispatch ramps: `simultaneous` or `staggered:T` (T seconds), comma separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "simultaneous,staggered:60,staggered:120"
+    )]
+    ramp: Vec<String>,
+    /// Telemetry latency: reading taken to reading received, seconds.
+    #[arg(long, default_value_t = 0.0)]
+    latency_s: f64,
+    /// One asset's ramp from 0 to full output, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    asset_ramp_s: f64,
+    /// Response delay of every asset after a command, seconds.
+    #[arg(long, default_value_t = 0.0)]
+    delay_s: f64,
+    /// Extra response delay, uniform in [0, this] per asset, seconds.
+    #[arg(long, default_value_t = 0.0)]
+    delay_jitter_s: f64,
+    /// Share of assets that ignore the command (0..=1).
+    #[arg(long, default_value_t = 0.0)]
+    non_compliance: f64,
+    /// Compliance rate schedule-aware is configured with (default: the true rate).
+    #[arg(long)]
+    assumed_compliance: Option<f64>,
+    /// Weight, in assets, of the assumed compliance rate against the compliance seen in
+    /// readings since the command (schedule-aware).
+    #[arg(long, default_value_t = 200.0)]
+    compliance_prior_weight: f64,
+    /// Standard deviation of each reading's error, % of the asset's rating.
+    #[arg(long, default_value_t = 0.0)]
+    sensor_error_pct: f64,
+    /// Simulation step, seconds.
+    #[arg(long, default_value_t = 0.5)]
+    step_s: f64,
+    /// Monte Carlo runs per grid cell.
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    /// Seed of the random source (same seed and options, same numbers).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Estimators to run, comma separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    estimators: Vec<String>,
+    /// Print one JSON object per cell and estimator instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Also write an SVG plot of error over time per estimator to this file.
+    #[arg(long)]
+    svg: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -277,6 +371,133 @@ enum ExportWhat {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+/// Runs `switchyard accounts consolidate`.
+async fn accounts_consolidate(
+    config: &Config,
+    account: &Path,
+    readings: &Path,
+    json: bool,
+    record: bool,
+) -> Result<()> {
+    use switchyard::aggregation::{accounts, accounts_store};
+    let mut account: accounts::VirtualAccount = serde_json::from_str(&read(account)?)
+        .with_context(|| format!("parsing {}", account.display()))?;
+    let file =
+        std::fs::File::open(readings).with_context(|| format!("reading {}", readings.display()))?;
+    let rows = accounts::readings_from_csv(file)?;
+    let audits = accounts::consolidate(&account, &rows)?;
+    if json {
+        for a in &audits {
+            println!("{}", serde_json::to_string(a)?);
+        }
+    } else {
+        println!(
+            "{:<12} {:<16} {:<10} {:>12} {:>12} {:>12} {:>12}",
+            "start", "member", "role", "load_wh", "gen_wh", "credit_wh", "credit_cents"
+        );
+        for a in &audits {
+            for l in &a.lines {
+                println!(
+                    "{:<12} {:<16} {:<10} {:>12} {:>12} {:>12} {:>12}",
+                    a.start,
+                    l.member,
+                    l.role.as_str(),
+                    l.load_wh,
+                    l.generation_wh,
+                    l.credit_wh,
+                    l.credit_cents
+                );
+            }
+            println!(
+                "{:<12} {:<16} {:<10} {:>12} {:>12} {:>12} {:>12}{}",
+                a.start,
+                "(virtual)",
+                "",
+                a.total_load_wh,
+                a.total_generation_wh,
+                a.credit_wh,
+                a.credit_cents,
+                a.fallback
+                    .as_ref()
+                    .map_or(String::new(), |f| format!("  {f}"))
+            );
+        }
+    }
+    if record {
+        let registry = app::open_registry(config).await?;
+        let store = registry.store();
+        account.members.sort_by(|a, b| a.id.cmp(&b.id));
+        match accounts_store::get(store, &account.id).await? {
+            None => {
+                accounts_store::create(store, &account, switchyard::domain::now_epoch()).await?
+            }
+            Some(stored) if stored == account => {}
+            Some(_) => bail!(
+                "virtual account {:?} is stored with other settings or members; nothing recorded",
+                account.id
+            ),
+        }
+        let out =
+            accounts_store::record(store, &account.id, &audits, switchyard::domain::now_epoch())
+                .await?;
+        store.close().await;
+        eprintln!(
+            "recorded: {} new, {} revised, {} unchanged intervals",
+            out.new, out.revised, out.unchanged
+        );
+    }
+    Ok(())
+}
+
+/// Runs `switchyard sim metering`.
+fn sim_metering(a: MeteringSimArgs) -> Result<()> {
+    use switchyard::aggregation::{EstimatorKind, sim, sim_report};
+    let estimators = if a.estimators.is_empty() {
+        EstimatorKind::ALL.to_vec()
+    } else {
+        a.estimators
+            .iter()
+            .map(|e| e.parse::<EstimatorKind>())
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let ramps = a
+        .ramp
+        .iter()
+        .map(|r| r.parse::<sim::Ramp>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let cells: Vec<(sim::Ramp, f64)> = ramps
+        .iter()
+        .flat_map(|r| a.read_s.iter().map(move |s| (*r, *s)))
+        .collect();
+    let base = sim::Scenario {
+        assets: a.assets,
+        asset_kw: a.asset_kw,
+        latency_s: a.latency_s,
+        asset_ramp_s: a.asset_ramp_s,
+        delay_s: a.delay_s,
+        delay_jitter_s: a.delay_jitter_s,
+        non_compliance: a.non_compliance,
+        assumed_compliance: a.assumed_compliance,
+        sensor_error: a.sensor_error_pct / 100.0,
+        compliance_prior_weight: a.compliance_prior_weight,
+        step_s: a.step_s,
+        runs: a.runs,
+        seed: a.seed,
+        ..sim::Scenario::default()
+    };
+    let results = sim::run_grid(&base, &cells, &estimators)?;
+    if a.json {
+        print!("{}", sim_report::json_lines(&results));
+    } else {
+        print!("{}", sim_report::table(&results));
+    }
+    if let Some(path) = a.svg {
+        std::fs::write(&path, sim_report::svg(&results))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn init_logging(config: &Config) {
@@ -747,6 +968,18 @@ async fn main() -> Result<()> {
                 std::process::exit(code);
             }
         }
+        Command::Accounts {
+            what:
+                AccountsWhat::Consolidate {
+                    account,
+                    readings,
+                    json,
+                    record,
+                },
+        } => accounts_consolidate(&config, &account, &readings, json, record).await?,
+        Command::Sim {
+            what: SimWhat::Metering(args),
+        } => sim_metering(*args)?,
     }
     Ok(())
 }
