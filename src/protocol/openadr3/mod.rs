@@ -6,8 +6,9 @@
 //! The API is served on the operator API listener under [`PREFIX`] (the document's only
 //! `servers` entry is a mock; the prefix names the protocol and the version so that a later
 //! version can sit beside it). `GET {PREFIX}/openapi.json` serves the document this server
-//! implements: the official one with its `servers` pointing here and the MQTT notifier
-//! paths, which are not offered, removed. docs/openadr3.md has the details.
+//! implements: the official one with its `servers` pointing here, the MQTT notifier
+//! paths, which are not offered, removed, and the document's defects corrected as
+//! [`document`] says. docs/openadr3.md has the details.
 
 // Handlers return `Result<_, OadrError>`; see api/mod.rs for why the lint is relaxed.
 #![allow(clippy::result_large_err)]
@@ -15,6 +16,7 @@
 pub mod auth;
 pub mod config;
 pub mod duration;
+pub mod engine;
 pub mod error;
 pub mod model;
 pub mod notify;
@@ -99,6 +101,27 @@ pub fn document() -> serde_json::Value {
     if let Some(paths) = doc["paths"].as_object_mut() {
         paths.retain(|p, _| !p.starts_with("/notifiers/mqtt"));
     }
+    // Defects of the official document, corrected so that the document describes what is
+    // served (docs/openadr3.md lists them). `ven` and `resource` combine objectMetadata
+    // with the BL request schema, whose objectType enums exclude each other; the server
+    // answers objectMetadata's VEN / RESOURCE, so the served object schemas take the BL
+    // request's properties without its objectType.
+    for (object, request) in [("ven", "BlVenRequest"), ("resource", "BlResourceRequest")] {
+        let mut props = doc["components"]["schemas"][request].clone();
+        if let Some(p) = props["properties"].as_object_mut() {
+            p.remove("objectType");
+        }
+        if let Some(r) = props["required"].as_array_mut() {
+            r.retain(|x| x != "objectType");
+        }
+        doc["components"]["schemas"][object]["allOf"][1] = props;
+    }
+    // Responses the server gives that the document leaves out: 409 for a duplicate venName
+    // (the document wants venName unique) and 401 on PUT /programs/{programID}.
+    let conflict = serde_json::json!({"$ref": "#/components/responses/conflict"});
+    doc["paths"]["/vens"]["post"]["responses"]["409"] = conflict;
+    doc["paths"]["/programs/{programID}"]["put"]["responses"]["401"] =
+        serde_json::json!({"$ref": "#/components/responses/unauthorized"});
     doc
 }
 

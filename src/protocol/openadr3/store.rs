@@ -47,6 +47,39 @@ pub async fn insert(store: &Store, row: &Row) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Inserts or replaces a report together with the telemetry readings it carries, in one
+/// transaction.
+pub async fn save_report(
+    store: &Store,
+    row: &Row,
+    replace: bool,
+    readings: &[crate::telemetry::Reading],
+    now: crate::domain::EpochSeconds,
+) -> Result<(), StoreError> {
+    let mut tx = store.pool().begin().await?;
+    let sql = if replace {
+        "UPDATE oadr3_objects SET object_type = $2, unique_key = $3, program_id = $4, \
+         event_id = $5, client_name = $6, client_id = $7, body = $8 WHERE id = $1"
+    } else {
+        "INSERT INTO oadr3_objects (id, object_type, unique_key, program_id, event_id, \
+         client_name, client_id, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    };
+    let mut q = dynamic(sql.into());
+    for v in row.values() {
+        q = v.bind_to(q);
+    }
+    q.execute(&mut *tx).await?;
+    crate::telemetry::insert_in(&mut tx, readings, now)
+        .await
+        .map_err(|e| match e {
+            crate::telemetry::TelemetryError::Store(s) => s,
+            // Readings are validated before they get here.
+            other => StoreError::Corrupt(other.to_string()),
+        })?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Replaces a stored object (same id and type).
 pub async fn update(store: &Store, row: &Row) -> Result<(), StoreError> {
     let mut q = dynamic(

@@ -656,7 +656,10 @@ impl Vtn {
             body: req,
         };
         let json = Bytes::from(serde_json::to_vec(&r).expect("serializes"));
-        self.persist_new(report_row(&r, &program_id, &json)).await?;
+        let now = crate::domain::now_epoch();
+        let readings = super::engine::readings(&r, now);
+        store::save_report(&self.store, &report_row(&r, &program_id, &json), false, &readings, now)
+            .await?;
         let objs = self.read();
         self.notify(
             &objs,
@@ -686,7 +689,10 @@ impl Vtn {
             body: req,
         };
         let json = Bytes::from(serde_json::to_vec(&r).expect("serializes"));
-        store::update(&self.store, &report_row(&r, &program_id, &json)).await?;
+        let now = crate::domain::now_epoch();
+        let readings = super::engine::readings(&r, now);
+        store::save_report(&self.store, &report_row(&r, &program_id, &json), true, &readings, now)
+            .await?;
         let objs = self.read();
         self.notify(
             &objs,
