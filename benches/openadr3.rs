@@ -34,7 +34,9 @@ use tokio::net::TcpStream;
 
 fn env_number(name: &str, default: usize) -> Result<usize> {
     match std::env::var(name) {
-        Ok(v) => v.parse().with_context(|| format!("{name}={v} is not a number")),
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("{name}={v} is not a number")),
         Err(_) => Ok(default),
     }
 }
@@ -47,7 +49,11 @@ struct Api {
 impl Api {
     async fn token(&self, id: &str, secret: &str) -> Result<String> {
         let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret)])
+            .extend_pairs([
+                ("grant_type", "client_credentials"),
+                ("client_id", id),
+                ("client_secret", secret),
+            ])
             .finish();
         let v: Value = self
             .http
@@ -61,7 +67,13 @@ impl Api {
         Ok(v["access_token"].as_str().context("no token")?.to_string())
     }
 
-    async fn send(&self, token: &str, method: reqwest::Method, path: &str, body: Value) -> Result<Value> {
+    async fn send(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> Result<Value> {
         let r = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -137,12 +149,14 @@ async fn keep_alive(t: Target, measure: Instant, end: Instant) -> Worker {
         match r {
             Ok((StatusCode::OK, len)) if len == t.expect_len => {
                 if started >= measure {
-                    w.latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    w.latencies
+                        .push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
                 }
             }
             Ok((s, len)) => {
                 w.errors += 1;
-                w.first_error.get_or_insert(format!("{s} with {len} bytes, expected {}", t.expect_len));
+                w.first_error
+                    .get_or_insert(format!("{s} with {len} bytes, expected {}", t.expect_len));
             }
             Err(e) => {
                 w.errors += 1;
@@ -174,13 +188,21 @@ fn load(rt: &tokio::runtime::Runtime, t: &Target, connections: usize, seconds: u
         }
         out
     });
-    let mut lat: Vec<u32> = workers.iter().flat_map(|w| w.latencies.iter().copied()).collect();
+    let mut lat: Vec<u32> = workers
+        .iter()
+        .flat_map(|w| w.latencies.iter().copied())
+        .collect();
     let errors = workers.iter().map(|w| w.errors).sum();
     if let Some(e) = workers.iter().find_map(|w| w.first_error.clone()) {
         bail!("{} failed: {e}", t.path);
     }
     lat.sort_unstable();
-    let q = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0;
+    let q = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
     Ok(Row {
         rps: lat.len() as f64 / seconds as f64,
         p50: q(0.50),
@@ -289,16 +311,41 @@ fn main() -> Result<()> {
         let a = l.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            let _ = axum::serve(l, app).with_graceful_shutdown(async { let _ = rx.await; }).await;
+            let _ = axum::serve(l, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
         });
         Ok::<_, anyhow::Error>((a, tx))
     })?;
 
-    let target = |addr, path: String, len| Target { addr, path, token: ven_token.clone(), expect_len: len };
+    let target = |addr, path: String, len| Target {
+        addr,
+        path,
+        token: ven_token.clone(),
+        expect_len: len,
+    };
     let scenarios = [
-        ("baseline: static copy of the page, bare axum", target(baseline_addr, "/events".into(), first_page.len())),
-        ("GET /events as the VEN (first page of 50)", target(addr, format!("{PREFIX}/events"), first_page.len())),
-        ("GET /events as the VEN, last page (skip 7450)", target(addr, format!("{PREFIX}/events?skip={}", (events * 3 / 4).saturating_sub(50)), deep_page.len())),
+        (
+            "baseline: static copy of the page, bare axum",
+            target(baseline_addr, "/events".into(), first_page.len()),
+        ),
+        (
+            "GET /events as the VEN (first page of 50)",
+            target(addr, format!("{PREFIX}/events"), first_page.len()),
+        ),
+        (
+            "GET /events as the VEN, last page (skip 7450)",
+            target(
+                addr,
+                format!(
+                    "{PREFIX}/events?skip={}",
+                    (events * 3 / 4).saturating_sub(50)
+                ),
+                deep_page.len(),
+            ),
+        ),
     ];
     println!("\n| scenario | requests/s | p50 ms | p99 ms | errors | ratio to baseline |");
     println!("|---|---:|---:|---:|---:|---:|");
@@ -308,9 +355,19 @@ fn main() -> Result<()> {
         if base_rps == 0.0 {
             base_rps = r.rps;
         }
-        println!("| {name} | {:.0} | {:.2} | {:.2} | {} | {:.2} |", r.rps, r.p50, r.p99, r.errors, r.rps / base_rps);
+        println!(
+            "| {name} | {:.0} | {:.2} | {:.2} | {} | {:.2} |",
+            r.rps,
+            r.p50,
+            r.p99,
+            r.errors,
+            r.rps / base_rps
+        );
     }
-    println!("\n{events} events, {connections} keep-alive connections, {seconds} s measured per scenario, page of {} bytes.", first_page.len());
+    println!(
+        "\n{events} events, {connections} keep-alive connections, {seconds} s measured per scenario, page of {} bytes.",
+        first_page.len()
+    );
     let _ = stop_baseline.send(());
     server_rt.block_on(server.stop())?;
     Ok(())

@@ -57,9 +57,8 @@ pub fn readings(report: &Report, now: EpochSeconds) -> Vec<Reading> {
         let base = res.interval_period.as_ref();
         for (i, iv) in res.intervals.iter().enumerate() {
             let own = iv.interval_period.as_ref();
-            let start = start_of(own).or_else(|| {
-                Some(start_of(base)? + i as f64 * duration_of(base).unwrap_or(0.0))
-            });
+            let start = start_of(own)
+                .or_else(|| Some(start_of(base)? + i as f64 * duration_of(base).unwrap_or(0.0)));
             let Some(start) = start else { continue };
             for p in &iv.payloads {
                 let Some((m, scale)) = measurand(&p.kind, units_of(&p.kind)) else {
@@ -108,7 +107,9 @@ mod tests {
                 ]}]
         }))
         .unwrap();
-        let t0 = parse_datetime("2024-01-01T00:00:00Z").unwrap().unix_timestamp();
+        let t0 = parse_datetime("2024-01-01T00:00:00Z")
+            .unwrap()
+            .unix_timestamp();
         let got: Vec<_> = readings(&report, t0 + 86_400)
             .into_iter()
             .map(|r| (r.source_id, r.measurand, r.instant - t0, r.value))

@@ -54,7 +54,16 @@ struct Objects {
     /// For each VEN client: the target strings it answers to (its VENs' names and targets,
     /// their resources' names and targets). Rebuilt on every VEN or resource write.
     client_targets: HashMap<String, HashSet<String>>,
+    /// Bumped by every write; cached views older than this are stale.
+    generation: u64,
 }
+
+/// The events one client may see, in order, as of one generation of the objects: deep
+/// pages (`skip`) of an unfiltered `GET /events` are then an index, not a scan.
+type EventView = (u64, Arc<Vec<Arc<Entry<Event>>>>);
+
+/// Most clients whose event views are kept; past it the cache starts over.
+const MAX_VIEWS: usize = 1024;
 
 impl Objects {
     fn rebuild_targets(&mut self) {
@@ -191,6 +200,7 @@ pub struct Vtn {
     /// see the same objects.
     write: tokio::sync::Mutex<()>,
     notifier: Notifier,
+    views: std::sync::Mutex<HashMap<String, EventView>>,
     /// Client ids of BL clients: their subscriptions hear of every object.
     bl_clients: HashSet<String>,
 }
@@ -233,6 +243,7 @@ impl Vtn {
             objects: RwLock::new(objs),
             write: tokio::sync::Mutex::new(()),
             notifier,
+            views: Default::default(),
             bl_clients,
         })
     }
@@ -242,7 +253,36 @@ impl Vtn {
     }
 
     fn modify(&self) -> std::sync::RwLockWriteGuard<'_, Objects> {
-        self.objects.write().unwrap_or_else(|e| e.into_inner())
+        let mut g = self.objects.write().unwrap_or_else(|e| e.into_inner());
+        g.generation += 1;
+        g
+    }
+
+    /// The caller's visible events at the current generation, from the cache or built.
+    fn event_view(&self, objs: &Objects, caller: &Caller) -> Arc<Vec<Arc<Entry<Event>>>> {
+        let key = match caller.role {
+            ClientRole::Bl => String::new(),
+            ClientRole::Ven => caller.client_id.clone(),
+        };
+        let mut views = self.views.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((g, v)) = views.get(&key)
+            && *g == objs.generation
+        {
+            return v.clone();
+        }
+        let sc = scope(objs, caller);
+        let v: Arc<Vec<_>> = Arc::new(
+            objs.events
+                .values()
+                .filter(|e| sc.sees_targets(&e.obj.body.targets))
+                .cloned()
+                .collect(),
+        );
+        if views.len() >= MAX_VIEWS {
+            views.clear();
+        }
+        views.insert(key, (objs.generation, v.clone()));
+        v
     }
 
     // ----- notifications -----
@@ -461,6 +501,12 @@ impl Vtn {
         page: Page,
     ) -> Vec<Bytes> {
         let objs = self.read();
+        if program_id.is_none() && filter.is_empty() && active_at.is_none() {
+            let view = self.event_view(&objs, caller);
+            let from = (page.skip as usize).min(view.len());
+            let to = (from + page.limit as usize).min(view.len());
+            return view[from..to].iter().map(|e| e.json.clone()).collect();
+        }
         let sc = scope(&objs, caller);
         take_page(
             objs.events.values().filter(|e| {
@@ -658,8 +704,14 @@ impl Vtn {
         let json = Bytes::from(serde_json::to_vec(&r).expect("serializes"));
         let now = crate::domain::now_epoch();
         let readings = super::engine::readings(&r, now);
-        store::save_report(&self.store, &report_row(&r, &program_id, &json), false, &readings, now)
-            .await?;
+        store::save_report(
+            &self.store,
+            &report_row(&r, &program_id, &json),
+            false,
+            &readings,
+            now,
+        )
+        .await?;
         let objs = self.read();
         self.notify(
             &objs,
@@ -691,8 +743,14 @@ impl Vtn {
         let json = Bytes::from(serde_json::to_vec(&r).expect("serializes"));
         let now = crate::domain::now_epoch();
         let readings = super::engine::readings(&r, now);
-        store::save_report(&self.store, &report_row(&r, &program_id, &json), true, &readings, now)
-            .await?;
+        store::save_report(
+            &self.store,
+            &report_row(&r, &program_id, &json),
+            true,
+            &readings,
+            now,
+        )
+        .await?;
         let objs = self.read();
         self.notify(
             &objs,
