@@ -122,8 +122,30 @@ pub fn document() -> serde_json::Value {
     doc["paths"]["/vens"]["post"]["responses"]["409"] = conflict;
     doc["paths"]["/programs/{programID}"]["put"]["responses"]["401"] =
         serde_json::json!({"$ref": "#/components/responses/unauthorized"});
+    let schemas = &mut doc["components"]["schemas"];
+    // programDescriptions items are objects (they have required properties) but the
+    // document forgot to say so, which makes `null` a valid description.
+    schemas["programRequest"]["properties"]["programDescriptions"]["items"]["type"] =
+        "object".into();
+    // The server's rules on time, written into the schemas: no negative durations
+    // anywhere, and an interval period lasts longer than zero.
+    schemas["duration"]["pattern"] = DURATION_PATTERN.into();
+    schemas["positiveDuration"] = serde_json::json!({
+        "type": "string",
+        "pattern": POSITIVE_DURATION_PATTERN,
+        "description": "duration in ISO 8601 format, longer than zero",
+        "example": "PT1H"
+    });
+    schemas["intervalPeriod"]["properties"]["duration"] =
+        serde_json::json!({"$ref": "#/components/schemas/positiveDuration"});
     doc
 }
+
+/// The document's duration pattern without its optional leading minus.
+const DURATION_PATTERN: &str = r"^P(?=\d|T\d)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)([DW]))?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$";
+
+/// As [`DURATION_PATTERN`], refusing durations whose every number is zero.
+const POSITIVE_DURATION_PATTERN: &str = r"^P(?!(?:0+[YMWD])*(?:T(?:0+[HM])*(?:0+(?:\.0+)?S)?)?$)(?=\d|T\d)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)([DW]))?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$";
 
 /// The API's routes, to be nested under [`PREFIX`].
 pub fn router(state: VtnState) -> Router {

@@ -154,7 +154,7 @@ fn report_descriptor_payload(field: &str, d: &ReportPayloadDescriptor) -> Check 
 
 pub fn program(p: &ProgramRequest) -> Check {
     name("programName", &p.program_name)?;
-    interval_period("intervalPeriod", &p.interval_period, false)?;
+    interval_period("intervalPeriod", &p.interval_period, true)?;
     for (i, d) in p.program_descriptions.iter().flatten().enumerate() {
         uri(&format!("programDescriptions[{i}].URL"), &d.url, false)?;
     }

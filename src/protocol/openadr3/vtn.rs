@@ -979,12 +979,12 @@ impl Vtn {
                 })?,
                 req.targets,
             ),
-            (ClientRole::Bl, VenRequestType::VenVenRequest) => {
-                return Err(OadrError::invalid(
-                    "objectType",
-                    "business logic clients send BL_VEN_REQUEST (with clientID)",
-                ));
-            }
+            // Without a clientID the VEN object is the BL's own until a BL_VEN_REQUEST
+            // hands it to a VEN client.
+            (ClientRole::Bl, VenRequestType::VenVenRequest) => (
+                old.map_or_else(|| caller.client_id.clone(), |o| o.client_id.clone()),
+                old.and_then(|o| o.targets.clone()),
+            ),
             (ClientRole::Ven, VenRequestType::BlVenRequest) => {
                 return Err(OadrError::forbidden(
                     "only business logic clients may send BL_VEN_REQUEST (clientID and targets); a VEN sends VEN_VEN_REQUEST",
@@ -1164,10 +1164,7 @@ impl Vtn {
         let targets = match (caller.role, req.object_type) {
             (ClientRole::Bl, ResourceRequestType::BlResourceRequest) => req.targets,
             (ClientRole::Bl, ResourceRequestType::VenResourceRequest) => {
-                return Err(OadrError::invalid(
-                    "objectType",
-                    "business logic clients send BL_RESOURCE_REQUEST",
-                ));
+                old.and_then(|o| o.targets.clone())
             }
             (ClientRole::Ven, ResourceRequestType::BlResourceRequest) => {
                 return Err(OadrError::forbidden(
