@@ -30,29 +30,7 @@ fn document() -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// OpenAPI 3.0 `nullable` to JSON Schema.
-fn denullable(v: &mut Value) {
-    match v {
-        Value::Object(map) => {
-            for (_, child) in map.iter_mut() {
-                denullable(child);
-            }
-            if map.remove("nullable") == Some(Value::Bool(true)) {
-                if let Some(Value::String(t)) = map.get("type").cloned() {
-                    map.insert("type".into(), json!([t, "null"]));
-                    if let Some(Value::Array(e)) = map.get_mut("enum") {
-                        e.push(Value::Null);
-                    }
-                } else {
-                    let inner = Value::Object(std::mem::take(map));
-                    map.insert("anyOf".into(), json!([inner, {"type": "null"}]));
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(denullable),
-        _ => {}
-    }
-}
+use switchyard::protocol::openadr3::schema::denullable;
 
 struct Spec {
     doc: Value,

@@ -21,6 +21,7 @@ pub mod error;
 pub mod model;
 pub mod notify;
 pub mod routes;
+pub mod schema;
 pub mod store;
 pub mod validate;
 pub mod vtn;
@@ -138,6 +139,17 @@ pub fn document() -> serde_json::Value {
     });
     schemas["intervalPeriod"]["properties"]["duration"] =
         serde_json::json!({"$ref": "#/components/schemas/positiveDuration"});
+    // A create or update without a body means nothing; the document leaves most request
+    // bodies optional.
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for item in paths.values_mut() {
+            for op in ["post", "put"] {
+                if item[op]["requestBody"].is_object() {
+                    item[op]["requestBody"]["required"] = true.into();
+                }
+            }
+        }
+    }
     doc
 }
 

@@ -5,6 +5,7 @@ use super::VtnState;
 use super::auth::Caller;
 use super::error::OadrError;
 use super::model::ObjectType;
+use super::schema::{self, RequestSchema};
 use super::store::ReportFilter;
 use super::validate;
 use super::vtn::Page;
@@ -126,6 +127,7 @@ async fn body<T: DeserializeOwned>(
     state: &VtnState,
     headers: &HeaderMap,
     body: Body,
+    schema: RequestSchema,
 ) -> Result<T, OadrError> {
     let bytes = crate::api::body::read_limited(body, state.body_limit).await?;
     // The specification documents 400, not 415, for a request it cannot use.
@@ -133,6 +135,7 @@ async fn body<T: DeserializeOwned>(
         .map_err(|p| OadrError::bad_request(p.detail))?;
     let mut value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| OadrError::bad_request(format!("malformed JSON: {e}")))?;
+    schema::check(schema, &value)?;
     integral_floats(&mut value);
     Ok(crate::api::body::from_value(value)?)
 }
@@ -173,7 +176,7 @@ pub async fn list_programs(State(s): State<VtnState>, c: Caller, RawQuery(q): Ra
 
 pub async fn create_program(State(s): State<VtnState>, c: Caller, h: HeaderMap, b: Body) -> Res {
     c.require_bl("create programs")?;
-    let req = body(&s, &h, b).await?;
+    let req = body(&s, &h, b, RequestSchema::Program).await?;
     Ok(json(
         StatusCode::CREATED,
         s.vtn.create_program(&c, req).await?,
@@ -194,7 +197,7 @@ pub async fn update_program(
 ) -> Res {
     path_id("programID", &id)?;
     c.require_bl("update programs")?;
-    let req = body(&s, &h, b).await?;
+    let req = body(&s, &h, b, RequestSchema::Program).await?;
     Ok(json(
         StatusCode::OK,
         s.vtn.update_program(&c, &id, req).await?,
@@ -232,7 +235,7 @@ pub async fn list_events(State(s): State<VtnState>, c: Caller, RawQuery(q): RawQ
 
 pub async fn create_event(State(s): State<VtnState>, c: Caller, h: HeaderMap, b: Body) -> Res {
     c.require_bl("create events")?;
-    let req = body(&s, &h, b).await?;
+    let req = body(&s, &h, b, RequestSchema::Event).await?;
     Ok(json(
         StatusCode::CREATED,
         s.vtn.create_event(&c, req).await?,
@@ -253,7 +256,7 @@ pub async fn update_event(
 ) -> Res {
     path_id("eventID", &id)?;
     c.require_bl("update events")?;
-    let req = body(&s, &h, b).await?;
+    let req = body(&s, &h, b, RequestSchema::Event).await?;
     Ok(json(
         StatusCode::OK,
         s.vtn.update_event(&c, &id, req).await?,
@@ -280,7 +283,7 @@ pub async fn list_reports(State(s): State<VtnState>, c: Caller, RawQuery(q): Raw
 
 pub async fn create_report(State(s): State<VtnState>, c: Caller, h: HeaderMap, b: Body) -> Res {
     c.require_ven("create reports")?;
-    let req = body(&s, &h, b).await?;
+    let req = body(&s, &h, b, RequestSchema::Report).await?;
     Ok(json(
         StatusCode::CREATED,
         s.vtn.create_report(&c, req).await?,
@@ -301,7 +304,7 @@ pub async fn update_report(
 ) -> Res {
     path_id("reportID", &id)?;
     c.require_ven("update reports")?;
-    let req = body(&s, &h, b).await?;
+    let req = body(&s, &h, b, RequestSchema::Report).await?;
     Ok(json(
         StatusCode::OK,
         s.vtn.update_report(&c, &id, req).await?,
@@ -345,7 +348,7 @@ pub async fn create_subscription(
     h: HeaderMap,
     b: Body,
 ) -> Res {
-    let req = body(&s, &h, b).await?;
+    let req = body(&s, &h, b, RequestSchema::Subscription).await?;
     Ok(json(
         StatusCode::CREATED,
         s.vtn.create_subscription(&c, req).await?,
@@ -365,7 +368,7 @@ pub async fn update_subscription(
     b: Body,
 ) -> Res {
     path_id("subscriptionID", &id)?;
-    let req = body(&s, &h, b).await?;
+    let req = body(&s, &h, b, RequestSchema::Subscription).await?;
     Ok(json(
         StatusCode::OK,
         s.vtn.update_subscription(&c, &id, req).await?,
@@ -397,7 +400,7 @@ pub async fn list_vens(State(s): State<VtnState>, c: Caller, RawQuery(q): RawQue
 }
 
 pub async fn create_ven(State(s): State<VtnState>, c: Caller, h: HeaderMap, b: Body) -> Res {
-    let req = body(&s, &h, b).await?;
+    let req = body(&s, &h, b, RequestSchema::Ven).await?;
     Ok(json(StatusCode::CREATED, s.vtn.create_ven(&c, req).await?))
 }
 
@@ -414,7 +417,7 @@ pub async fn update_ven(
     b: Body,
 ) -> Res {
     path_id("venID", &id)?;
-    let req = body(&s, &h, b).await?;
+    let req = body(&s, &h, b, RequestSchema::Ven).await?;
     Ok(json(StatusCode::OK, s.vtn.update_ven(&c, &id, req).await?))
 }
 
@@ -437,7 +440,7 @@ pub async fn list_resources(State(s): State<VtnState>, c: Caller, RawQuery(q): R
 }
 
 pub async fn create_resource(State(s): State<VtnState>, c: Caller, h: HeaderMap, b: Body) -> Res {
-    let req = body(&s, &h, b).await?;
+    let req = body(&s, &h, b, RequestSchema::Resource).await?;
     Ok(json(
         StatusCode::CREATED,
         s.vtn.create_resource(&c, req).await?,
@@ -457,7 +460,7 @@ pub async fn update_resource(
     b: Body,
 ) -> Res {
     path_id("resourceID", &id)?;
-    let req = body(&s, &h, b).await?;
+    let req = body(&s, &h, b, RequestSchema::Resource).await?;
     Ok(json(
         StatusCode::OK,
         s.vtn.update_resource(&c, &id, req).await?,
