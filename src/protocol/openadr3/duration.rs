@@ -39,10 +39,8 @@ pub fn seconds(s: &str) -> Option<f64> {
         ('D', 86400.0),
     ];
     total += fields(date, &date_units, false)?;
+    // The schema's pattern allows a bare trailing T ("P1DT"); it adds nothing.
     if let Some(t) = time {
-        if t.is_empty() {
-            return None;
-        }
         total += fields(t, &[('H', 3600.0), ('M', 60.0), ('S', 1.0)], true)?;
     }
     Some(if negative { -total } else { total })
@@ -107,8 +105,10 @@ mod tests {
         assert_eq!(seconds("P1DT1.5S"), Some(86401.5));
         assert_eq!(seconds("P2W"), Some(14.0 * 86400.0));
         assert_eq!(seconds("P9999Y"), Some(INFINITE_SECONDS));
+        // The schema pattern allows a bare trailing T.
+        assert_eq!(seconds("P1DT"), Some(86400.0));
         for bad in [
-            "", "P", "PT", "1H", "PT1", "P1H", "PTH", "P1.5D", "PT1S1M", "P1W1D", "P1DT",
+            "", "P", "PT", "1H", "PT1", "P1H", "PTH", "P1.5D", "PT1S1M", "P1W1D",
         ] {
             assert_eq!(seconds(bad), None, "{bad}");
         }

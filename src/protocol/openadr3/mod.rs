@@ -139,6 +139,8 @@ pub fn document() -> serde_json::Value {
     });
     schemas["intervalPeriod"]["properties"]["duration"] =
         serde_json::json!({"$ref": "#/components/schemas/positiveDuration"});
+    // An unbounded priority cannot be stored; 32 bits are plenty for a ranking.
+    schemas["eventRequest"]["properties"]["priority"]["maximum"] = u32::MAX.into();
     // A create or update without a body means nothing; the document leaves most request
     // bodies optional.
     if let Some(paths) = doc["paths"].as_object_mut() {

@@ -251,6 +251,7 @@ pub struct EventRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Bounded by the served document to 32 bits (the official one has no maximum).
     pub priority: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<String>>,

@@ -121,7 +121,7 @@ impl Query {
     }
 }
 
-/// Reads and decodes a JSON request body: 413 past the limit, 415 for another media type,
+/// Reads and decodes a JSON request body: 413 past the limit, 400 for another media type,
 /// 400 for malformed JSON or a wrong shape (naming the field).
 async fn body<T: DeserializeOwned>(
     state: &VtnState,
@@ -135,8 +135,8 @@ async fn body<T: DeserializeOwned>(
         .map_err(|p| OadrError::bad_request(p.detail))?;
     let mut value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| OadrError::bad_request(format!("malformed JSON: {e}")))?;
-    schema::check(schema, &value)?;
     integral_floats(&mut value);
+    schema::check(schema, &value)?;
     Ok(crate::api::body::from_value(value)?)
 }
 
