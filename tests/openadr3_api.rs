@@ -101,14 +101,17 @@ async fn bl_and_vens_cycle_with_scoping(db: TestDb) {
         StatusCode::NOT_FOUND
     );
     assert!(ids(&w.ven2.ok("/reports").await).is_empty());
-    assert_eq!(ids(&w.ven1.ok("/reports").await), [rid.clone()]);
+    assert_eq!(
+        ids(&w.ven1.ok("/reports").await),
+        std::slice::from_ref(&rid)
+    );
     assert_eq!(
         ids(&w.bl.ok(&format!("/reports?eventID={}", id(&north))).await),
-        [rid.clone()]
+        std::slice::from_ref(&rid)
     );
     assert_eq!(
         ids(&w.bl.ok("/reports?clientName=ven-north").await),
-        [rid.clone()]
+        std::slice::from_ref(&rid)
     );
     assert!(ids(&w.bl.ok(&format!("/reports?eventID={}", id(&south))).await).is_empty());
     assert_eq!(
@@ -116,7 +119,7 @@ async fn bl_and_vens_cycle_with_scoping(db: TestDb) {
             .bl
             .ok(&format!("/reports?programID={}", pid.as_str().unwrap()))
             .await),
-        [rid.clone()]
+        std::slice::from_ref(&rid)
     );
     // A VEN cannot report on an event it cannot see.
     let (s, p) = w

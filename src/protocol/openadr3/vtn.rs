@@ -192,6 +192,19 @@ fn event_end(e: &EventRequest) -> Option<f64> {
     end
 }
 
+/// One change, as subscriptions are matched against it.
+struct Change<'a> {
+    kind: ObjectType,
+    op: Operation,
+    /// The object as served.
+    json: &'a Bytes,
+    targets: &'a Option<Vec<String>>,
+    /// The program the object belongs to (programs: their own id).
+    program_id: Option<&'a str>,
+    /// The client owning the object, for owned kinds; None for targeted ones.
+    owner: Option<&'a str>,
+}
+
 /// The VTN.
 pub struct Vtn {
     store: Store,
@@ -289,16 +302,15 @@ impl Vtn {
 
     /// Queues a webhook for every subscription that wants this change and whose owner may
     /// read the object. Never waits for delivery.
-    fn notify(
-        &self,
-        objs: &Objects,
-        kind: ObjectType,
-        op: Operation,
-        json: &Bytes,
-        targets: &Option<Vec<String>>,
-        program_id: Option<&str>,
-        owner: Option<&str>,
-    ) {
+    fn notify(&self, objs: &Objects, change: Change<'_>) {
+        let Change {
+            kind,
+            op,
+            json,
+            targets,
+            program_id,
+            owner,
+        } = change;
         let mut body: Option<Bytes> = None;
         for sub in objs.subscriptions.values() {
             let s = &sub.obj;
@@ -393,12 +405,14 @@ impl Vtn {
         objs.programs.insert(e.obj.meta.id.clone(), e.clone());
         self.notify(
             &objs,
-            ObjectType::Program,
-            Operation::Create,
-            &e.json,
-            &e.obj.body.targets,
-            Some(&e.obj.meta.id),
-            None,
+            Change {
+                kind: ObjectType::Program,
+                op: Operation::Create,
+                json: &e.json,
+                targets: &e.obj.body.targets,
+                program_id: Some(&e.obj.meta.id),
+                owner: None,
+            },
         );
         Ok(e.json.clone())
     }
@@ -432,12 +446,14 @@ impl Vtn {
         objs.programs.insert(id.to_string(), e.clone());
         self.notify(
             &objs,
-            ObjectType::Program,
-            Operation::Update,
-            &e.json,
-            &e.obj.body.targets,
-            Some(id),
-            None,
+            Change {
+                kind: ObjectType::Program,
+                op: Operation::Update,
+                json: &e.json,
+                targets: &e.obj.body.targets,
+                program_id: Some(id),
+                owner: None,
+            },
         );
         Ok(e.json.clone())
     }
@@ -469,23 +485,27 @@ impl Vtn {
             objs.events.remove(&e.obj.meta.id);
             self.notify(
                 &objs,
-                ObjectType::Event,
-                Operation::Delete,
-                &e.json,
-                &e.obj.body.targets,
-                Some(id),
-                None,
+                Change {
+                    kind: ObjectType::Event,
+                    op: Operation::Delete,
+                    json: &e.json,
+                    targets: &e.obj.body.targets,
+                    program_id: Some(id),
+                    owner: None,
+                },
             );
         }
         objs.programs.remove(id);
         self.notify(
             &objs,
-            ObjectType::Program,
-            Operation::Delete,
-            &old.json,
-            &old.obj.body.targets,
-            Some(id),
-            None,
+            Change {
+                kind: ObjectType::Program,
+                op: Operation::Delete,
+                json: &old.json,
+                targets: &old.obj.body.targets,
+                program_id: Some(id),
+                owner: None,
+            },
         );
         Ok(old.json.clone())
     }
@@ -572,12 +592,14 @@ impl Vtn {
         objs.events.insert(e.obj.meta.id.clone(), e.clone());
         self.notify(
             &objs,
-            ObjectType::Event,
-            Operation::Create,
-            &e.json,
-            &e.obj.body.targets,
-            Some(&e.obj.body.program_id),
-            None,
+            Change {
+                kind: ObjectType::Event,
+                op: Operation::Create,
+                json: &e.json,
+                targets: &e.obj.body.targets,
+                program_id: Some(&e.obj.body.program_id),
+                owner: None,
+            },
         );
         Ok(e.json.clone())
     }
@@ -607,12 +629,14 @@ impl Vtn {
         objs.events.insert(id.to_string(), e.clone());
         self.notify(
             &objs,
-            ObjectType::Event,
-            Operation::Update,
-            &e.json,
-            &e.obj.body.targets,
-            Some(&e.obj.body.program_id),
-            None,
+            Change {
+                kind: ObjectType::Event,
+                op: Operation::Update,
+                json: &e.json,
+                targets: &e.obj.body.targets,
+                program_id: Some(&e.obj.body.program_id),
+                owner: None,
+            },
         );
         Ok(e.json.clone())
     }
@@ -631,12 +655,14 @@ impl Vtn {
         objs.events.remove(id);
         self.notify(
             &objs,
-            ObjectType::Event,
-            Operation::Delete,
-            &old.json,
-            &old.obj.body.targets,
-            Some(&old.obj.body.program_id),
-            None,
+            Change {
+                kind: ObjectType::Event,
+                op: Operation::Delete,
+                json: &old.json,
+                targets: &old.obj.body.targets,
+                program_id: Some(&old.obj.body.program_id),
+                owner: None,
+            },
         );
         Ok(old.json.clone())
     }
@@ -715,12 +741,14 @@ impl Vtn {
         let objs = self.read();
         self.notify(
             &objs,
-            ObjectType::Report,
-            Operation::Create,
-            &json,
-            &None,
-            Some(&program_id),
-            Some(&r.client_id),
+            Change {
+                kind: ObjectType::Report,
+                op: Operation::Create,
+                json: &json,
+                targets: &None,
+                program_id: Some(&program_id),
+                owner: Some(&r.client_id),
+            },
         );
         Ok(json)
     }
@@ -754,12 +782,14 @@ impl Vtn {
         let objs = self.read();
         self.notify(
             &objs,
-            ObjectType::Report,
-            Operation::Update,
-            &json,
-            &None,
-            Some(&program_id),
-            Some(&r.client_id),
+            Change {
+                kind: ObjectType::Report,
+                op: Operation::Update,
+                json: &json,
+                targets: &None,
+                program_id: Some(&program_id),
+                owner: Some(&r.client_id),
+            },
         );
         Ok(json)
     }
@@ -777,12 +807,14 @@ impl Vtn {
         let objs = self.read();
         self.notify(
             &objs,
-            ObjectType::Report,
-            Operation::Delete,
-            &json,
-            &None,
-            program_id.as_deref(),
-            Some(&old.client_id),
+            Change {
+                kind: ObjectType::Report,
+                op: Operation::Delete,
+                json: &json,
+                targets: &None,
+                program_id: program_id.as_deref(),
+                owner: Some(&old.client_id),
+            },
         );
         Ok(json)
     }
@@ -872,12 +904,14 @@ impl Vtn {
         objs.subscriptions.insert(e.obj.meta.id.clone(), e.clone());
         self.notify(
             &objs,
-            ObjectType::Subscription,
-            Operation::Create,
-            &e.json,
-            &e.obj.body.targets,
-            None,
-            Some(&e.obj.client_id),
+            Change {
+                kind: ObjectType::Subscription,
+                op: Operation::Create,
+                json: &e.json,
+                targets: &e.obj.body.targets,
+                program_id: None,
+                owner: Some(&e.obj.client_id),
+            },
         );
         Ok(e.json.clone())
     }
@@ -902,12 +936,14 @@ impl Vtn {
         objs.subscriptions.insert(id.to_string(), e.clone());
         self.notify(
             &objs,
-            ObjectType::Subscription,
-            Operation::Update,
-            &e.json,
-            &e.obj.body.targets,
-            None,
-            Some(&e.obj.client_id),
+            Change {
+                kind: ObjectType::Subscription,
+                op: Operation::Update,
+                json: &e.json,
+                targets: &e.obj.body.targets,
+                program_id: None,
+                owner: Some(&e.obj.client_id),
+            },
         );
         Ok(e.json.clone())
     }
@@ -920,12 +956,14 @@ impl Vtn {
         objs.subscriptions.remove(id);
         self.notify(
             &objs,
-            ObjectType::Subscription,
-            Operation::Delete,
-            &old.json,
-            &old.obj.body.targets,
-            None,
-            Some(&old.obj.client_id),
+            Change {
+                kind: ObjectType::Subscription,
+                op: Operation::Delete,
+                json: &old.json,
+                targets: &old.obj.body.targets,
+                program_id: None,
+                owner: Some(&old.obj.client_id),
+            },
         );
         Ok(old.json.clone())
     }
@@ -1027,12 +1065,14 @@ impl Vtn {
         objs.rebuild_targets();
         self.notify(
             &objs,
-            ObjectType::Ven,
-            Operation::Create,
-            &e.json,
-            &e.obj.targets,
-            None,
-            Some(&e.obj.client_id),
+            Change {
+                kind: ObjectType::Ven,
+                op: Operation::Create,
+                json: &e.json,
+                targets: &e.obj.targets,
+                program_id: None,
+                owner: Some(&e.obj.client_id),
+            },
         );
         Ok(e.json.clone())
     }
@@ -1059,12 +1099,14 @@ impl Vtn {
         objs.rebuild_targets();
         self.notify(
             &objs,
-            ObjectType::Ven,
-            Operation::Update,
-            &e.json,
-            &e.obj.targets,
-            None,
-            Some(&e.obj.client_id),
+            Change {
+                kind: ObjectType::Ven,
+                op: Operation::Update,
+                json: &e.json,
+                targets: &e.obj.targets,
+                program_id: None,
+                owner: Some(&e.obj.client_id),
+            },
         );
         Ok(e.json.clone())
     }
@@ -1088,24 +1130,28 @@ impl Vtn {
             objs.resources.remove(&r.obj.meta.id);
             self.notify(
                 &objs,
-                ObjectType::Resource,
-                Operation::Delete,
-                &r.json,
-                &r.obj.targets,
-                None,
-                Some(&r.obj.client_id),
+                Change {
+                    kind: ObjectType::Resource,
+                    op: Operation::Delete,
+                    json: &r.json,
+                    targets: &r.obj.targets,
+                    program_id: None,
+                    owner: Some(&r.obj.client_id),
+                },
             );
         }
         objs.vens.remove(id);
         objs.rebuild_targets();
         self.notify(
             &objs,
-            ObjectType::Ven,
-            Operation::Delete,
-            &old.json,
-            &old.obj.targets,
-            None,
-            Some(&old.obj.client_id),
+            Change {
+                kind: ObjectType::Ven,
+                op: Operation::Delete,
+                json: &old.json,
+                targets: &old.obj.targets,
+                program_id: None,
+                owner: Some(&old.obj.client_id),
+            },
         );
         Ok(old.json.clone())
     }
@@ -1214,12 +1260,14 @@ impl Vtn {
         objs.rebuild_targets();
         self.notify(
             &objs,
-            ObjectType::Resource,
-            Operation::Create,
-            &e.json,
-            &e.obj.targets,
-            None,
-            Some(&e.obj.client_id),
+            Change {
+                kind: ObjectType::Resource,
+                op: Operation::Create,
+                json: &e.json,
+                targets: &e.obj.targets,
+                program_id: None,
+                owner: Some(&e.obj.client_id),
+            },
         );
         Ok(e.json.clone())
     }
@@ -1246,12 +1294,14 @@ impl Vtn {
         objs.rebuild_targets();
         self.notify(
             &objs,
-            ObjectType::Resource,
-            Operation::Update,
-            &e.json,
-            &e.obj.targets,
-            None,
-            Some(&e.obj.client_id),
+            Change {
+                kind: ObjectType::Resource,
+                op: Operation::Update,
+                json: &e.json,
+                targets: &e.obj.targets,
+                program_id: None,
+                owner: Some(&e.obj.client_id),
+            },
         );
         Ok(e.json.clone())
     }
@@ -1265,12 +1315,14 @@ impl Vtn {
         objs.rebuild_targets();
         self.notify(
             &objs,
-            ObjectType::Resource,
-            Operation::Delete,
-            &old.json,
-            &old.obj.targets,
-            None,
-            Some(&old.obj.client_id),
+            Change {
+                kind: ObjectType::Resource,
+                op: Operation::Delete,
+                json: &old.json,
+                targets: &old.obj.targets,
+                program_id: None,
+                owner: Some(&old.obj.client_id),
+            },
         );
         Ok(old.json.clone())
     }
