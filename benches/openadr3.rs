@@ -14,6 +14,13 @@
 //! every request also verifies an HS256 token. The baseline, measured in the same run with
 //! the same load generator, is a bare axum server answering every request with a static
 //! copy of the same response body: the ratio to it is what to compare between runs.
+//!
+//! Part 2 (skip with `SWITCHYARD_BENCH_ONLY=events`): event creation to webhook delivery
+//! for `SWITCHYARD_BENCH_SUBSCRIBERS` (default 1,000) VEN clients, each with its own VEN and
+//! a subscription to EVENT CREATE pointing at a receiver in this process. Each of 10 rounds
+//! creates one untargeted event and times, from just before the BL's POST, the arrival of
+//! every subscriber's notification. Baseline: the same number of POSTs of the same body
+//! fanned out by one reqwest client (256 at a time) straight to the receiver.
 
 use anyhow::{Context, Result, bail};
 use axum::http::{Request, StatusCode, header};
@@ -369,6 +376,183 @@ fn main() -> Result<()> {
         first_page.len()
     );
     let _ = stop_baseline.send(());
+    server_rt.block_on(server.stop())?;
+    if std::env::var("SWITCHYARD_BENCH_ONLY").as_deref() != Ok("events") {
+        let subscribers = env_number("SWITCHYARD_BENCH_SUBSCRIBERS", 1000)?;
+        webhooks(&server_rt, &load_rt, subscribers)?;
+    }
+    Ok(())
+}
+
+fn quantiles(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let q = |p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)];
+    (q(0.5), q(0.99), *v.last().unwrap_or(&0.0))
+}
+
+fn webhooks(
+    server_rt: &tokio::runtime::Runtime,
+    load_rt: &tokio::runtime::Runtime,
+    n: usize,
+) -> Result<()> {
+    use tokio::sync::mpsc;
+    let rounds = 10;
+    // The receiver: every callback reports (subscriber, event name, arrival).
+    let (tx, mut rx) = mpsc::unbounded_channel::<(String, Instant)>();
+    let receiver_addr = load_rt.block_on(async {
+        let app = axum::Router::new().route(
+            "/cb/{i}",
+            axum::routing::post(move |body: Bytes| {
+                let tx = tx.clone();
+                async move {
+                    let at = Instant::now();
+                    let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    let name = v["object"]["eventName"].as_str().unwrap_or("").to_string();
+                    let _ = tx.send((name, at));
+                    "ok"
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let a = l.local_addr()?;
+        tokio::spawn(async move {
+            let _ = axum::serve(l, app).await;
+        });
+        Ok::<_, anyhow::Error>(a)
+    })?;
+
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite:{}?mode=rwc", dir.path().join("hooks.db").display());
+    let (server, api, bl, program) = server_rt.block_on(async {
+        let registry = Registry::open(Store::open(&url, 8).await?).await?;
+        let mut config = Config::default();
+        config.server.listen = "127.0.0.1:0".parse()?;
+        config.openadr3.enabled = true;
+        config.openadr3.token_secret = "bench-key".into();
+        config.openadr3.clients = std::iter::once(ClientConfig {
+            client_id: "bl".into(),
+            client_secret: "bl".into(),
+            role: ClientRole::Bl,
+        })
+        .chain((0..n).map(|i| ClientConfig {
+            client_id: format!("ven-{i}"),
+            client_secret: "s".into(),
+            role: ClientRole::Ven,
+        }))
+        .collect();
+        let server = app::start(&config, registry).await?;
+        let api = Api {
+            http: reqwest::Client::new(),
+            base: format!("http://{}{PREFIX}", server.addr),
+        };
+        let bl = api.token("bl", "bl").await?;
+        let program = api
+            .send(
+                &bl,
+                reqwest::Method::POST,
+                "/programs",
+                json!({"programName": "hooks"}),
+            )
+            .await?;
+        Ok::<_, anyhow::Error>((server, api, bl, program))
+    })?;
+    let started = Instant::now();
+    load_rt.block_on(async {
+        for chunk in (0..n).collect::<Vec<_>>().chunks(32) {
+            let mut tasks = Vec::new();
+            for &i in chunk {
+                let api = Api { http: api.http.clone(), base: api.base.clone() };
+                tasks.push(tokio::spawn(async move {
+                    let t = api.token(&format!("ven-{i}"), "s").await?;
+                    api.send(&t, reqwest::Method::POST, "/vens",
+                        json!({"objectType": "VEN_VEN_REQUEST", "venName": format!("v{i}")})).await?;
+                    api.send(&t, reqwest::Method::POST, "/subscriptions", json!({
+                        "clientName": format!("v{i}"),
+                        "objectOperations": [{"objects": ["EVENT"], "operations": ["CREATE"],
+                            "callbackUrl": format!("http://{receiver_addr}/cb/{i}"), "bearerToken": "t"}]
+                    })).await
+                }));
+            }
+            for t in tasks {
+                t.await??;
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    eprintln!(
+        "{n} VENs subscribed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Baseline: the same fan-out straight from one client to the receiver.
+    let body = Bytes::from(serde_json::to_vec(
+        &json!({"objectType": "EVENT", "operation": "CREATE",
+        "object": {"eventName": "baseline", "programID": program["id"]}}),
+    )?);
+    let mut base_lat = Vec::new();
+    for _ in 0..rounds {
+        let t0 = Instant::now();
+        load_rt.block_on(async {
+            let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(256));
+            let mut tasks = Vec::new();
+            for i in 0..n {
+                let (http, body, permits) = (api.http.clone(), body.clone(), permits.clone());
+                tasks.push(tokio::spawn(async move {
+                    let _p = permits.acquire_owned().await;
+                    http.post(format!("http://{receiver_addr}/cb/{i}"))
+                        .header("content-type", "application/json")
+                        .bearer_auth("t")
+                        .body(body)
+                        .send()
+                        .await
+                }));
+            }
+            for t in tasks {
+                t.await??;
+            }
+            Ok::<_, anyhow::Error>(())
+        })?;
+        for _ in 0..n {
+            let (_, at) = rx.blocking_recv().context("receiver closed")?;
+            base_lat.push(at.duration_since(t0).as_secs_f64() * 1000.0);
+        }
+    }
+
+    let mut lat = Vec::new();
+    let mut post_ms = Vec::new();
+    for r in 0..rounds {
+        let name = format!("round-{r}");
+        let t0 = Instant::now();
+        server_rt.block_on(api.send(
+            &bl,
+            reqwest::Method::POST,
+            "/events",
+            json!({
+                "programID": program["id"], "eventName": name,
+                "intervalPeriod": {"start": "2030-06-01T16:00:00Z", "duration": "PT1H"},
+                "intervals": [{"id": 0, "payloads": [{"type": "SIMPLE", "values": [1]}]}]
+            }),
+        ))?;
+        post_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+        let mut got = 0;
+        while got < n {
+            let (ev, at) = rx.blocking_recv().context("receiver closed")?;
+            if ev == name {
+                got += 1;
+                lat.push(at.duration_since(t0).as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    let (b50, b99, bmax) = quantiles(base_lat);
+    let (l50, l99, lmax) = quantiles(lat);
+    let (p50, p99, _) = quantiles(post_ms);
+    println!("\n| {n} subscribers, {rounds} rounds | p50 ms | p99 ms | max ms |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| baseline: same fan-out straight to the receiver | {b50:.1} | {b99:.1} | {bmax:.1} |"
+    );
+    println!("| event creation to webhook arrival | {l50:.1} | {l99:.1} | {lmax:.1} |");
+    println!("| POST /events answered | {p50:.1} | {p99:.1} | |");
     server_rt.block_on(server.stop())?;
     Ok(())
 }

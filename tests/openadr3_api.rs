@@ -59,6 +59,20 @@ async fn bl_and_vens_cycle_with_scoping(db: TestDb) {
     );
     assert_eq!(ids(&w.ven2.ok("/events").await), [id(&south), id(&all)]);
     assert_eq!(ids(&w.ven3.ok("/events").await), [id(&all)]);
+    // The BL moves VEN3 into the south group: what VEN3 reads follows at once, at every
+    // page depth.
+    let v3 = w.ven3.ok("/vens").await[0].clone();
+    let (s, _) =
+        w.bl.send(
+            Method::PUT,
+            &format!("/vens/{}", id(&v3)),
+            Some(json!({"objectType": "BL_VEN_REQUEST", "clientID": VEN3.0,
+                "venName": "ven-none", "targets": ["south"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(ids(&w.ven3.ok("/events").await), [id(&south), id(&all)]);
+    assert_eq!(ids(&w.ven3.ok("/events?skip=1").await), [id(&all)]);
     assert_eq!(ids(&w.bl.ok("/events").await).len(), 4);
     assert_eq!(
         w.ven2.get(&format!("/events/{}", id(&north))).await.0,
@@ -216,7 +230,7 @@ async fn bl_and_vens_cycle_with_scoping(db: TestDb) {
         w.bl.send(Method::DELETE, &format!("/events/{}", id(&all)), None)
             .await;
     assert_eq!((s, gone["id"].clone()), (StatusCode::OK, all["id"].clone()));
-    assert_eq!(ids(&w.ven3.ok("/events").await), Vec::<String>::new());
+    assert_eq!(ids(&w.ven3.ok("/events").await), [id(&south)]);
     assert_eq!(
         w.bl.send(
             Method::DELETE,
