@@ -37,6 +37,8 @@ pub enum AppError {
     Tls(String),
     #[error("2030.5 notifier: {0}")]
     Notifier(#[from] NotifierError),
+    #[error("OpenADR 3 VTN: {0}")]
+    OpenAdr3(#[from] crate::protocol::openadr3::VtnError),
 }
 
 /// Opens the configured store (applying migrations) and the registry over it.
@@ -224,7 +226,27 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
         body_limit: config.server.body_limit_bytes,
         import_limit: config.server.import_limit_bytes,
     };
-    let router = api::router(state);
+    let mut router = api::router(state);
+    let mut oadr3_task = None;
+    if config.openadr3.enabled {
+        let (vtn, task) = crate::protocol::openadr3::start(
+            &config.openadr3,
+            registry.store().clone(),
+            rx.clone(),
+        )
+        .await?;
+        oadr3_task = Some(task);
+        router = axum::Router::new()
+            .nest(
+                crate::protocol::openadr3::PREFIX,
+                crate::protocol::openadr3::router(vtn),
+            )
+            .merge(router);
+        tracing::info!(
+            prefix = crate::protocol::openadr3::PREFIX,
+            "OpenADR 3.1 VTN enabled"
+        );
+    }
     let task = tokio::spawn(async move {
         let (drained_tx, drained_rx) = oneshot::channel::<()>();
         let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -245,6 +267,9 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
             }
         };
         if let Some(t) = sep2_task {
+            let _ = t.await;
+        }
+        if let Some(t) = oadr3_task {
             let _ = t.await;
         }
         registry.store().close().await;

@@ -15,6 +15,7 @@ pub struct Config {
     pub log: LogConfig,
     pub api: ApiConfig,
     pub sep2: Sep2Config,
+    pub openadr3: crate::protocol::openadr3::config::OpenAdr3Config,
 }
 
 /// The IEEE 2030.5 server (mutual TLS).

@@ -1,0 +1,233 @@
+//! OpenADR 3.1 VTN: the REST/JSON API of the OpenADR 3.1.0 OpenAPI document
+//! (schemas/openadr3/) for programs, events, reports, subscriptions, VENs and resources,
+//! with the OAuth2 client-credentials token endpoint, BL and VEN roles, and webhook
+//! notifications.
+//!
+//! The API is served on the operator API listener under [`PREFIX`] (the document's only
+//! `servers` entry is a mock; the prefix names the protocol and the version so that a later
+//! version can sit beside it). `GET {PREFIX}/openapi.json` serves the document this server
+//! implements: the official one with its `servers` pointing here, the MQTT notifier
+//! paths, which are not offered, removed, and the document's defects corrected as
+//! [`document`] says. docs/openadr3.md has the details.
+
+// Handlers return `Result<_, OadrError>`; see api/mod.rs for why the lint is relaxed.
+#![allow(clippy::result_large_err)]
+
+pub mod auth;
+pub mod config;
+pub mod duration;
+pub mod engine;
+pub mod error;
+pub mod model;
+pub mod notify;
+pub mod routes;
+pub mod schema;
+pub mod store;
+pub mod validate;
+pub mod vtn;
+
+use crate::store::Store;
+use auth::TokenIssuer;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use config::{ClientRole, OpenAdr3Config};
+use error::OadrError;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use vtn::Vtn;
+
+/// Where the API is mounted.
+pub const PREFIX: &str = "/openadr3/3.1.0";
+
+/// The official OpenAPI document (converted from the YAML byte for byte copy beside it).
+const OFFICIAL_DOCUMENT: &str = include_str!("../../../schemas/openadr3/openadr3-3.1.0.json");
+
+/// What the handlers reach.
+#[derive(Clone)]
+pub struct VtnState {
+    pub vtn: Arc<Vtn>,
+    pub tokens: Arc<TokenIssuer>,
+    pub body_limit: usize,
+}
+
+/// Why the VTN could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum VtnError {
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Notifier(#[from] notify::NotifierError),
+}
+
+/// Loads the VTN from `store` and starts its notifier; the task ends after `shutdown`.
+pub async fn start(
+    config: &OpenAdr3Config,
+    store: Store,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(VtnState, JoinHandle<()>), VtnError> {
+    let (notifier, task) = notify::spawn(
+        notify::Settings::new(&config.notifications, config.max_concurrent_deliveries),
+        shutdown,
+    )?;
+    let bl = config
+        .clients
+        .iter()
+        .filter(|c| c.role == ClientRole::Bl)
+        .map(|c| c.client_id.clone())
+        .collect();
+    let vtn = Vtn::open(store, notifier, bl).await?;
+    let state = VtnState {
+        vtn: Arc::new(vtn),
+        tokens: Arc::new(TokenIssuer::new(
+            &config.token_secret,
+            config.token_lifetime_seconds,
+            &config.clients,
+        )),
+        body_limit: config.body_limit_bytes,
+    };
+    Ok((state, task))
+}
+
+/// The OpenAPI document this server implements.
+pub fn document() -> serde_json::Value {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(OFFICIAL_DOCUMENT).expect("the embedded document is JSON");
+    doc["servers"] = serde_json::json!([{
+        "url": PREFIX,
+        "description": "Switchyard OpenADR 3.1 VTN"
+    }]);
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        paths.retain(|p, _| !p.starts_with("/notifiers/mqtt"));
+    }
+    // Defects of the official document, corrected so that the document describes what is
+    // served (docs/openadr3.md lists them). `ven` and `resource` combine objectMetadata
+    // with the BL request schema, whose objectType enums exclude each other; the server
+    // answers objectMetadata's VEN / RESOURCE, so the served object schemas take the BL
+    // request's properties without its objectType.
+    for (object, request) in [("ven", "BlVenRequest"), ("resource", "BlResourceRequest")] {
+        let mut props = doc["components"]["schemas"][request].clone();
+        if let Some(p) = props["properties"].as_object_mut() {
+            p.remove("objectType");
+        }
+        if let Some(r) = props["required"].as_array_mut() {
+            r.retain(|x| x != "objectType");
+        }
+        doc["components"]["schemas"][object]["allOf"][1] = props;
+    }
+    // Responses the server gives that the document leaves out: 409 for a duplicate venName
+    // (the document wants venName unique) and 401 on PUT /programs/{programID}.
+    let conflict = serde_json::json!({"$ref": "#/components/responses/conflict"});
+    doc["paths"]["/vens"]["post"]["responses"]["409"] = conflict;
+    doc["paths"]["/programs/{programID}"]["put"]["responses"]["401"] =
+        serde_json::json!({"$ref": "#/components/responses/unauthorized"});
+    let schemas = &mut doc["components"]["schemas"];
+    // programDescriptions items are objects (they have required properties) but the
+    // document forgot to say so, which makes `null` a valid description.
+    schemas["programRequest"]["properties"]["programDescriptions"]["items"]["type"] =
+        "object".into();
+    // The server's rules on time, written into the schemas: no negative durations
+    // anywhere, and an interval period lasts longer than zero.
+    schemas["duration"]["pattern"] = DURATION_PATTERN.into();
+    schemas["positiveDuration"] = serde_json::json!({
+        "type": "string",
+        "pattern": POSITIVE_DURATION_PATTERN,
+        "description": "duration in ISO 8601 format, longer than zero",
+        "example": "PT1H"
+    });
+    schemas["intervalPeriod"]["properties"]["duration"] =
+        serde_json::json!({"$ref": "#/components/schemas/positiveDuration"});
+    // An unbounded priority cannot be stored; 32 bits are plenty for a ranking.
+    schemas["eventRequest"]["properties"]["priority"]["maximum"] = u32::MAX.into();
+    // A create or update without a body means nothing; the document leaves most request
+    // bodies optional.
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for item in paths.values_mut() {
+            for op in ["post", "put"] {
+                if item[op]["requestBody"].is_object() {
+                    item[op]["requestBody"]["required"] = true.into();
+                }
+            }
+        }
+    }
+    doc
+}
+
+/// The document's duration pattern without its optional leading minus.
+const DURATION_PATTERN: &str = r"^P(?=\d|T\d)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)([DW]))?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$";
+
+/// As [`DURATION_PATTERN`], refusing durations whose every number is zero.
+const POSITIVE_DURATION_PATTERN: &str = r"^P(?!(?:0+[YMWD])*(?:T(?:0+[HM])*(?:0+(?:\.0+)?S)?)?$)(?=\d|T\d)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)([DW]))?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$";
+
+/// The API's routes, to be nested under [`PREFIX`].
+pub fn router(state: VtnState) -> Router {
+    use routes::*;
+    let doc = Arc::new(document());
+    Router::new()
+        .route("/programs", get(list_programs).post(create_program))
+        .route(
+            "/programs/{programID}",
+            get(get_program).put(update_program).delete(delete_program),
+        )
+        .route("/events", get(list_events).post(create_event))
+        .route(
+            "/events/{eventID}",
+            get(get_event).put(update_event).delete(delete_event),
+        )
+        .route("/reports", get(list_reports).post(create_report))
+        .route(
+            "/reports/{reportID}",
+            get(get_report).put(update_report).delete(delete_report),
+        )
+        .route(
+            "/subscriptions",
+            get(list_subscriptions).post(create_subscription),
+        )
+        .route(
+            "/subscriptions/{subscriptionID}",
+            get(get_subscription)
+                .put(update_subscription)
+                .delete(delete_subscription),
+        )
+        .route("/vens", get(list_vens).post(create_ven))
+        .route(
+            "/vens/{venID}",
+            get(get_ven).put(update_ven).delete(delete_ven),
+        )
+        .route("/resources", get(list_resources).post(create_resource))
+        .route(
+            "/resources/{resourceID}",
+            get(get_resource)
+                .put(update_resource)
+                .delete(delete_resource),
+        )
+        .route("/notifiers", get(notifiers))
+        .route("/auth/token", post(auth::token))
+        .route("/auth/server", get(auth::server))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let d = doc.clone();
+                async move { axum::Json((*d).clone()) }
+            }),
+        )
+        .fallback(|| async {
+            OadrError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("no such OpenADR 3 endpoint; see {PREFIX}/openapi.json"),
+            )
+            .into_response()
+        })
+        .method_not_allowed_fallback(|| async {
+            OadrError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                format!("this endpoint does not accept that method; see {PREFIX}/openapi.json"),
+            )
+            .into_response()
+        })
+        .with_state(state)
+}

@@ -1,0 +1,483 @@
+//! HTTP handlers of the OpenADR 3.1 API: they parse the query and body, call [`Vtn`]
+//! with the authenticated [`Caller`], and write the JSON it returns.
+
+use super::VtnState;
+use super::auth::Caller;
+use super::error::OadrError;
+use super::model::ObjectType;
+use super::schema::{self, RequestSchema};
+use super::store::ReportFilter;
+use super::validate;
+use super::vtn::Page;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+/// Largest `limit` the specification allows, and the default when none is given.
+pub const MAX_LIMIT: u32 = 50;
+
+fn json(status: StatusCode, body: Bytes) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// A JSON array of already-rendered objects.
+fn array(items: Vec<Bytes>) -> Response {
+    let mut out = Vec::with_capacity(2 + items.iter().map(|b| b.len() + 1).sum::<usize>());
+    out.push(b'[');
+    for (i, b) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b);
+    }
+    out.push(b']');
+    json(StatusCode::OK, Bytes::from(out))
+}
+
+/// The decoded query string, repeated keys kept (`targets=a&targets=b`).
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(raw: Option<String>) -> Self {
+        Query(
+            form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    fn one(&self, key: &str) -> Result<Option<&str>, OadrError> {
+        let mut it = self.0.iter().filter(|(k, _)| k == key);
+        let first = it.next().map(|(_, v)| v.as_str());
+        if it.next().is_some() {
+            return Err(OadrError::invalid(key, "given more than once"));
+        }
+        Ok(first)
+    }
+
+    fn all(&self, key: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    fn id(&self, key: &str) -> Result<Option<&str>, OadrError> {
+        let v = self.one(key)?;
+        if let Some(v) = v {
+            validate::object_id(key, v)?;
+        }
+        Ok(v)
+    }
+
+    fn name(&self, key: &str) -> Result<Option<&str>, OadrError> {
+        let v = self.one(key)?;
+        if let Some(v) = v {
+            validate::name(key, v)?;
+        }
+        Ok(v)
+    }
+
+    fn targets(&self) -> Result<Vec<String>, OadrError> {
+        let t = self.all("targets");
+        for v in &t {
+            validate::name("targets", v)?;
+        }
+        Ok(t)
+    }
+
+    fn page(&self) -> Result<Page, OadrError> {
+        let int = |key: &str, default: u32, max: Option<u32>| -> Result<u32, OadrError> {
+            match self.one(key)? {
+                None => Ok(default),
+                Some(v) => {
+                    let n: i64 = v
+                        .parse()
+                        .map_err(|_| OadrError::invalid(key, format!("'{v}' is not an integer")))?;
+                    let hi = max.map_or(i32::MAX as i64, i64::from);
+                    if n < 0 || n > hi {
+                        return Err(OadrError::invalid(
+                            key,
+                            format!("must be 0 to {hi}, got {n}"),
+                        ));
+                    }
+                    Ok(n as u32)
+                }
+            }
+        };
+        Ok(Page {
+            skip: int("skip", 0, None)?,
+            limit: int("limit", MAX_LIMIT, Some(MAX_LIMIT))?,
+        })
+    }
+}
+
+/// Reads and decodes a JSON request body: 413 past the limit, 400 for another media type,
+/// 400 for malformed JSON or a wrong shape (naming the field).
+async fn body<T: DeserializeOwned>(
+    state: &VtnState,
+    headers: &HeaderMap,
+    body: Body,
+    schema: RequestSchema,
+) -> Result<T, OadrError> {
+    let bytes = crate::api::body::read_limited(body, state.body_limit).await?;
+    // The specification documents 400, not 415, for a request it cannot use.
+    crate::api::body::require_content_type(headers, &["application/json"])
+        .map_err(|p| OadrError::bad_request(p.detail))?;
+    let mut value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| OadrError::bad_request(format!("malformed JSON: {e}")))?;
+    integral_floats(&mut value);
+    schema::check(schema, &value)?;
+    Ok(crate::api::body::from_value(value)?)
+}
+
+/// JSON Schema counts 1.0 as an integer, so a client may send an int32 field that way;
+/// serde would refuse it. Numbers with no fraction become integers before decoding (a
+/// float field still accepts them).
+fn integral_floats(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) => {
+            if let Some(f) = n.as_f64()
+                && !n.is_i64()
+                && !n.is_u64()
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                *n = serde_json::Number::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_floats),
+        _ => {}
+    }
+}
+
+fn path_id(field: &str, id: &str) -> Result<(), OadrError> {
+    validate::object_id(field, id)
+}
+
+type Res = Result<Response, OadrError>;
+
+// ----- programs -----
+
+pub async fn list_programs(State(s): State<VtnState>, c: Caller, RawQuery(q): RawQuery) -> Res {
+    let q = Query::parse(q);
+    Ok(array(s.vtn.list_programs(&c, &q.targets()?, q.page()?)))
+}
+
+pub async fn create_program(State(s): State<VtnState>, c: Caller, h: HeaderMap, b: Body) -> Res {
+    c.require_bl("create programs")?;
+    let req = body(&s, &h, b, RequestSchema::Program).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        s.vtn.create_program(&c, req).await?,
+    ))
+}
+
+pub async fn get_program(State(s): State<VtnState>, c: Caller, Path(id): Path<String>) -> Res {
+    path_id("programID", &id)?;
+    Ok(json(StatusCode::OK, s.vtn.get_program(&c, &id)?))
+}
+
+pub async fn update_program(
+    State(s): State<VtnState>,
+    c: Caller,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    b: Body,
+) -> Res {
+    path_id("programID", &id)?;
+    c.require_bl("update programs")?;
+    let req = body(&s, &h, b, RequestSchema::Program).await?;
+    Ok(json(
+        StatusCode::OK,
+        s.vtn.update_program(&c, &id, req).await?,
+    ))
+}
+
+pub async fn delete_program(State(s): State<VtnState>, c: Caller, Path(id): Path<String>) -> Res {
+    path_id("programID", &id)?;
+    Ok(json(StatusCode::OK, s.vtn.delete_program(&c, &id).await?))
+}
+
+// ----- events -----
+
+pub async fn list_events(State(s): State<VtnState>, c: Caller, RawQuery(q): RawQuery) -> Res {
+    let q = Query::parse(q);
+    let active = match q.one("active")? {
+        None | Some("false") => None,
+        Some("true") => Some(time::OffsetDateTime::now_utc().unix_timestamp() as f64),
+        Some(other) => {
+            return Err(OadrError::invalid(
+                "active",
+                format!("'{other}' is not true or false"),
+            ));
+        }
+    };
+    let program = q.id("programID")?;
+    Ok(array(s.vtn.list_events(
+        &c,
+        program,
+        &q.targets()?,
+        active,
+        q.page()?,
+    )))
+}
+
+pub async fn create_event(State(s): State<VtnState>, c: Caller, h: HeaderMap, b: Body) -> Res {
+    c.require_bl("create events")?;
+    let req = body(&s, &h, b, RequestSchema::Event).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        s.vtn.create_event(&c, req).await?,
+    ))
+}
+
+pub async fn get_event(State(s): State<VtnState>, c: Caller, Path(id): Path<String>) -> Res {
+    path_id("eventID", &id)?;
+    Ok(json(StatusCode::OK, s.vtn.get_event(&c, &id)?))
+}
+
+pub async fn update_event(
+    State(s): State<VtnState>,
+    c: Caller,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    b: Body,
+) -> Res {
+    path_id("eventID", &id)?;
+    c.require_bl("update events")?;
+    let req = body(&s, &h, b, RequestSchema::Event).await?;
+    Ok(json(
+        StatusCode::OK,
+        s.vtn.update_event(&c, &id, req).await?,
+    ))
+}
+
+pub async fn delete_event(State(s): State<VtnState>, c: Caller, Path(id): Path<String>) -> Res {
+    path_id("eventID", &id)?;
+    Ok(json(StatusCode::OK, s.vtn.delete_event(&c, &id).await?))
+}
+
+// ----- reports -----
+
+pub async fn list_reports(State(s): State<VtnState>, c: Caller, RawQuery(q): RawQuery) -> Res {
+    let q = Query::parse(q);
+    let filter = ReportFilter {
+        program_id: q.id("programID")?.map(str::to_string),
+        event_id: q.id("eventID")?.map(str::to_string),
+        client_name: q.name("clientName")?.map(str::to_string),
+        client_id: None,
+    };
+    Ok(array(s.vtn.list_reports(&c, filter, q.page()?).await?))
+}
+
+pub async fn create_report(State(s): State<VtnState>, c: Caller, h: HeaderMap, b: Body) -> Res {
+    c.require_ven("create reports")?;
+    let req = body(&s, &h, b, RequestSchema::Report).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        s.vtn.create_report(&c, req).await?,
+    ))
+}
+
+pub async fn get_report(State(s): State<VtnState>, c: Caller, Path(id): Path<String>) -> Res {
+    path_id("reportID", &id)?;
+    Ok(json(StatusCode::OK, s.vtn.get_report(&c, &id).await?))
+}
+
+pub async fn update_report(
+    State(s): State<VtnState>,
+    c: Caller,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    b: Body,
+) -> Res {
+    path_id("reportID", &id)?;
+    c.require_ven("update reports")?;
+    let req = body(&s, &h, b, RequestSchema::Report).await?;
+    Ok(json(
+        StatusCode::OK,
+        s.vtn.update_report(&c, &id, req).await?,
+    ))
+}
+
+pub async fn delete_report(State(s): State<VtnState>, c: Caller, Path(id): Path<String>) -> Res {
+    path_id("reportID", &id)?;
+    Ok(json(StatusCode::OK, s.vtn.delete_report(&c, &id).await?))
+}
+
+// ----- subscriptions -----
+
+pub async fn list_subscriptions(
+    State(s): State<VtnState>,
+    c: Caller,
+    RawQuery(q): RawQuery,
+) -> Res {
+    let q = Query::parse(q);
+    let mut objects = Vec::new();
+    for o in q.all("objects") {
+        objects.push(ObjectType::parse(&o).ok_or_else(|| {
+            OadrError::invalid(
+                "objects",
+                format!("'{o}' is not one of PROGRAM, EVENT, REPORT, SUBSCRIPTION, VEN, RESOURCE"),
+            )
+        })?);
+    }
+    Ok(array(s.vtn.list_subscriptions(
+        &c,
+        q.id("programID")?,
+        q.name("clientName")?,
+        &objects,
+        q.page()?,
+    )))
+}
+
+pub async fn create_subscription(
+    State(s): State<VtnState>,
+    c: Caller,
+    h: HeaderMap,
+    b: Body,
+) -> Res {
+    let req = body(&s, &h, b, RequestSchema::Subscription).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        s.vtn.create_subscription(&c, req).await?,
+    ))
+}
+
+pub async fn get_subscription(State(s): State<VtnState>, c: Caller, Path(id): Path<String>) -> Res {
+    path_id("subscriptionID", &id)?;
+    Ok(json(StatusCode::OK, s.vtn.get_subscription(&c, &id)?))
+}
+
+pub async fn update_subscription(
+    State(s): State<VtnState>,
+    c: Caller,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    b: Body,
+) -> Res {
+    path_id("subscriptionID", &id)?;
+    let req = body(&s, &h, b, RequestSchema::Subscription).await?;
+    Ok(json(
+        StatusCode::OK,
+        s.vtn.update_subscription(&c, &id, req).await?,
+    ))
+}
+
+pub async fn delete_subscription(
+    State(s): State<VtnState>,
+    c: Caller,
+    Path(id): Path<String>,
+) -> Res {
+    path_id("subscriptionID", &id)?;
+    Ok(json(
+        StatusCode::OK,
+        s.vtn.delete_subscription(&c, &id).await?,
+    ))
+}
+
+// ----- vens -----
+
+pub async fn list_vens(State(s): State<VtnState>, c: Caller, RawQuery(q): RawQuery) -> Res {
+    let q = Query::parse(q);
+    Ok(array(s.vtn.list_vens(
+        &c,
+        q.name("venName")?,
+        &q.targets()?,
+        q.page()?,
+    )))
+}
+
+pub async fn create_ven(State(s): State<VtnState>, c: Caller, h: HeaderMap, b: Body) -> Res {
+    let req = body(&s, &h, b, RequestSchema::Ven).await?;
+    Ok(json(StatusCode::CREATED, s.vtn.create_ven(&c, req).await?))
+}
+
+pub async fn get_ven(State(s): State<VtnState>, c: Caller, Path(id): Path<String>) -> Res {
+    path_id("venID", &id)?;
+    Ok(json(StatusCode::OK, s.vtn.get_ven(&c, &id)?))
+}
+
+pub async fn update_ven(
+    State(s): State<VtnState>,
+    c: Caller,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    b: Body,
+) -> Res {
+    path_id("venID", &id)?;
+    let req = body(&s, &h, b, RequestSchema::Ven).await?;
+    Ok(json(StatusCode::OK, s.vtn.update_ven(&c, &id, req).await?))
+}
+
+pub async fn delete_ven(State(s): State<VtnState>, c: Caller, Path(id): Path<String>) -> Res {
+    path_id("venID", &id)?;
+    Ok(json(StatusCode::OK, s.vtn.delete_ven(&c, &id).await?))
+}
+
+// ----- resources -----
+
+pub async fn list_resources(State(s): State<VtnState>, c: Caller, RawQuery(q): RawQuery) -> Res {
+    let q = Query::parse(q);
+    Ok(array(s.vtn.list_resources(
+        &c,
+        q.name("resourceName")?,
+        q.id("venID")?,
+        &q.targets()?,
+        q.page()?,
+    )))
+}
+
+pub async fn create_resource(State(s): State<VtnState>, c: Caller, h: HeaderMap, b: Body) -> Res {
+    let req = body(&s, &h, b, RequestSchema::Resource).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        s.vtn.create_resource(&c, req).await?,
+    ))
+}
+
+pub async fn get_resource(State(s): State<VtnState>, c: Caller, Path(id): Path<String>) -> Res {
+    path_id("resourceID", &id)?;
+    Ok(json(StatusCode::OK, s.vtn.get_resource(&c, &id)?))
+}
+
+pub async fn update_resource(
+    State(s): State<VtnState>,
+    c: Caller,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    b: Body,
+) -> Res {
+    path_id("resourceID", &id)?;
+    let req = body(&s, &h, b, RequestSchema::Resource).await?;
+    Ok(json(
+        StatusCode::OK,
+        s.vtn.update_resource(&c, &id, req).await?,
+    ))
+}
+
+pub async fn delete_resource(State(s): State<VtnState>, c: Caller, Path(id): Path<String>) -> Res {
+    path_id("resourceID", &id)?;
+    Ok(json(StatusCode::OK, s.vtn.delete_resource(&c, &id).await?))
+}
+
+// ----- notifiers -----
+
+/// `GET /notifiers`: webhooks only (MQTT notifications are not offered yet).
+pub async fn notifiers(_c: Caller) -> Res {
+    Ok(json(
+        StatusCode::OK,
+        Bytes::from_static(br#"{"WEBHOOK":true}"#),
+    ))
+}

@@ -1,0 +1,1509 @@
+//! The VTN's objects and the rules over them: who may read and write what, names that
+//! must be unique, references that must exist, and which subscribers hear of each change.
+//!
+//! Programs, events, VENs, resources and subscriptions are held in memory, each with the
+//! JSON the API serves already rendered, and written through to the store; the store is
+//! read back in full at start-up. This is what lets a VEN poll `GET /events` at tens of
+//! thousands of requests per second (docs/benchmarks.md). Reports, which only grow, live
+//! in the store alone. One node owns the VTN's objects: several nodes sharing a PostgreSQL
+//! store would each see only their own writes until restarted (docs/openadr3.md).
+
+use super::auth::Caller;
+use super::config::ClientRole;
+use super::duration::{INFINITE_SECONDS, now, parse_datetime, seconds};
+use super::error::OadrError;
+use super::model::*;
+use super::notify::{Delivery, Notifier};
+use super::store::{self, ReportFilter, Row};
+use super::validate;
+use crate::store::{Store, StoreError};
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+/// An object with its rendered JSON.
+#[derive(Debug)]
+pub struct Entry<T> {
+    pub obj: T,
+    pub json: Bytes,
+    /// Events only: when the last interval ends (Unix seconds); None when open-ended or
+    /// not computable (a start of "now", a missing duration).
+    pub end: Option<f64>,
+}
+
+impl<T: Serialize> Entry<T> {
+    fn new(obj: T) -> Arc<Self> {
+        let json = Bytes::from(serde_json::to_vec(&obj).expect("model types serialize"));
+        Arc::new(Entry {
+            obj,
+            json,
+            end: None,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Objects {
+    programs: BTreeMap<String, Arc<Entry<Program>>>,
+    events: BTreeMap<String, Arc<Entry<Event>>>,
+    vens: BTreeMap<String, Arc<Entry<Ven>>>,
+    resources: BTreeMap<String, Arc<Entry<Resource>>>,
+    subscriptions: BTreeMap<String, Arc<Entry<Subscription>>>,
+    /// For each VEN client: the target strings it answers to (its VENs' names and targets,
+    /// their resources' names and targets). Rebuilt on every VEN or resource write.
+    client_targets: HashMap<String, HashSet<String>>,
+    /// Bumped by every write; cached views older than this are stale.
+    generation: u64,
+}
+
+/// The events one client may see, in order, as of one generation of the objects: deep
+/// pages (`skip`) of an unfiltered `GET /events` are then an index, not a scan.
+type EventView = (u64, Arc<Vec<Arc<Entry<Event>>>>);
+
+/// Most clients whose event views are kept; past it the cache starts over.
+const MAX_VIEWS: usize = 1024;
+
+impl Objects {
+    fn rebuild_targets(&mut self) {
+        let mut map: HashMap<String, HashSet<String>> = HashMap::new();
+        for v in self.vens.values() {
+            let set = map.entry(v.obj.client_id.clone()).or_default();
+            set.insert(v.obj.ven_name.clone());
+            set.extend(v.obj.targets.iter().flatten().cloned());
+        }
+        for r in self.resources.values() {
+            let set = map.entry(r.obj.client_id.clone()).or_default();
+            set.insert(r.obj.resource_name.clone());
+            set.extend(r.obj.targets.iter().flatten().cloned());
+        }
+        self.client_targets = map;
+    }
+}
+
+/// What a caller may read.
+enum Scope<'a> {
+    All,
+    Ven {
+        client_id: &'a str,
+        targets: Option<&'a HashSet<String>>,
+    },
+}
+
+impl Scope<'_> {
+    /// Targeted objects (programs, events): untargeted ones are for everyone.
+    fn sees_targets(&self, targets: &Option<Vec<String>>) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Ven { targets: mine, .. } => match targets.as_deref() {
+                None | Some([]) => true,
+                Some(ts) => mine.is_some_and(|m| ts.iter().any(|t| m.contains(t))),
+            },
+        }
+    }
+
+    /// Owned objects (reports, subscriptions, VENs, resources).
+    fn owns(&self, owner: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Ven { client_id, .. } => *client_id == owner,
+        }
+    }
+}
+
+fn scope<'a>(objs: &'a Objects, caller: &'a Caller) -> Scope<'a> {
+    match caller.role {
+        ClientRole::Bl => Scope::All,
+        ClientRole::Ven => Scope::Ven {
+            client_id: &caller.client_id,
+            targets: objs.client_targets.get(&caller.client_id),
+        },
+    }
+}
+
+/// A page request: `skip` and `limit` as validated from the query.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub skip: u32,
+    pub limit: u32,
+}
+
+/// The `targets` query filter: keep objects whose targets include one of these.
+fn matches_filter(filter: &[String], targets: &Option<Vec<String>>) -> bool {
+    filter.is_empty() || targets.iter().flatten().any(|t| filter.contains(t))
+}
+
+fn take_page<'a, T: 'a>(it: impl Iterator<Item = &'a Arc<Entry<T>>>, page: Page) -> Vec<Bytes> {
+    it.skip(page.skip as usize)
+        .take(page.limit as usize)
+        .map(|e| e.json.clone())
+        .collect()
+}
+
+fn new_meta(kind: ObjectType) -> Metadata {
+    let t = now();
+    Metadata {
+        id: uuid::Uuid::now_v7().to_string(),
+        created_date_time: t.clone(),
+        modification_date_time: t,
+        object_type: kind,
+    }
+}
+
+fn touched(meta: &Metadata) -> Metadata {
+    Metadata {
+        modification_date_time: now(),
+        ..meta.clone()
+    }
+}
+
+/// Event end (Unix seconds) from its interval periods, when computable.
+fn event_end(e: &EventRequest) -> Option<f64> {
+    let base = e.interval_period.as_ref();
+    let start_of = |p: Option<&IntervalPeriod>| {
+        p.and_then(|p| p.start.as_deref())
+            .and_then(parse_datetime)
+            // Year 1 stands for "now" (user guide): open-ended for our purposes.
+            .filter(|t| t.year() > 1)
+            .map(|t| t.unix_timestamp() as f64)
+    };
+    let dur_of =
+        |p: Option<&IntervalPeriod>| p.and_then(|p| p.duration.as_deref()).and_then(seconds);
+    let base_start = start_of(base);
+    let base_dur = dur_of(base);
+    if let (Some(s), Some(d)) = (base_start, e.duration.as_deref().and_then(seconds))
+        && d > 0.0
+    {
+        return (d < INFINITE_SECONDS).then_some(s + d);
+    }
+    let mut end: Option<f64> = None;
+    let mut cursor = base_start;
+    for iv in &e.intervals {
+        let p = iv.interval_period.as_ref();
+        let start = start_of(p).or(cursor)?;
+        let dur = dur_of(p).or(base_dur)?;
+        if dur >= INFINITE_SECONDS {
+            return None;
+        }
+        end = Some(end.map_or(start + dur, |x: f64| x.max(start + dur)));
+        cursor = Some(start + dur);
+    }
+    end
+}
+
+/// One change, as subscriptions are matched against it.
+struct Change<'a> {
+    kind: ObjectType,
+    op: Operation,
+    /// The object as served.
+    json: &'a Bytes,
+    targets: &'a Option<Vec<String>>,
+    /// The program the object belongs to (programs: their own id).
+    program_id: Option<&'a str>,
+    /// The client owning the object, for owned kinds; None for targeted ones.
+    owner: Option<&'a str>,
+}
+
+/// The VTN.
+pub struct Vtn {
+    store: Store,
+    objects: RwLock<Objects>,
+    /// Serializes writes, so that a uniqueness or reference check and the write it guards
+    /// see the same objects.
+    write: tokio::sync::Mutex<()>,
+    notifier: Notifier,
+    views: std::sync::Mutex<HashMap<String, EventView>>,
+    /// Client ids of BL clients: their subscriptions hear of every object.
+    bl_clients: HashSet<String>,
+}
+
+fn parse_all<T: DeserializeOwned>(bodies: Vec<String>) -> Result<Vec<T>, StoreError> {
+    bodies
+        .iter()
+        .map(|b| {
+            serde_json::from_str(b).map_err(|e| StoreError::Corrupt(format!("oadr3 object: {e}")))
+        })
+        .collect()
+}
+
+impl Vtn {
+    /// Loads the stored objects.
+    pub async fn open(
+        store: Store,
+        notifier: Notifier,
+        bl_clients: HashSet<String>,
+    ) -> Result<Self, StoreError> {
+        let mut objs = Objects::default();
+        for p in parse_all::<Program>(store::load(&store, ObjectType::Program).await?)? {
+            objs.programs.insert(p.meta.id.clone(), Entry::new(p));
+        }
+        for e in parse_all::<Event>(store::load(&store, ObjectType::Event).await?)? {
+            objs.events.insert(e.meta.id.clone(), event_entry(e));
+        }
+        for v in parse_all::<Ven>(store::load(&store, ObjectType::Ven).await?)? {
+            objs.vens.insert(v.meta.id.clone(), Entry::new(v));
+        }
+        for r in parse_all::<Resource>(store::load(&store, ObjectType::Resource).await?)? {
+            objs.resources.insert(r.meta.id.clone(), Entry::new(r));
+        }
+        for s in parse_all::<Subscription>(store::load(&store, ObjectType::Subscription).await?)? {
+            objs.subscriptions.insert(s.meta.id.clone(), Entry::new(s));
+        }
+        objs.rebuild_targets();
+        Ok(Vtn {
+            store,
+            objects: RwLock::new(objs),
+            write: tokio::sync::Mutex::new(()),
+            notifier,
+            views: Default::default(),
+            bl_clients,
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Objects> {
+        self.objects.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn modify(&self) -> std::sync::RwLockWriteGuard<'_, Objects> {
+        let mut g = self.objects.write().unwrap_or_else(|e| e.into_inner());
+        g.generation += 1;
+        g
+    }
+
+    /// The caller's visible events at the current generation, from the cache or built.
+    fn event_view(&self, objs: &Objects, caller: &Caller) -> Arc<Vec<Arc<Entry<Event>>>> {
+        let key = match caller.role {
+            ClientRole::Bl => String::new(),
+            ClientRole::Ven => caller.client_id.clone(),
+        };
+        let mut views = self.views.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((g, v)) = views.get(&key)
+            && *g == objs.generation
+        {
+            return v.clone();
+        }
+        let sc = scope(objs, caller);
+        let v: Arc<Vec<_>> = Arc::new(
+            objs.events
+                .values()
+                .filter(|e| sc.sees_targets(&e.obj.body.targets))
+                .cloned()
+                .collect(),
+        );
+        if views.len() >= MAX_VIEWS {
+            views.clear();
+        }
+        views.insert(key, (objs.generation, v.clone()));
+        v
+    }
+
+    // ----- notifications -----
+
+    /// Queues a webhook for every subscription that wants this change and whose owner may
+    /// read the object. Never waits for delivery.
+    fn notify(&self, objs: &Objects, change: Change<'_>) {
+        let Change {
+            kind,
+            op,
+            json,
+            targets,
+            program_id,
+            owner,
+        } = change;
+        let mut body: Option<Bytes> = None;
+        for sub in objs.subscriptions.values() {
+            let s = &sub.obj;
+            if let (Some(want), Some(have)) = (&s.body.program_id, program_id)
+                && want != have
+            {
+                continue;
+            }
+            if let (Some(want), Some(have)) = (&s.body.targets, targets)
+                && !want.is_empty()
+                && !have.iter().any(|t| want.contains(t))
+            {
+                continue;
+            }
+            if !self.bl_clients.contains(&s.client_id) {
+                let visible = match owner {
+                    Some(o) => o == s.client_id,
+                    None => Scope::Ven {
+                        client_id: &s.client_id,
+                        targets: objs.client_targets.get(&s.client_id),
+                    }
+                    .sees_targets(targets),
+                };
+                if !visible {
+                    continue;
+                }
+            }
+            for oo in &s.body.object_operations {
+                if oo.objects.contains(&kind) && oo.operations.contains(&op) {
+                    let body = body
+                        .get_or_insert_with(|| notification_body(kind, op, json, targets))
+                        .clone();
+                    self.notifier.send(Delivery {
+                        url: oo.callback_url.clone(),
+                        bearer: oo.bearer_token.clone(),
+                        body,
+                    });
+                }
+            }
+        }
+    }
+
+    // ----- programs -----
+
+    pub fn list_programs(&self, caller: &Caller, filter: &[String], page: Page) -> Vec<Bytes> {
+        let objs = self.read();
+        let sc = scope(&objs, caller);
+        take_page(
+            objs.programs.values().filter(|p| {
+                sc.sees_targets(&p.obj.body.targets) && matches_filter(filter, &p.obj.body.targets)
+            }),
+            page,
+        )
+    }
+
+    pub fn get_program(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
+        let objs = self.read();
+        let sc = scope(&objs, caller);
+        objs.programs
+            .get(id)
+            .filter(|p| sc.sees_targets(&p.obj.body.targets))
+            .map(|p| p.json.clone())
+            .ok_or_else(|| OadrError::not_found("program", id))
+    }
+
+    fn program_name_taken(objs: &Objects, name: &str, except: Option<&str>) -> bool {
+        objs.programs
+            .values()
+            .any(|p| p.obj.body.program_name == name && Some(p.obj.meta.id.as_str()) != except)
+    }
+
+    pub async fn create_program(
+        &self,
+        caller: &Caller,
+        req: ProgramRequest,
+    ) -> Result<Bytes, OadrError> {
+        caller.require_bl("create programs")?;
+        validate::program(&req)?;
+        let _w = self.write.lock().await;
+        if Self::program_name_taken(&self.read(), &req.program_name, None) {
+            return Err(dup_program(&req.program_name));
+        }
+        let p = Program {
+            meta: new_meta(ObjectType::Program),
+            body: req,
+        };
+        let e = Entry::new(p);
+        self.persist_new(program_row(&e))
+            .await
+            .map_err(|err| unique_or(err, || dup_program(&e.obj.body.program_name)))?;
+        let mut objs = self.modify();
+        objs.programs.insert(e.obj.meta.id.clone(), e.clone());
+        self.notify(
+            &objs,
+            Change {
+                kind: ObjectType::Program,
+                op: Operation::Create,
+                json: &e.json,
+                targets: &e.obj.body.targets,
+                program_id: Some(&e.obj.meta.id),
+                owner: None,
+            },
+        );
+        Ok(e.json.clone())
+    }
+
+    pub async fn update_program(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: ProgramRequest,
+    ) -> Result<Bytes, OadrError> {
+        caller.require_bl("update programs")?;
+        validate::program(&req)?;
+        let _w = self.write.lock().await;
+        let old = self
+            .read()
+            .programs
+            .get(id)
+            .cloned()
+            .ok_or_else(|| OadrError::not_found("program", id))?;
+        if Self::program_name_taken(&self.read(), &req.program_name, Some(id)) {
+            return Err(dup_program(&req.program_name));
+        }
+        let e = Entry::new(Program {
+            meta: touched(&old.obj.meta),
+            body: req,
+        });
+        store::update(&self.store, &program_row(&e))
+            .await
+            .map_err(|err| unique_or(err, || dup_program(&e.obj.body.program_name)))?;
+        let mut objs = self.modify();
+        objs.programs.insert(id.to_string(), e.clone());
+        self.notify(
+            &objs,
+            Change {
+                kind: ObjectType::Program,
+                op: Operation::Update,
+                json: &e.json,
+                targets: &e.obj.body.targets,
+                program_id: Some(id),
+                owner: None,
+            },
+        );
+        Ok(e.json.clone())
+    }
+
+    /// Deletes a program and, with it, its events.
+    pub async fn delete_program(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
+        caller.require_bl("delete programs")?;
+        let _w = self.write.lock().await;
+        let (old, events): (_, Vec<_>) = {
+            let objs = self.read();
+            let old = objs
+                .programs
+                .get(id)
+                .cloned()
+                .ok_or_else(|| OadrError::not_found("program", id))?;
+            let events = objs
+                .events
+                .values()
+                .filter(|e| e.obj.body.program_id == id)
+                .cloned()
+                .collect();
+            (old, events)
+        };
+        let mut ids: Vec<String> = events.iter().map(|e| e.obj.meta.id.clone()).collect();
+        ids.push(id.to_string());
+        store::delete(&self.store, &ids).await?;
+        let mut objs = self.modify();
+        for e in &events {
+            objs.events.remove(&e.obj.meta.id);
+            self.notify(
+                &objs,
+                Change {
+                    kind: ObjectType::Event,
+                    op: Operation::Delete,
+                    json: &e.json,
+                    targets: &e.obj.body.targets,
+                    program_id: Some(id),
+                    owner: None,
+                },
+            );
+        }
+        objs.programs.remove(id);
+        self.notify(
+            &objs,
+            Change {
+                kind: ObjectType::Program,
+                op: Operation::Delete,
+                json: &old.json,
+                targets: &old.obj.body.targets,
+                program_id: Some(id),
+                owner: None,
+            },
+        );
+        Ok(old.json.clone())
+    }
+
+    // ----- events -----
+
+    pub fn list_events(
+        &self,
+        caller: &Caller,
+        program_id: Option<&str>,
+        filter: &[String],
+        active_at: Option<f64>,
+        page: Page,
+    ) -> Vec<Bytes> {
+        let objs = self.read();
+        if program_id.is_none() && filter.is_empty() && active_at.is_none() {
+            let view = self.event_view(&objs, caller);
+            let from = (page.skip as usize).min(view.len());
+            let to = (from + page.limit as usize).min(view.len());
+            return view[from..to].iter().map(|e| e.json.clone()).collect();
+        }
+        let sc = scope(&objs, caller);
+        take_page(
+            objs.events.values().filter(|e| {
+                program_id.is_none_or(|p| e.obj.body.program_id == p)
+                    && sc.sees_targets(&e.obj.body.targets)
+                    && matches_filter(filter, &e.obj.body.targets)
+                    && active_at.is_none_or(|now| e.end.is_none_or(|end| end > now))
+            }),
+            page,
+        )
+    }
+
+    pub fn get_event(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
+        let objs = self.read();
+        let sc = scope(&objs, caller);
+        objs.events
+            .get(id)
+            .filter(|e| sc.sees_targets(&e.obj.body.targets))
+            .map(|e| e.json.clone())
+            .ok_or_else(|| OadrError::not_found("event", id))
+    }
+
+    /// Reference and target checks of an event against the current objects.
+    fn check_event(objs: &Objects, req: &EventRequest) -> Result<(), OadrError> {
+        if !objs.programs.contains_key(&req.program_id) {
+            return Err(OadrError::conflict(
+                "programID",
+                format!("programID '{}' names no program", req.program_id),
+            ));
+        }
+        if let Some(ts) = req.targets.as_deref().filter(|t| !t.is_empty()) {
+            let known = objs
+                .client_targets
+                .values()
+                .any(|set| ts.iter().any(|t| set.contains(t)));
+            if !known {
+                return Err(OadrError::invalid(
+                    "targets",
+                    format!(
+                        "{ts:?} match no VEN or resource (neither a venName, a resourceName nor a target assigned to one)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn create_event(
+        &self,
+        caller: &Caller,
+        req: EventRequest,
+    ) -> Result<Bytes, OadrError> {
+        caller.require_bl("create events")?;
+        validate::event(&req)?;
+        let _w = self.write.lock().await;
+        Self::check_event(&self.read(), &req)?;
+        let e = event_entry(Event {
+            meta: new_meta(ObjectType::Event),
+            body: req,
+        });
+        self.persist_new(event_row(&e)).await?;
+        let mut objs = self.modify();
+        objs.events.insert(e.obj.meta.id.clone(), e.clone());
+        self.notify(
+            &objs,
+            Change {
+                kind: ObjectType::Event,
+                op: Operation::Create,
+                json: &e.json,
+                targets: &e.obj.body.targets,
+                program_id: Some(&e.obj.body.program_id),
+                owner: None,
+            },
+        );
+        Ok(e.json.clone())
+    }
+
+    pub async fn update_event(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: EventRequest,
+    ) -> Result<Bytes, OadrError> {
+        caller.require_bl("update events")?;
+        validate::event(&req)?;
+        let _w = self.write.lock().await;
+        let old = self
+            .read()
+            .events
+            .get(id)
+            .cloned()
+            .ok_or_else(|| OadrError::not_found("event", id))?;
+        Self::check_event(&self.read(), &req)?;
+        let e = event_entry(Event {
+            meta: touched(&old.obj.meta),
+            body: req,
+        });
+        store::update(&self.store, &event_row(&e)).await?;
+        let mut objs = self.modify();
+        objs.events.insert(id.to_string(), e.clone());
+        self.notify(
+            &objs,
+            Change {
+                kind: ObjectType::Event,
+                op: Operation::Update,
+                json: &e.json,
+                targets: &e.obj.body.targets,
+                program_id: Some(&e.obj.body.program_id),
+                owner: None,
+            },
+        );
+        Ok(e.json.clone())
+    }
+
+    pub async fn delete_event(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
+        caller.require_bl("delete events")?;
+        let _w = self.write.lock().await;
+        let old = self
+            .read()
+            .events
+            .get(id)
+            .cloned()
+            .ok_or_else(|| OadrError::not_found("event", id))?;
+        store::delete(&self.store, &[id.to_string()]).await?;
+        let mut objs = self.modify();
+        objs.events.remove(id);
+        self.notify(
+            &objs,
+            Change {
+                kind: ObjectType::Event,
+                op: Operation::Delete,
+                json: &old.json,
+                targets: &old.obj.body.targets,
+                program_id: Some(&old.obj.body.program_id),
+                owner: None,
+            },
+        );
+        Ok(old.json.clone())
+    }
+
+    // ----- reports -----
+
+    pub async fn list_reports(
+        &self,
+        caller: &Caller,
+        mut filter: ReportFilter,
+        page: Page,
+    ) -> Result<Vec<Bytes>, OadrError> {
+        if !caller.is_bl() {
+            filter.client_id = Some(caller.client_id.clone());
+        }
+        let bodies = store::list_reports(&self.store, &filter, page.skip, page.limit).await?;
+        Ok(bodies.into_iter().map(Bytes::from).collect())
+    }
+
+    async fn own_report(&self, caller: &Caller, id: &str) -> Result<Report, OadrError> {
+        let (body, owner) = store::get_report(&self.store, id)
+            .await?
+            .ok_or_else(|| OadrError::not_found("report", id))?;
+        if !caller.is_bl() && owner != caller.client_id {
+            return Err(OadrError::not_found("report", id));
+        }
+        serde_json::from_str(&body)
+            .map_err(|e| StoreError::Corrupt(format!("report {id}: {e}")).into())
+    }
+
+    pub async fn get_report(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
+        let r = self.own_report(caller, id).await?;
+        Ok(Bytes::from(serde_json::to_vec(&r).expect("serializes")))
+    }
+
+    /// The program of the event a report is about, when the VEN may see that event.
+    fn report_program(&self, caller: &Caller, event_id: &str) -> Result<String, OadrError> {
+        let objs = self.read();
+        let sc = scope(&objs, caller);
+        objs.events
+            .get(event_id)
+            .filter(|e| sc.sees_targets(&e.obj.body.targets))
+            .map(|e| e.obj.body.program_id.clone())
+            .ok_or_else(|| {
+                OadrError::conflict(
+                    "eventID",
+                    format!("eventID '{event_id}' names no event this client can see"),
+                )
+            })
+    }
+
+    pub async fn create_report(
+        &self,
+        caller: &Caller,
+        req: ReportRequest,
+    ) -> Result<Bytes, OadrError> {
+        caller.require_ven("create reports")?;
+        validate::report(&req)?;
+        let program_id = self.report_program(caller, &req.event_id)?;
+        let r = Report {
+            meta: new_meta(ObjectType::Report),
+            client_id: caller.client_id.clone(),
+            body: req,
+        };
+        let json = Bytes::from(serde_json::to_vec(&r).expect("serializes"));
+        let now = crate::domain::now_epoch();
+        let readings = super::engine::readings(&r, now);
+        store::save_report(
+            &self.store,
+            &report_row(&r, &program_id, &json),
+            false,
+            &readings,
+            now,
+        )
+        .await?;
+        let objs = self.read();
+        self.notify(
+            &objs,
+            Change {
+                kind: ObjectType::Report,
+                op: Operation::Create,
+                json: &json,
+                targets: &None,
+                program_id: Some(&program_id),
+                owner: Some(&r.client_id),
+            },
+        );
+        Ok(json)
+    }
+
+    pub async fn update_report(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: ReportRequest,
+    ) -> Result<Bytes, OadrError> {
+        caller.require_ven("update reports")?;
+        validate::report(&req)?;
+        let old = self.own_report(caller, id).await?;
+        let program_id = self.report_program(caller, &req.event_id)?;
+        let r = Report {
+            meta: touched(&old.meta),
+            client_id: old.client_id,
+            body: req,
+        };
+        let json = Bytes::from(serde_json::to_vec(&r).expect("serializes"));
+        let now = crate::domain::now_epoch();
+        let readings = super::engine::readings(&r, now);
+        store::save_report(
+            &self.store,
+            &report_row(&r, &program_id, &json),
+            true,
+            &readings,
+            now,
+        )
+        .await?;
+        let objs = self.read();
+        self.notify(
+            &objs,
+            Change {
+                kind: ObjectType::Report,
+                op: Operation::Update,
+                json: &json,
+                targets: &None,
+                program_id: Some(&program_id),
+                owner: Some(&r.client_id),
+            },
+        );
+        Ok(json)
+    }
+
+    pub async fn delete_report(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
+        caller.require_ven("delete reports")?;
+        let old = self.own_report(caller, id).await?;
+        store::delete(&self.store, &[id.to_string()]).await?;
+        let json = Bytes::from(serde_json::to_vec(&old).expect("serializes"));
+        let program_id = self
+            .read()
+            .events
+            .get(&old.body.event_id)
+            .map(|e| e.obj.body.program_id.clone());
+        let objs = self.read();
+        self.notify(
+            &objs,
+            Change {
+                kind: ObjectType::Report,
+                op: Operation::Delete,
+                json: &json,
+                targets: &None,
+                program_id: program_id.as_deref(),
+                owner: Some(&old.client_id),
+            },
+        );
+        Ok(json)
+    }
+
+    // ----- subscriptions -----
+
+    pub fn list_subscriptions(
+        &self,
+        caller: &Caller,
+        program_id: Option<&str>,
+        client_name: Option<&str>,
+        objects: &[ObjectType],
+        page: Page,
+    ) -> Vec<Bytes> {
+        let objs = self.read();
+        let sc = scope(&objs, caller);
+        take_page(
+            objs.subscriptions.values().filter(|s| {
+                let b = &s.obj.body;
+                sc.owns(&s.obj.client_id)
+                    && program_id.is_none_or(|p| b.program_id.as_deref() == Some(p))
+                    && client_name.is_none_or(|c| b.client_name == c)
+                    && (objects.is_empty()
+                        || b.object_operations
+                            .iter()
+                            .any(|o| o.objects.iter().any(|k| objects.contains(k))))
+            }),
+            page,
+        )
+    }
+
+    fn own_subscription(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<Arc<Entry<Subscription>>, OadrError> {
+        let objs = self.read();
+        let sc = scope(&objs, caller);
+        objs.subscriptions
+            .get(id)
+            .filter(|s| sc.owns(&s.obj.client_id))
+            .cloned()
+            .ok_or_else(|| OadrError::not_found("subscription", id))
+    }
+
+    pub fn get_subscription(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
+        Ok(self.own_subscription(caller, id)?.json.clone())
+    }
+
+    fn check_subscription(
+        &self,
+        caller: &Caller,
+        req: &SubscriptionRequest,
+    ) -> Result<(), OadrError> {
+        if let Some(p) = &req.program_id {
+            let objs = self.read();
+            let sc = scope(&objs, caller);
+            if !objs
+                .programs
+                .get(p)
+                .is_some_and(|x| sc.sees_targets(&x.obj.body.targets))
+            {
+                return Err(OadrError::conflict(
+                    "programID",
+                    format!("programID '{p}' names no program this client can see"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn create_subscription(
+        &self,
+        caller: &Caller,
+        req: SubscriptionRequest,
+    ) -> Result<Bytes, OadrError> {
+        validate::subscription(&req)?;
+        let _w = self.write.lock().await;
+        self.check_subscription(caller, &req)?;
+        let e = Entry::new(Subscription {
+            meta: new_meta(ObjectType::Subscription),
+            client_id: caller.client_id.clone(),
+            body: req,
+        });
+        self.persist_new(subscription_row(&e)).await?;
+        let mut objs = self.modify();
+        objs.subscriptions.insert(e.obj.meta.id.clone(), e.clone());
+        self.notify(
+            &objs,
+            Change {
+                kind: ObjectType::Subscription,
+                op: Operation::Create,
+                json: &e.json,
+                targets: &e.obj.body.targets,
+                program_id: None,
+                owner: Some(&e.obj.client_id),
+            },
+        );
+        Ok(e.json.clone())
+    }
+
+    pub async fn update_subscription(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: SubscriptionRequest,
+    ) -> Result<Bytes, OadrError> {
+        validate::subscription(&req)?;
+        let _w = self.write.lock().await;
+        let old = self.own_subscription(caller, id)?;
+        self.check_subscription(caller, &req)?;
+        let e = Entry::new(Subscription {
+            meta: touched(&old.obj.meta),
+            client_id: old.obj.client_id.clone(),
+            body: req,
+        });
+        store::update(&self.store, &subscription_row(&e)).await?;
+        let mut objs = self.modify();
+        objs.subscriptions.insert(id.to_string(), e.clone());
+        self.notify(
+            &objs,
+            Change {
+                kind: ObjectType::Subscription,
+                op: Operation::Update,
+                json: &e.json,
+                targets: &e.obj.body.targets,
+                program_id: None,
+                owner: Some(&e.obj.client_id),
+            },
+        );
+        Ok(e.json.clone())
+    }
+
+    pub async fn delete_subscription(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
+        let _w = self.write.lock().await;
+        let old = self.own_subscription(caller, id)?;
+        store::delete(&self.store, &[id.to_string()]).await?;
+        let mut objs = self.modify();
+        objs.subscriptions.remove(id);
+        self.notify(
+            &objs,
+            Change {
+                kind: ObjectType::Subscription,
+                op: Operation::Delete,
+                json: &old.json,
+                targets: &old.obj.body.targets,
+                program_id: None,
+                owner: Some(&old.obj.client_id),
+            },
+        );
+        Ok(old.json.clone())
+    }
+
+    // ----- vens -----
+
+    pub fn list_vens(
+        &self,
+        caller: &Caller,
+        ven_name: Option<&str>,
+        filter: &[String],
+        page: Page,
+    ) -> Vec<Bytes> {
+        let objs = self.read();
+        let sc = scope(&objs, caller);
+        take_page(
+            objs.vens.values().filter(|v| {
+                sc.owns(&v.obj.client_id)
+                    && ven_name.is_none_or(|n| v.obj.ven_name == n)
+                    && matches_filter(filter, &v.obj.targets)
+            }),
+            page,
+        )
+    }
+
+    fn own_ven(&self, caller: &Caller, id: &str) -> Result<Arc<Entry<Ven>>, OadrError> {
+        let objs = self.read();
+        let sc = scope(&objs, caller);
+        objs.vens
+            .get(id)
+            .filter(|v| sc.owns(&v.obj.client_id))
+            .cloned()
+            .ok_or_else(|| OadrError::not_found("ven", id))
+    }
+
+    pub fn get_ven(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
+        Ok(self.own_ven(caller, id)?.json.clone())
+    }
+
+    /// The VEN object a request makes, given who asks (and the object it replaces).
+    fn ven_from(
+        caller: &Caller,
+        req: VenRequest,
+        meta: Metadata,
+        old: Option<&Ven>,
+    ) -> Result<Ven, OadrError> {
+        let (client_id, targets) = match (caller.role, req.object_type) {
+            (ClientRole::Bl, VenRequestType::BlVenRequest) => (
+                req.client_id.ok_or_else(|| {
+                    OadrError::invalid("clientID", "a BL_VEN_REQUEST must name the VEN's clientID")
+                })?,
+                req.targets,
+            ),
+            // Without a clientID the VEN object is the BL's own until a BL_VEN_REQUEST
+            // hands it to a VEN client.
+            (ClientRole::Bl, VenRequestType::VenVenRequest) => (
+                old.map_or_else(|| caller.client_id.clone(), |o| o.client_id.clone()),
+                old.and_then(|o| o.targets.clone()),
+            ),
+            (ClientRole::Ven, VenRequestType::BlVenRequest) => {
+                return Err(OadrError::forbidden(
+                    "only business logic clients may send BL_VEN_REQUEST (clientID and targets); a VEN sends VEN_VEN_REQUEST",
+                ));
+            }
+            // A VEN keeps the targets its BL assigned.
+            (ClientRole::Ven, VenRequestType::VenVenRequest) => (
+                caller.client_id.clone(),
+                old.and_then(|o| o.targets.clone()),
+            ),
+        };
+        Ok(Ven {
+            meta,
+            client_id,
+            ven_name: req.ven_name,
+            targets,
+            attributes: req.attributes,
+        })
+    }
+
+    fn ven_name_taken(objs: &Objects, name: &str, except: Option<&str>) -> bool {
+        objs.vens
+            .values()
+            .any(|v| v.obj.ven_name == name && Some(v.obj.meta.id.as_str()) != except)
+    }
+
+    pub async fn create_ven(&self, caller: &Caller, req: VenRequest) -> Result<Bytes, OadrError> {
+        validate::ven(&req)?;
+        let ven = Self::ven_from(caller, req, new_meta(ObjectType::Ven), None)?;
+        let _w = self.write.lock().await;
+        if Self::ven_name_taken(&self.read(), &ven.ven_name, None) {
+            return Err(dup_ven(&ven.ven_name));
+        }
+        let e = Entry::new(ven);
+        self.persist_new(ven_row(&e))
+            .await
+            .map_err(|err| unique_or(err, || dup_ven(&e.obj.ven_name)))?;
+        let mut objs = self.modify();
+        objs.vens.insert(e.obj.meta.id.clone(), e.clone());
+        objs.rebuild_targets();
+        self.notify(
+            &objs,
+            Change {
+                kind: ObjectType::Ven,
+                op: Operation::Create,
+                json: &e.json,
+                targets: &e.obj.targets,
+                program_id: None,
+                owner: Some(&e.obj.client_id),
+            },
+        );
+        Ok(e.json.clone())
+    }
+
+    pub async fn update_ven(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: VenRequest,
+    ) -> Result<Bytes, OadrError> {
+        validate::ven(&req)?;
+        let _w = self.write.lock().await;
+        let old = self.own_ven(caller, id)?;
+        let ven = Self::ven_from(caller, req, touched(&old.obj.meta), Some(&old.obj))?;
+        if Self::ven_name_taken(&self.read(), &ven.ven_name, Some(id)) {
+            return Err(dup_ven(&ven.ven_name));
+        }
+        let e = Entry::new(ven);
+        store::update(&self.store, &ven_row(&e))
+            .await
+            .map_err(|err| unique_or(err, || dup_ven(&e.obj.ven_name)))?;
+        let mut objs = self.modify();
+        objs.vens.insert(id.to_string(), e.clone());
+        objs.rebuild_targets();
+        self.notify(
+            &objs,
+            Change {
+                kind: ObjectType::Ven,
+                op: Operation::Update,
+                json: &e.json,
+                targets: &e.obj.targets,
+                program_id: None,
+                owner: Some(&e.obj.client_id),
+            },
+        );
+        Ok(e.json.clone())
+    }
+
+    /// Deletes a VEN and its resources.
+    pub async fn delete_ven(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
+        let _w = self.write.lock().await;
+        let old = self.own_ven(caller, id)?;
+        let resources: Vec<_> = self
+            .read()
+            .resources
+            .values()
+            .filter(|r| r.obj.ven_id == id)
+            .cloned()
+            .collect();
+        let mut ids: Vec<String> = resources.iter().map(|r| r.obj.meta.id.clone()).collect();
+        ids.push(id.to_string());
+        store::delete(&self.store, &ids).await?;
+        let mut objs = self.modify();
+        for r in &resources {
+            objs.resources.remove(&r.obj.meta.id);
+            self.notify(
+                &objs,
+                Change {
+                    kind: ObjectType::Resource,
+                    op: Operation::Delete,
+                    json: &r.json,
+                    targets: &r.obj.targets,
+                    program_id: None,
+                    owner: Some(&r.obj.client_id),
+                },
+            );
+        }
+        objs.vens.remove(id);
+        objs.rebuild_targets();
+        self.notify(
+            &objs,
+            Change {
+                kind: ObjectType::Ven,
+                op: Operation::Delete,
+                json: &old.json,
+                targets: &old.obj.targets,
+                program_id: None,
+                owner: Some(&old.obj.client_id),
+            },
+        );
+        Ok(old.json.clone())
+    }
+
+    // ----- resources -----
+
+    pub fn list_resources(
+        &self,
+        caller: &Caller,
+        resource_name: Option<&str>,
+        ven_id: Option<&str>,
+        filter: &[String],
+        page: Page,
+    ) -> Vec<Bytes> {
+        let objs = self.read();
+        let sc = scope(&objs, caller);
+        take_page(
+            objs.resources.values().filter(|r| {
+                sc.owns(&r.obj.client_id)
+                    && resource_name.is_none_or(|n| r.obj.resource_name == n)
+                    && ven_id.is_none_or(|v| r.obj.ven_id == v)
+                    && matches_filter(filter, &r.obj.targets)
+            }),
+            page,
+        )
+    }
+
+    fn own_resource(&self, caller: &Caller, id: &str) -> Result<Arc<Entry<Resource>>, OadrError> {
+        let objs = self.read();
+        let sc = scope(&objs, caller);
+        objs.resources
+            .get(id)
+            .filter(|r| sc.owns(&r.obj.client_id))
+            .cloned()
+            .ok_or_else(|| OadrError::not_found("resource", id))
+    }
+
+    pub fn get_resource(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
+        Ok(self.own_resource(caller, id)?.json.clone())
+    }
+
+    fn resource_from(
+        &self,
+        caller: &Caller,
+        req: ResourceRequest,
+        meta: Metadata,
+        old: Option<&Resource>,
+    ) -> Result<Resource, OadrError> {
+        let ven = self.own_ven(caller, &req.ven_id).map_err(|_| {
+            OadrError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not-found",
+                format!("venID '{}' names no VEN this client can see", req.ven_id),
+            )
+        })?;
+        let targets = match (caller.role, req.object_type) {
+            (ClientRole::Bl, ResourceRequestType::BlResourceRequest) => req.targets,
+            (ClientRole::Bl, ResourceRequestType::VenResourceRequest) => {
+                old.and_then(|o| o.targets.clone())
+            }
+            (ClientRole::Ven, ResourceRequestType::BlResourceRequest) => {
+                return Err(OadrError::forbidden(
+                    "only business logic clients may send BL_RESOURCE_REQUEST (targets); a VEN sends VEN_RESOURCE_REQUEST",
+                ));
+            }
+            (ClientRole::Ven, ResourceRequestType::VenResourceRequest) => {
+                old.and_then(|o| o.targets.clone())
+            }
+        };
+        Ok(Resource {
+            meta,
+            // A resource belongs to whoever its VEN belongs to.
+            client_id: ven.obj.client_id.clone(),
+            resource_name: req.resource_name,
+            ven_id: req.ven_id,
+            targets,
+            attributes: req.attributes,
+        })
+    }
+
+    fn resource_name_taken(objs: &Objects, r: &Resource, except: Option<&str>) -> bool {
+        objs.resources.values().any(|x| {
+            x.obj.ven_id == r.ven_id
+                && x.obj.resource_name == r.resource_name
+                && Some(x.obj.meta.id.as_str()) != except
+        })
+    }
+
+    pub async fn create_resource(
+        &self,
+        caller: &Caller,
+        req: ResourceRequest,
+    ) -> Result<Bytes, OadrError> {
+        validate::resource(&req)?;
+        let _w = self.write.lock().await;
+        let r = self.resource_from(caller, req, new_meta(ObjectType::Resource), None)?;
+        if Self::resource_name_taken(&self.read(), &r, None) {
+            return Err(dup_resource(&r));
+        }
+        let e = Entry::new(r);
+        self.persist_new(resource_row(&e))
+            .await
+            .map_err(|err| unique_or(err, || dup_resource(&e.obj)))?;
+        let mut objs = self.modify();
+        objs.resources.insert(e.obj.meta.id.clone(), e.clone());
+        objs.rebuild_targets();
+        self.notify(
+            &objs,
+            Change {
+                kind: ObjectType::Resource,
+                op: Operation::Create,
+                json: &e.json,
+                targets: &e.obj.targets,
+                program_id: None,
+                owner: Some(&e.obj.client_id),
+            },
+        );
+        Ok(e.json.clone())
+    }
+
+    pub async fn update_resource(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: ResourceRequest,
+    ) -> Result<Bytes, OadrError> {
+        validate::resource(&req)?;
+        let _w = self.write.lock().await;
+        let old = self.own_resource(caller, id)?;
+        let r = self.resource_from(caller, req, touched(&old.obj.meta), Some(&old.obj))?;
+        if Self::resource_name_taken(&self.read(), &r, Some(id)) {
+            return Err(dup_resource(&r));
+        }
+        let e = Entry::new(r);
+        store::update(&self.store, &resource_row(&e))
+            .await
+            .map_err(|err| unique_or(err, || dup_resource(&e.obj)))?;
+        let mut objs = self.modify();
+        objs.resources.insert(id.to_string(), e.clone());
+        objs.rebuild_targets();
+        self.notify(
+            &objs,
+            Change {
+                kind: ObjectType::Resource,
+                op: Operation::Update,
+                json: &e.json,
+                targets: &e.obj.targets,
+                program_id: None,
+                owner: Some(&e.obj.client_id),
+            },
+        );
+        Ok(e.json.clone())
+    }
+
+    pub async fn delete_resource(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
+        let _w = self.write.lock().await;
+        let old = self.own_resource(caller, id)?;
+        store::delete(&self.store, &[id.to_string()]).await?;
+        let mut objs = self.modify();
+        objs.resources.remove(id);
+        objs.rebuild_targets();
+        self.notify(
+            &objs,
+            Change {
+                kind: ObjectType::Resource,
+                op: Operation::Delete,
+                json: &old.json,
+                targets: &old.obj.targets,
+                program_id: None,
+                owner: Some(&old.obj.client_id),
+            },
+        );
+        Ok(old.json.clone())
+    }
+
+    async fn persist_new(&self, row: Row) -> Result<(), StoreError> {
+        store::insert(&self.store, &row).await
+    }
+}
+
+fn notification_body(
+    kind: ObjectType,
+    op: Operation,
+    json: &Bytes,
+    targets: &Option<Vec<String>>,
+) -> Bytes {
+    let op = serde_json::to_string(&op).expect("serializes");
+    let mut body = format!(
+        r#"{{"objectType":"{}","operation":{op},"object":"#,
+        kind.as_str()
+    )
+    .into_bytes();
+    body.extend_from_slice(json);
+    if let Some(t) = targets {
+        body.extend_from_slice(br#","targets":"#);
+        body.extend_from_slice(&serde_json::to_vec(t).expect("serializes"));
+    }
+    body.push(b'}');
+    Bytes::from(body)
+}
+
+fn event_entry(e: Event) -> Arc<Entry<Event>> {
+    let end = event_end(&e.body);
+    let json = Bytes::from(serde_json::to_vec(&e).expect("serializes"));
+    Arc::new(Entry { obj: e, json, end })
+}
+
+fn unique_or(err: StoreError, f: impl FnOnce() -> OadrError) -> OadrError {
+    if err.is_unique_violation() {
+        f()
+    } else {
+        err.into()
+    }
+}
+
+fn dup_program(name: &str) -> OadrError {
+    OadrError::conflict(
+        "programName",
+        format!("a program named '{name}' already exists"),
+    )
+}
+
+fn dup_ven(name: &str) -> OadrError {
+    OadrError::conflict("venName", format!("a VEN named '{name}' already exists"))
+}
+
+fn dup_resource(r: &Resource) -> OadrError {
+    OadrError::conflict(
+        "resourceName",
+        format!(
+            "VEN '{}' already has a resource named '{}'",
+            r.ven_id, r.resource_name
+        ),
+    )
+}
+
+fn json_text(b: &Bytes) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn program_row(e: &Entry<Program>) -> Row {
+    Row {
+        id: e.obj.meta.id.clone(),
+        object_type: ObjectType::Program,
+        unique_key: Some(format!("PROGRAM:{}", e.obj.body.program_name)),
+        program_id: Some(e.obj.meta.id.clone()),
+        event_id: None,
+        client_name: None,
+        client_id: None,
+        body: json_text(&e.json),
+    }
+}
+
+fn event_row(e: &Entry<Event>) -> Row {
+    Row {
+        id: e.obj.meta.id.clone(),
+        object_type: ObjectType::Event,
+        unique_key: None,
+        program_id: Some(e.obj.body.program_id.clone()),
+        event_id: Some(e.obj.meta.id.clone()),
+        client_name: None,
+        client_id: None,
+        body: json_text(&e.json),
+    }
+}
+
+fn report_row(r: &Report, program_id: &str, json: &Bytes) -> Row {
+    Row {
+        id: r.meta.id.clone(),
+        object_type: ObjectType::Report,
+        unique_key: None,
+        program_id: Some(program_id.to_string()),
+        event_id: Some(r.body.event_id.clone()),
+        client_name: Some(r.body.client_name.clone()),
+        client_id: Some(r.client_id.clone()),
+        body: json_text(json),
+    }
+}
+
+fn subscription_row(e: &Entry<Subscription>) -> Row {
+    Row {
+        id: e.obj.meta.id.clone(),
+        object_type: ObjectType::Subscription,
+        unique_key: None,
+        program_id: e.obj.body.program_id.clone(),
+        event_id: None,
+        client_name: Some(e.obj.body.client_name.clone()),
+        client_id: Some(e.obj.client_id.clone()),
+        body: json_text(&e.json),
+    }
+}
+
+fn ven_row(e: &Entry<Ven>) -> Row {
+    Row {
+        id: e.obj.meta.id.clone(),
+        object_type: ObjectType::Ven,
+        unique_key: Some(format!("VEN:{}", e.obj.ven_name)),
+        program_id: None,
+        event_id: None,
+        client_name: None,
+        client_id: Some(e.obj.client_id.clone()),
+        body: json_text(&e.json),
+    }
+}
+
+fn resource_row(e: &Entry<Resource>) -> Row {
+    Row {
+        id: e.obj.meta.id.clone(),
+        object_type: ObjectType::Resource,
+        unique_key: Some(format!("RESOURCE:{}:{}", e.obj.ven_id, e.obj.resource_name)),
+        program_id: None,
+        event_id: None,
+        client_name: None,
+        client_id: Some(e.obj.client_id.clone()),
+        body: json_text(&e.json),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_end_from_intervals() {
+        let e: EventRequest = serde_json::from_value(serde_json::json!({
+            "programID": "p",
+            "intervalPeriod": {"start": "2024-01-01T00:00:00Z", "duration": "PT1H"},
+            "intervals": [{"id": 0, "payloads": []}, {"id": 1, "payloads": []}]
+        }))
+        .unwrap();
+        let start = parse_datetime("2024-01-01T00:00:00Z")
+            .unwrap()
+            .unix_timestamp() as f64;
+        assert_eq!(event_end(&e), Some(start + 7200.0));
+        let mut open = e.clone();
+        open.interval_period.as_mut().unwrap().start = Some("0001-01-01T00:00:00Z".into());
+        assert_eq!(event_end(&open), None);
+    }
+
+    #[test]
+    fn notification_body_is_the_spec_shape() {
+        let b = notification_body(
+            ObjectType::Event,
+            Operation::Create,
+            &Bytes::from_static(b"{\"id\":\"x\"}"),
+            &Some(vec!["g1".into()]),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"objectType": "EVENT", "operation": "CREATE",
+                "object": {"id": "x"}, "targets": ["g1"]})
+        );
+    }
+}
