@@ -15,6 +15,7 @@ pub struct Config {
     pub log: LogConfig,
     pub api: ApiConfig,
     pub sep2: Sep2Config,
+    pub mqtt: crate::protocol::mqtt::MqttConfig,
 }
 
 /// The IEEE 2030.5 server (mutual TLS).
@@ -217,6 +218,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SWITCHYARD_LOG", "log.filter"),
     ("SWITCHYARD_LOG_FORMAT", "log.format"),
     ("SWITCHYARD_SEP2_LISTEN", "sep2.listen"),
+    ("SWITCHYARD_MQTT_PASSWORD", "mqtt.password"),
     (
         "SWITCHYARD_OPERATOR_TOKEN",
         "adds an operator token named 'env-operator'",
@@ -268,6 +270,9 @@ impl Config {
         }
         if let Some(v) = env("SWITCHYARD_SEP2_LISTEN") {
             self.sep2.listen = parse("SWITCHYARD_SEP2_LISTEN", &v)?;
+        }
+        if let Some(v) = env("SWITCHYARD_MQTT_PASSWORD") {
+            self.mqtt.password = Some(v);
         }
         if let Some(v) = env("SWITCHYARD_DATABASE_URL") {
             self.store.url = v;
