@@ -1,5 +1,6 @@
 //! Protocol adapters at the edge of the engine. Each speaks one standard and translates
 //! to and from the engine's domain types; none of them is known to the engine.
 
+pub mod greenbutton;
 pub mod mqtt;
 pub mod sep2;

@@ -156,7 +156,13 @@ impl MqttIngest {
     /// stop the server. [`MqttIngest::ready`] waits for the subscriptions.
     pub fn start(config: &MqttConfig, store: Store) -> Result<MqttIngest, MqttError> {
         let options = config.options()?;
-        let (client, eventloop) = AsyncClient::new(options, config.max_batch.max(1024) * 2);
+        let (client, mut eventloop) = AsyncClient::new(options, config.max_batch.max(1024) * 2);
+        // Acknowledgements go out one small packet each; without TCP_NODELAY, Nagle's
+        // algorithm holds them back behind the peer's delayed ACK and the broker's in-flight
+        // window stalls for tens of milliseconds per batch.
+        let mut net = rumqttc::NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        eventloop.set_network_options(net);
         let topics = Topics::new(&config.topic_prefix);
         let counters = Arc::new(Counters::default());
         let pending: Pending = Arc::default();
