@@ -241,6 +241,12 @@ fn main() -> Result<()> {
             rate(n as u64, e2e),
             e2e.as_secs_f64()
         );
+        println!(
+            "| end to end, gateways batching {GATEWAY_BATCH} device messages per publish | {} device msg/s ({} publishes/s) | {:.3} s |",
+            rate(n as u64, gw).trim_end_matches(" msg/s"),
+            rate(batched.len() as u64, gw).trim_end_matches(" msg/s"),
+            gw.as_secs_f64()
+        );
         println!();
         println!(
             "end to end reaches {:.0}% of the broker-only rate",
