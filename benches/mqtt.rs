@@ -143,23 +143,29 @@ fn gateway_payloads(payloads: &[String]) -> Vec<String> {
 async fn end_to_end(
     payloads: &[String],
     devices_per_publish: usize,
+    ack_after_store: bool,
     tag: &str,
     dir: &std::path::Path,
 ) -> Result<(Duration, Store)> {
     let url = format!(
         "sqlite:{}?mode=rwc",
-        dir.join(format!("mqtt-{devices_per_publish}.db")).display()
+        dir.join(format!("mqtt-{devices_per_publish}-{ack_after_store}.db"))
+            .display()
     );
     let store = Store::open(&url, 4).await?;
     let cfg = MqttConfig {
         enabled: true,
-        client_id: format!("sy-bench-{tag}-{devices_per_publish}"),
-        topic_prefix: format!("sy-bench/{tag}/{devices_per_publish}"),
+        client_id: format!("sy-bench-{tag}-{devices_per_publish}-{ack_after_store}"),
+        topic_prefix: format!("sy-bench/{tag}/{devices_per_publish}/{ack_after_store}"),
+        ack_after_store,
         ..Default::default()
     };
     let ingest = MqttIngest::start(&cfg, store.clone())?;
     ingest.ready(Duration::from_secs(10)).await?;
-    let pubc = publisher(&format!("sy-bench-{tag}-pub-{devices_per_publish}")).await;
+    let pubc = publisher(&format!(
+        "sy-bench-{tag}-pub-{devices_per_publish}-{ack_after_store}"
+    ))
+    .await;
     let topic = ingest.topics().telemetry("gw-bench");
     let started = Instant::now();
     let done = || ingest.stats().messages + ingest.stats().quarantined;
@@ -218,10 +224,12 @@ fn main() -> Result<()> {
             bail!("no MQTT broker at 127.0.0.1:1883: start Mosquitto (see .ci/run)");
         }
         let raw = broker_only(&payloads, &tag).await?;
-        let (e2e, store) = end_to_end(&payloads, 1, &tag, dir.path()).await?;
+        let (e2e, store) = end_to_end(&payloads, 1, true, &tag, dir.path()).await?;
+        store.close().await;
+        let (on_receipt, store) = end_to_end(&payloads, 1, false, &tag, dir.path()).await?;
         store.close().await;
         let batched = gateway_payloads(&payloads);
-        let (gw, store) = end_to_end(&batched, GATEWAY_BATCH, &tag, dir.path()).await?;
+        let (gw, store) = end_to_end(&batched, GATEWAY_BATCH, true, &tag, dir.path()).await?;
         store.close().await;
         println!();
         println!("| Measurement | Rate | Time |");
@@ -240,6 +248,11 @@ fn main() -> Result<()> {
             "| end to end (broker -> MqttIngest -> SQLite, ack after commit) | {} | {:.3} s |",
             rate(n as u64, e2e),
             e2e.as_secs_f64()
+        );
+        println!(
+            "| end to end, acknowledged on receipt (`ack_after_store = false`) | {} | {:.3} s |",
+            rate(n as u64, on_receipt),
+            on_receipt.as_secs_f64()
         );
         println!(
             "| end to end, gateways batching {GATEWAY_BATCH} device messages per publish | {} device msg/s ({} publishes/s) | {:.3} s |",

@@ -37,6 +37,10 @@ pub struct MqttConfig {
     pub reconnect_max_seconds: u64,
     /// Most telemetry messages stored in one database transaction.
     pub max_batch: usize,
+    /// Acknowledge messages to the broker only once they are stored (at-least-once from
+    /// broker to database). When false, messages are acknowledged on receipt: faster with
+    /// a broker's small in-flight window, but a crash loses the batch being written.
+    pub ack_after_store: bool,
     /// Largest accepted MQTT packet, bytes (a gateway batch must fit).
     pub max_packet_bytes: usize,
     /// Quarantined messages older than this are deleted, days.
@@ -73,6 +77,7 @@ impl Default for MqttConfig {
             reconnect_initial_ms: 100,
             reconnect_max_seconds: 30,
             max_batch: 5000,
+            ack_after_store: true,
             max_packet_bytes: 1024 * 1024,
             quarantine_retention_days: 30,
             tls: MqttTlsConfig::default(),

@@ -168,8 +168,9 @@ impl MqttIngest {
         let pending: Pending = Arc::default();
         let (ready_tx, ready) = watch::channel(false);
         let (shutdown, stop_rx) = watch::channel(false);
-        // Unbounded is safe here: with manual acks the broker sends at most its in-flight
-        // window of unacknowledged messages, so the queue cannot outgrow that.
+        // Unbounded: with acks after the store the broker sends at most its in-flight window
+        // of unacknowledged messages, so the queue cannot outgrow that; with acks on
+        // receipt the broker's queue limits apply instead (see docs/mqtt.md).
         let (tx, rx) = mpsc::unbounded_channel();
         let conn = tokio::spawn(connection_task(
             eventloop,
@@ -183,6 +184,7 @@ impl MqttIngest {
             ready_tx,
             tx,
             stop_rx.clone(),
+            !config.ack_after_store,
         ));
         let writer = tokio::spawn(
             Writer {
@@ -192,6 +194,7 @@ impl MqttIngest {
                 counters: counters.clone(),
                 pending: pending.clone(),
                 max_batch: config.max_batch.max(1),
+                ack_after_store: config.ack_after_store,
                 retention: i64::from(config.quarantine_retention_days) * 86_400,
             }
             .run(rx, stop_rx),
@@ -310,6 +313,7 @@ async fn connection_task(
     ready: watch::Sender<bool>,
     tx: mpsc::UnboundedSender<Publish>,
     mut stop: watch::Receiver<bool>,
+    ack_on_receipt: bool,
 ) {
     let mut backoff = settings.initial;
     loop {
@@ -319,6 +323,9 @@ async fn connection_task(
         };
         match event {
             Ok(Event::Incoming(Packet::Publish(p))) => {
+                if ack_on_receipt && let Err(e) = client.try_ack(&p) {
+                    tracing::debug!(error = %e, "MQTT ack not queued");
+                }
                 if tx.send(p).is_err() {
                     break;
                 }
@@ -361,6 +368,7 @@ struct Writer {
     counters: Arc<Counters>,
     pending: Pending,
     max_batch: usize,
+    ack_after_store: bool,
     retention: i64,
 }
 
@@ -399,6 +407,9 @@ impl Writer {
             for (ack, waiter) in decoded.acks {
                 bump(&self.counters.acks_matched, 1);
                 let _ = waiter.send(ack);
+            }
+            if !self.ack_after_store {
+                batch.clear();
             }
             for p in batch.drain(..) {
                 // A failed ack is redelivered by the broker and deduplicated on store.
