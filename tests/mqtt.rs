@@ -439,7 +439,37 @@ async fn reconnects_and_keeps_the_session(db: TestDb) {
     forget_session(&cfg.client_id).await;
 }
 
+async fn acknowledging_on_receipt_still_stores_everything(db: TestDb) {
+    if !broker_up().await {
+        return;
+    }
+    let cfg = MqttConfig {
+        ack_after_store: false,
+        ..config()
+    };
+    let ingest = MqttIngest::start(&cfg, db.store.clone()).unwrap();
+    ingest.ready(WAIT).await.unwrap();
+    let (pubc, _rx) = peer(&format!("{}-dev", cfg.client_id), &[]).await;
+    let t = now() - 100;
+    for i in 0..50 {
+        let m = format!(
+            r#"{{"device_id":"fast","ts":{},"measurements":[{{"measurand":"voltage","value":{i},"unit":"V"}}]}}"#,
+            t + i
+        );
+        pubc.publish(ingest.topics().telemetry("fast"), QoS::AtLeastOnce, false, m)
+            .await
+            .unwrap();
+    }
+    eventually("all 50 stored", async || ingest.stats().messages == 50).await;
+    let stored = telemetry::query(&db.store, "fast", None, t, t + 50).await.unwrap();
+    let values: Vec<f64> = stored.iter().map(|r| r.value).collect();
+    assert_eq!(values, (0..50).map(f64::from).collect::<Vec<_>>(), "in order, none lost");
+    ingest.stop().await;
+    forget_session(&cfg.client_id).await;
+}
+
 on_both_backends!(
+    acknowledging_on_receipt_still_stores_everything,
     telemetry_single_and_gateway_batches_are_stored_in_si,
     malformed_messages_are_quarantined_and_ingest_continues,
     command_round_trip_with_ack_and_retained_state,
