@@ -456,14 +456,25 @@ async fn acknowledging_on_receipt_still_stores_everything(db: TestDb) {
             r#"{{"device_id":"fast","ts":{},"measurements":[{{"measurand":"voltage","value":{i},"unit":"V"}}]}}"#,
             t + i
         );
-        pubc.publish(ingest.topics().telemetry("fast"), QoS::AtLeastOnce, false, m)
-            .await
-            .unwrap();
+        pubc.publish(
+            ingest.topics().telemetry("fast"),
+            QoS::AtLeastOnce,
+            false,
+            m,
+        )
+        .await
+        .unwrap();
     }
     eventually("all 50 stored", async || ingest.stats().messages == 50).await;
-    let stored = telemetry::query(&db.store, "fast", None, t, t + 50).await.unwrap();
+    let stored = telemetry::query(&db.store, "fast", None, t, t + 50)
+        .await
+        .unwrap();
     let values: Vec<f64> = stored.iter().map(|r| r.value).collect();
-    assert_eq!(values, (0..50).map(f64::from).collect::<Vec<_>>(), "in order, none lost");
+    assert_eq!(
+        values,
+        (0..50).map(f64::from).collect::<Vec<_>>(),
+        "in order, none lost"
+    );
     ingest.stop().await;
     forget_session(&cfg.client_id).await;
 }

@@ -276,9 +276,6 @@ pub fn parse_feed<R: BufRead>(input: R) -> Result<Feed, ParseError> {
                     && stack.last() == Some(&Tag::Entry)
                 {
                     link(&e, en);
-                    if stack.last() == Some(&Tag::Content) && t == Tag::MeterReading {
-                        en.resource = Resource::MeterReading;
-                    }
                 }
                 if let Some(en) = entry.as_mut()
                     && stack.last() == Some(&Tag::Content)
@@ -287,10 +284,8 @@ pub fn parse_feed<R: BufRead>(input: R) -> Result<Feed, ParseError> {
                     en.resource = Resource::MeterReading;
                 }
             }
-            Event::Text(t) => {
-                if stack.last().is_some_and(|t| *t != Tag::Other) {
-                    text.push_str(&t);
-                }
+            Event::Text(t) if stack.last().is_some_and(|t| *t != Tag::Other) => {
+                text.push_str(&t);
             }
             Event::CData(t) => {
                 text.push_str(&t);

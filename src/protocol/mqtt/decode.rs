@@ -37,11 +37,12 @@ pub enum Malformed {
     Refused { at: String, reason: String },
 }
 
-/// The measurand named `name` in the payload and the factors of the units it accepts to
-/// its SI unit.
-fn measurand_units(
-    name: &str,
-) -> Option<(Measurand, &'static [(&'static str, f64)], &'static str)> {
+/// Units a measurand accepts, each with its factor to the SI unit.
+type Units = &'static [(&'static str, f64)];
+
+/// The measurand named `name` in the payload, the units it accepts and their list for
+/// messages.
+fn measurand_units(name: &str) -> Option<(Measurand, Units, &'static str)> {
     const POWER: &[(&str, f64)] = &[("W", 1.0), ("kW", 1e3), ("MW", 1e6)];
     const REACTIVE: &[(&str, f64)] = &[("var", 1.0), ("kvar", 1e3), ("Mvar", 1e6)];
     const ENERGY: &[(&str, f64)] = &[("Wh", 1.0), ("kWh", 1e3), ("MWh", 1e6)];
