@@ -346,6 +346,31 @@ mod tests {
     }
 
     #[test]
+    fn mqtt_section_and_password_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[mqtt]\nenabled = true\nhost = \"broker.example\"\nport = 8883\nusername = \"sy\"\n[mqtt.tls]\nenabled = true\nca_cert = \"/etc/ca.pem\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), |k| {
+            (k == "SWITCHYARD_MQTT_PASSWORD").then(|| "s3cret".into())
+        })
+        .unwrap();
+        assert!(c.mqtt.enabled && c.mqtt.tls.enabled);
+        assert_eq!(
+            (c.mqtt.host.as_str(), c.mqtt.port),
+            ("broker.example", 8883)
+        );
+        assert_eq!(c.mqtt.password.as_deref(), Some("s3cret"));
+        assert!(c.mqtt.ack_after_store, "defaults fill the rest");
+        std::fs::write(&path, "[mqtt]\nbroker = \"x\"\n").unwrap();
+        let err = Config::load(Some(&path), |_| None).unwrap_err();
+        assert!(err.to_string().contains("broker"), "{err}");
+    }
+
+    #[test]
     fn rejects_unknown_keys_and_bad_env() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");

@@ -1,5 +1,5 @@
 //! The `mqtt_quarantine` table: messages the ingest refused, with the reason, for the
-//! operator to inspect (`switchyard mqtt quarantine` or SQL, see docs/mqtt.md).
+//! operator to inspect (with [`list`] or SQL, see docs/mqtt.md).
 
 use crate::domain::EpochSeconds;
 use crate::store::record::{dynamic, int, text};
