@@ -479,7 +479,37 @@ async fn acknowledging_on_receipt_still_stores_everything(db: TestDb) {
     forget_session(&cfg.client_id).await;
 }
 
+async fn serve_starts_the_ingest_when_configured(db: TestDb) {
+    if !broker_up().await {
+        return;
+    }
+    let cfg = config();
+    let mqtt = cfg.clone();
+    let (server, _) = common::start_server_with(&db, 64 * 1024, move |c| c.mqtt = mqtt).await;
+    let (pubc, _rx) = peer(&format!("{}-dev", cfg.client_id), &[]).await;
+    let topic = switchyard::protocol::mqtt::topics::Topics::new(&cfg.topic_prefix).telemetry("srv");
+    let t = now() - 30;
+    let m = format!(
+        r#"{{"device_id":"srv-dev","ts":{t},"measurements":[{{"measurand":"active_power","value":2,"unit":"kW"}}]}}"#
+    );
+    // The server subscribes in the background; publish until the reading shows up.
+    eventually("the served ingest stores telemetry", async || {
+        pubc.publish(&topic, QoS::AtLeastOnce, false, m.clone())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        !telemetry::query(&db.store, "srv-dev", None, t, t + 1)
+            .await
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    server.stop().await.unwrap();
+    forget_session(&cfg.client_id).await;
+}
+
 on_both_backends!(
+    serve_starts_the_ingest_when_configured,
     acknowledging_on_receipt_still_stores_everything,
     telemetry_single_and_gateway_batches_are_stored_in_si,
     malformed_messages_are_quarantined_and_ingest_continues,
