@@ -223,6 +223,26 @@ fn main() -> Result<()> {
         if tokio::net::TcpStream::connect(BROKER).await.is_err() {
             bail!("no MQTT broker at 127.0.0.1:1883: start Mosquitto (see .ci/run)");
         }
+        // Store only: the decoded readings written as the ingest writes them, in
+        // transactions of WINDOW messages, with no broker involved.
+        let store_only = {
+            let url = format!("sqlite:{}?mode=rwc", dir.path().join("store-only.db").display());
+            let store = Store::open(&url, 4).await?;
+            let now = switchyard::domain::now_epoch();
+            let mut readings = Vec::with_capacity(2 * WINDOW as usize);
+            let started = Instant::now();
+            for chunk in payloads.chunks(WINDOW as usize) {
+                readings.clear();
+                for p in chunk {
+                    decode_into(p.as_bytes(), now, &mut readings)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                }
+                switchyard::telemetry::insert_batch(&store, &readings, now).await?;
+            }
+            let took = started.elapsed();
+            store.close().await;
+            took
+        };
         let raw = broker_only(&payloads, &tag).await?;
         let (e2e, store) = end_to_end(&payloads, 1, true, &tag, dir.path()).await?;
         store.close().await;
@@ -238,6 +258,11 @@ fn main() -> Result<()> {
             "| decode only (codec, in process) | {} | {:.3} s |",
             rate(n as u64, decode),
             decode.as_secs_f64()
+        );
+        println!(
+            "| store only (decode + insert_batch of {WINDOW} messages per transaction, SQLite) | {} | {:.3} s |",
+            rate(n as u64, store_only),
+            store_only.as_secs_f64()
         );
         println!(
             "| broker only (bare subscriber, auto ack) | {} | {:.3} s |",
