@@ -39,6 +39,8 @@ pub enum AppError {
     Notifier(#[from] NotifierError),
     #[error("OpenADR 3 VTN: {0}")]
     OpenAdr3(#[from] crate::protocol::openadr3::VtnError),
+    #[error("MQTT: {0}")]
+    Mqtt(#[from] crate::protocol::mqtt::MqttError),
 }
 
 /// Opens the configured store (applying migrations) and the registry over it.
@@ -219,6 +221,17 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
     } else {
         (None, None, None)
     };
+    // The MQTT ingest connects in the background: an unreachable broker is retried with
+    // backoff rather than keeping the operator API down.
+    let mqtt = if config.mqtt.enabled {
+        tracing::info!(host = %config.mqtt.host, port = config.mqtt.port, "MQTT ingest starting");
+        Some(crate::protocol::mqtt::MqttIngest::start(
+            &config.mqtt,
+            registry.store().clone(),
+        )?)
+    } else {
+        None
+    };
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
     let state = AppState {
         registry: registry.clone(),
@@ -271,6 +284,9 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
         }
         if let Some(t) = oadr3_task {
             let _ = t.await;
+        }
+        if let Some(m) = mqtt {
+            m.stop().await;
         }
         registry.store().close().await;
         tracing::info!("store closed");

@@ -16,6 +16,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub sep2: Sep2Config,
     pub openadr3: crate::protocol::openadr3::config::OpenAdr3Config,
+    pub mqtt: crate::protocol::mqtt::MqttConfig,
 }
 
 /// The IEEE 2030.5 server (mutual TLS).
@@ -218,6 +219,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SWITCHYARD_LOG", "log.filter"),
     ("SWITCHYARD_LOG_FORMAT", "log.format"),
     ("SWITCHYARD_SEP2_LISTEN", "sep2.listen"),
+    ("SWITCHYARD_MQTT_PASSWORD", "mqtt.password"),
     (
         "SWITCHYARD_OPERATOR_TOKEN",
         "adds an operator token named 'env-operator'",
@@ -269,6 +271,9 @@ impl Config {
         }
         if let Some(v) = env("SWITCHYARD_SEP2_LISTEN") {
             self.sep2.listen = parse("SWITCHYARD_SEP2_LISTEN", &v)?;
+        }
+        if let Some(v) = env("SWITCHYARD_MQTT_PASSWORD") {
+            self.mqtt.password = Some(v);
         }
         if let Some(v) = env("SWITCHYARD_DATABASE_URL") {
             self.store.url = v;
@@ -339,6 +344,31 @@ mod tests {
             1024 * 1024,
             "defaults fill the rest"
         );
+    }
+
+    #[test]
+    fn mqtt_section_and_password_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[mqtt]\nenabled = true\nhost = \"broker.example\"\nport = 8883\nusername = \"sy\"\n[mqtt.tls]\nenabled = true\nca_cert = \"/etc/ca.pem\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), |k| {
+            (k == "SWITCHYARD_MQTT_PASSWORD").then(|| "s3cret".into())
+        })
+        .unwrap();
+        assert!(c.mqtt.enabled && c.mqtt.tls.enabled);
+        assert_eq!(
+            (c.mqtt.host.as_str(), c.mqtt.port),
+            ("broker.example", 8883)
+        );
+        assert_eq!(c.mqtt.password.as_deref(), Some("s3cret"));
+        assert!(c.mqtt.ack_after_store, "defaults fill the rest");
+        std::fs::write(&path, "[mqtt]\nbroker = \"x\"\n").unwrap();
+        let err = Config::load(Some(&path), |_| None).unwrap_err();
+        assert!(err.to_string().contains("broker"), "{err}");
     }
 
     #[test]

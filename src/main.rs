@@ -327,6 +327,20 @@ struct Sep2ConformanceArgs {
 enum ImportWhat {
     /// Import an asset CSV (all rows or none; columns in docs/operator-api.md).
     Assets { file: PathBuf },
+    /// Import Green Button (ESPI) Download-My-Data files as meter interval readings; all
+    /// files or nothing, and importing again changes nothing (docs/greenbutton.md).
+    Greenbutton {
+        /// ESPI Atom feeds (XML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// CSV of `usage_point,meter` rows (UsagePoint Atom id -> meter id or MPID); without
+        /// it, a UsagePoint maps to the meter whose MPID is its Atom id.
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+        /// Print one JSON object per UsagePoint instead of the summary table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -514,6 +528,86 @@ fn init_logging(config: &Config) {
 
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Runs `switchyard import greenbutton`: parses and checks every file first, then stores
+/// everything in one transaction.
+async fn import_greenbutton(
+    config: &Config,
+    files: &[PathBuf],
+    mapping: Option<&Path>,
+    json: bool,
+) -> Result<()> {
+    use switchyard::protocol::greenbutton::{import, parse_feed, series};
+    let mapping = match mapping {
+        Some(p) => import::read_mapping(&read(p)?).map_err(anyhow::Error::msg)?,
+        None => Default::default(),
+    };
+    let total: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map(|m| m.len()))
+        .sum::<std::io::Result<u64>>()
+        .context("reading the files' sizes")?;
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut all = Vec::new();
+    for f in files {
+        bar.set_message(f.display().to_string());
+        let file = std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?;
+        let feed = parse_feed(std::io::BufReader::with_capacity(
+            256 * 1024,
+            bar.wrap_read(file),
+        ))
+        .with_context(|| format!("{}: nothing was imported", f.display()))?;
+        let s = series::build(&feed)
+            .with_context(|| format!("{}: nothing was imported", f.display()))?;
+        all.extend(s);
+    }
+    bar.finish_and_clear();
+    let registry = app::open_registry(config).await?;
+    let result = import::import_series(
+        registry.store(),
+        &all,
+        &mapping,
+        switchyard::domain::now_epoch(),
+    )
+    .await;
+    registry.store().close().await;
+    let report = result.context("nothing was imported")?;
+    if json {
+        for (s, _) in &report.usage_points {
+            println!("{}", serde_json::to_string(s)?);
+        }
+    } else {
+        println!(
+            "{:<45} {:<20} {:>9} {:>12} {:>12} {:>5}",
+            "usage point", "meter", "intervals", "kWh in", "kWh out", "gaps"
+        );
+        for (s, meter) in &report.usage_points {
+            println!(
+                "{:<45} {:<20} {:>9} {:>12.3} {:>12.3} {:>5}",
+                s.usage_point,
+                meter,
+                s.intervals,
+                s.wh_delivered / 1000.0,
+                s.wh_received / 1000.0,
+                s.gaps
+            );
+        }
+        eprintln!(
+            "{} usage points from {} files: {} readings stored, {} already present",
+            report.usage_points.len(),
+            files.len(),
+            report.outcome.inserted,
+            report.outcome.duplicates
+        );
+    }
+    Ok(())
 }
 
 /// Runs `switchyard conformance sep2`; returns whether any procedure failed.
@@ -740,6 +834,14 @@ async fn main() -> Result<()> {
             .map_err(anyhow::Error::from)?;
             println!("{report}");
         }
+        Command::Import {
+            what:
+                ImportWhat::Greenbutton {
+                    files,
+                    mapping,
+                    json,
+                },
+        } => import_greenbutton(&config, &files, mapping.as_deref(), json).await?,
         Command::Import {
             what: ImportWhat::Assets { file },
         } => {

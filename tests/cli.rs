@@ -228,3 +228,72 @@ fn import_cli_reports_every_bad_row_and_imports_nothing() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&export.stdout).lines().count(), 4);
 }
+
+#[test]
+fn import_greenbutton_cli_prints_json_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = format!(
+        "{}/tests/fixtures/greenbutton/abridged_electric_containerized.xml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("SWITCHYARD_DATA_DIR", dir.path())
+            .output()
+            .unwrap()
+    };
+    // No meter for the UsagePoint yet: refused, naming it.
+    let out = run(&["import", "greenbutton", &feed, "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("urn:uuid:C4B46B5D-D4AC-4CD3-9E29-13717DD04140"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was imported"), "{stderr}");
+
+    let csv = dir.path().join("assets.csv");
+    std::fs::write(
+        &csv,
+        "account_number,account_name,connection_point_id,territory,interconnection_type,meter_mpid,meter_revenue_grade,meter_interval_seconds,der_class,manufacturer,model,serial,rated_kw,storage_kwh\n\
+         A1,One,NMI1,NORTH,nem,C4B46B5D-D4AC-4CD3-9E29-13717DD04140,true,3600,battery,Acme,B,S1,5,10\n",
+    )
+    .unwrap();
+    let out = run(&["import", "assets", csv.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    for _ in 0..2 {
+        let out = run(&["import", "greenbutton", &feed, "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "{stdout}");
+        let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(
+            v["usage_point"],
+            "urn:uuid:C4B46B5D-D4AC-4CD3-9E29-13717DD04140"
+        );
+        assert_eq!(v["intervals"], 8);
+        assert_eq!(v["first_start"], 1_293_868_800);
+        assert_eq!(v["wh_received"], 0.0);
+        assert!(v["wh_delivered"].as_f64().unwrap() > 0.0);
+        assert!(v["gaps"].is_u64() && v["last_end"].is_i64());
+    }
+    // The table form says that the second and third imports found everything present.
+    let out = run(&["import", "greenbutton", &feed]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("0 readings stored, 8 already present"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

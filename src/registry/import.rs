@@ -16,7 +16,7 @@ use crate::domain::{
 };
 use crate::store::Record;
 use crate::store::StoreError;
-use crate::store::record::{dynamic, insert_many};
+use crate::store::record::{dynamic, insert_many_owned};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
@@ -233,11 +233,11 @@ struct Batch {
 }
 
 impl Batch {
-    async fn write(&self, conn: &mut AnyConnection) -> Result<(), StoreError> {
-        insert_many(&mut *conn, &self.accounts).await?;
-        insert_many(&mut *conn, &self.sites).await?;
-        insert_many(&mut *conn, &self.meters).await?;
-        insert_many(&mut *conn, &self.ders).await?;
+    async fn write(self, conn: &mut AnyConnection) -> Result<(), StoreError> {
+        insert_many_owned(&mut *conn, self.accounts).await?;
+        insert_many_owned(&mut *conn, self.sites).await?;
+        insert_many_owned(&mut *conn, self.meters).await?;
+        insert_many_owned(&mut *conn, self.ders).await?;
         groups::insert_members(&mut *conn, &self.members).await
     }
 }

@@ -52,11 +52,15 @@ impl Record for Account {
         &self.id
     }
     fn values(&self) -> Vec<Value> {
+        self.clone().into_values()
+    }
+    // Bulk inserts hand records over, so the strings move into the statement.
+    fn into_values(self) -> Vec<Value> {
         vec![
-            self.id.clone().into(),
-            self.account_number.clone().into(),
-            self.subscriber_id.clone().into(),
-            self.name.clone().into(),
+            self.id.into(),
+            self.account_number.into(),
+            self.subscriber_id.into(),
+            self.name.into(),
             self.kind.as_str().into(),
             self.created_at.into(),
             self.updated_at.into(),
@@ -122,18 +126,22 @@ impl Record for Site {
         &self.id
     }
     fn values(&self) -> Vec<Value> {
-        let g = &self.grid_location;
+        self.clone().into_values()
+    }
+    // Bulk inserts hand records over, so the strings move into the statement.
+    fn into_values(self) -> Vec<Value> {
+        let g = self.grid_location;
         vec![
-            self.id.clone().into(),
-            self.account_id.clone().into(),
-            self.connection_point_id.clone().into(),
-            self.territory.clone().into(),
+            self.id.into(),
+            self.account_id.into(),
+            self.connection_point_id.into(),
+            self.territory.into(),
             self.interconnection_type.as_str().into(),
-            self.address.clone().into(),
-            g.substation.clone().into(),
-            g.feeder.clone().into(),
-            g.feeder_section.clone().into(),
-            g.transformer.clone().into(),
+            self.address.into(),
+            g.substation.into(),
+            g.feeder.into(),
+            g.feeder_section.into(),
+            g.transformer.into(),
             self.created_at.into(),
             self.updated_at.into(),
         ]
@@ -195,10 +203,14 @@ impl Record for Meter {
         &self.id
     }
     fn values(&self) -> Vec<Value> {
+        self.clone().into_values()
+    }
+    // Bulk inserts hand records over, so the strings move into the statement.
+    fn into_values(self) -> Vec<Value> {
         vec![
-            self.id.clone().into(),
-            self.site_id.clone().into(),
-            self.mpid.clone().into(),
+            self.id.into(),
+            self.site_id.into(),
+            self.mpid.into(),
             self.revenue_grade.into(),
             self.interval_seconds.into(),
             self.created_at.into(),
@@ -272,18 +284,22 @@ impl Record for Der {
         &self.id
     }
     fn values(&self) -> Vec<Value> {
+        self.clone().into_values()
+    }
+    // Bulk inserts hand records over, so the strings move into the statement.
+    fn into_values(self) -> Vec<Value> {
         vec![
-            self.id.clone().into(),
-            self.site_id.clone().into(),
+            self.id.into(),
+            self.site_id.into(),
             self.der_class.as_str().into(),
-            self.manufacturer.clone().into(),
-            self.model.clone().into(),
-            self.serial.clone().into(),
+            self.manufacturer.into(),
+            self.model.into(),
+            self.serial.into(),
             self.rated_kw.into(),
             self.storage_kwh.into(),
             self.reserve_pct.into(),
             self.status.as_str().into(),
-            self.aggregator_lfdi.clone().into(),
+            self.aggregator_lfdi.into(),
             self.created_at.into(),
             self.updated_at.into(),
         ]

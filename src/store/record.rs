@@ -83,6 +83,11 @@ pub trait Record: Sized + Send + Sync + Unpin + 'static {
     fn key(&self) -> &str;
     /// Column values in [`Record::COLUMNS`] order.
     fn values(&self) -> Vec<Value>;
+    /// [`Record::values`], consuming the record (types on bulk paths move their strings
+    /// instead of copying them).
+    fn into_values(self) -> Vec<Value> {
+        self.values()
+    }
     /// Reads a row selected with [`Record::COLUMNS`].
     fn from_row(row: &AnyRow) -> Result<Self, StoreError>;
 }
@@ -130,6 +135,15 @@ pub async fn insert_many<R: Record>(
     recs: &[R],
 ) -> Result<(), StoreError> {
     let rows = recs.iter().map(Record::values).collect();
+    insert_rows(conn, R::TABLE, R::COLUMNS, rows).await
+}
+
+/// [`insert_many`] for records the caller is done with.
+pub async fn insert_many_owned<R: Record>(
+    conn: &mut AnyConnection,
+    recs: Vec<R>,
+) -> Result<(), StoreError> {
+    let rows = recs.into_iter().map(Record::into_values).collect();
     insert_rows(conn, R::TABLE, R::COLUMNS, rows).await
 }
 

@@ -44,6 +44,12 @@ string_enum!(
         EnergyImported => "energy_imported_wh",
         /// Energy exported from the site in Wh: the cumulative register.
         EnergyExported => "energy_exported_wh",
+        /// Energy imported into the site during one interval, in Wh, stamped at the
+        /// interval's start (revenue interval data, e.g. Green Button).
+        IntervalEnergyImported => "interval_energy_imported_wh",
+        /// Energy exported from the site during one interval, in Wh, stamped at the
+        /// interval's start.
+        IntervalEnergyExported => "interval_energy_exported_wh",
         /// Battery state of charge in percent (0-100).
         StateOfCharge => "state_of_charge_pct",
         /// RMS voltage in V.

@@ -28,6 +28,9 @@ const COLUMNS: &[&str] = &[
 /// large enough that a day of five-minute readings goes in one round trip.
 const ROWS_PER_STATEMENT: usize = 1000;
 
+/// The statement sizes a batch is split into, largest first.
+const STATEMENT_SIZES: [usize; 5] = [ROWS_PER_STATEMENT, 200, 40, 8, 1];
+
 /// What a batch insert did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct InsertOutcome {
@@ -66,7 +69,18 @@ pub async fn insert_in(
         r.validate(now)?;
     }
     let mut inserted = 0;
-    for chunk in readings.chunks(ROWS_PER_STATEMENT) {
+    let mut rest = readings;
+    while !rest.is_empty() {
+        // Statements of a few fixed sizes only, so that the prepared-statement cache hits:
+        // preparing a statement of thousands of placeholders for every odd-sized batch
+        // costs more than executing it.
+        let size = STATEMENT_SIZES
+            .iter()
+            .copied()
+            .find(|s| *s <= rest.len())
+            .unwrap_or(1);
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
         let mut sql = format!("INSERT INTO readings ({}) VALUES ", COLUMNS.join(", "));
         for i in 0..chunk.len() {
             if i > 0 {

@@ -1,0 +1,513 @@
+//! The MQTT transport: one broker connection that ingests telemetry into the engine's
+//! readings and publishes engine commands, with acknowledgements correlated back.
+//!
+//! Two tasks share the connection. The connection task drives rumqttc's event loop,
+//! (re)subscribes on every connect and reconnects with exponential backoff; it hands every
+//! incoming message to the writer task in arrival order. The writer drains what has
+//! arrived (up to `max_batch` messages), decodes it, stores all readings and all
+//! quarantined messages in one transaction, and only then acknowledges the messages to the
+//! broker (manual acks). So a message is never lost between broker and database: if
+//! Switchyard stops or the database fails before the commit, the broker delivers it again
+//! in the persistent session, and the readings table's key makes the repeat a no-op.
+//! Messages of one device are stored in the order the broker delivered them.
+
+use super::config::{MqttConfig, MqttConfigError};
+use super::decode::decode_into;
+use super::payload::{AckMessage, CommandMessage};
+use super::quarantine::{self, Quarantined};
+use super::topics::{Incoming, Topics, valid_segment};
+use crate::domain::{EpochSeconds, now_epoch};
+use crate::envelope::model::ControlModes;
+use crate::store::Store;
+use crate::telemetry::{self, Reading, TelemetryError};
+use rumqttc::{AsyncClient, Event, Packet, Publish, QoS, SubscribeFilter};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// Why the MQTT ingest could not start or a command could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error(transparent)]
+    Config(#[from] MqttConfigError),
+    /// The request could not be queued to the connection (it is shutting down).
+    #[error("mqtt client: {0}")]
+    Client(#[from] rumqttc::ClientError),
+    #[error("'{0}' cannot be a topic segment (no '/', '+', '#')")]
+    BadDeviceId(String),
+    #[error("no acknowledgement for command {command_id} within {timeout:?}")]
+    AckTimeout {
+        command_id: String,
+        timeout: Duration,
+    },
+    #[error("the ingest stopped before command {0} was acknowledged")]
+    Stopped(String),
+    #[error("not subscribed within {0:?}: is the broker reachable?")]
+    NotReady(Duration),
+}
+
+/// Counters of the ingest since it started.
+#[derive(Debug, Default)]
+struct Counters {
+    messages: AtomicU64,
+    readings_inserted: AtomicU64,
+    readings_duplicate: AtomicU64,
+    quarantined: AtomicU64,
+    acks_matched: AtomicU64,
+    commands_sent: AtomicU64,
+    store_retries: AtomicU64,
+    connection_errors: AtomicU64,
+    connects: AtomicU64,
+}
+
+/// A snapshot of the ingest's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IngestStats {
+    /// Telemetry messages stored (a gateway array counts once).
+    pub messages: u64,
+    /// Readings newly stored.
+    pub readings_inserted: u64,
+    /// Readings that were already stored (redeliveries).
+    pub readings_duplicate: u64,
+    /// Messages refused into the quarantine.
+    pub quarantined: u64,
+    /// Acknowledgements matched to a command sent by this process.
+    pub acks_matched: u64,
+    /// Commands published.
+    pub commands_sent: u64,
+    /// Store attempts that failed and were retried.
+    pub store_retries: u64,
+    /// Times the connection failed (each followed by a reconnect attempt).
+    pub connection_errors: u64,
+    /// Successful connections (CONNACK), the first included.
+    pub connects: u64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> IngestStats {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        IngestStats {
+            messages: g(&self.messages),
+            readings_inserted: g(&self.readings_inserted),
+            readings_duplicate: g(&self.readings_duplicate),
+            quarantined: g(&self.quarantined),
+            acks_matched: g(&self.acks_matched),
+            commands_sent: g(&self.commands_sent),
+            store_retries: g(&self.store_retries),
+            connection_errors: g(&self.connection_errors),
+            connects: g(&self.connects),
+        }
+    }
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Commands waiting for their acknowledgement: command id -> (device, waiter).
+type Pending = Arc<Mutex<HashMap<String, (String, oneshot::Sender<AckMessage>)>>>;
+
+/// A published command whose acknowledgement has not been seen yet.
+#[derive(Debug)]
+pub struct PendingCommand {
+    /// The id the device must echo in its acknowledgement.
+    pub command_id: String,
+    rx: oneshot::Receiver<AckMessage>,
+    pending: Pending,
+}
+
+impl PendingCommand {
+    /// Waits for the device's acknowledgement.
+    pub async fn ack(self, timeout: Duration) -> Result<AckMessage, MqttError> {
+        match tokio::time::timeout(timeout, self.rx).await {
+            Ok(Ok(ack)) => Ok(ack),
+            Ok(Err(_)) => Err(MqttError::Stopped(self.command_id)),
+            Err(_) => {
+                self.pending
+                    .lock()
+                    .expect("pending")
+                    .remove(&self.command_id);
+                Err(MqttError::AckTimeout {
+                    command_id: self.command_id,
+                    timeout,
+                })
+            }
+        }
+    }
+}
+
+/// The running MQTT ingest and command publisher.
+pub struct MqttIngest {
+    client: AsyncClient,
+    topics: Topics,
+    counters: Arc<Counters>,
+    pending: Pending,
+    ready: watch::Receiver<bool>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl MqttIngest {
+    /// Starts the connection and writer tasks. Returns at once: the connection is made
+    /// (and remade) in the background, so an unreachable broker delays ingest but does not
+    /// stop the server. [`MqttIngest::ready`] waits for the subscriptions.
+    pub fn start(config: &MqttConfig, store: Store) -> Result<MqttIngest, MqttError> {
+        let options = config.options()?;
+        let (client, mut eventloop) = AsyncClient::new(options, config.max_batch.max(1024) * 2);
+        // Acknowledgements go out one small packet each; without TCP_NODELAY, Nagle's
+        // algorithm holds them back behind the peer's delayed ACK and the broker's in-flight
+        // window stalls for tens of milliseconds per batch.
+        let mut net = rumqttc::NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        eventloop.set_network_options(net);
+        let topics = Topics::new(&config.topic_prefix);
+        let counters = Arc::new(Counters::default());
+        let pending: Pending = Arc::default();
+        let (ready_tx, ready) = watch::channel(false);
+        let (shutdown, stop_rx) = watch::channel(false);
+        // Unbounded: with acks after the store the broker sends at most its in-flight window
+        // of unacknowledged messages, so the queue cannot outgrow that; with acks on
+        // receipt the broker's queue limits apply instead (see docs/mqtt.md).
+        let (tx, rx) = mpsc::unbounded_channel();
+        let conn = tokio::spawn(connection_task(
+            eventloop,
+            client.clone(),
+            topics.clone(),
+            ConnectionSettings {
+                initial: Duration::from_millis(config.reconnect_initial_ms.max(1)),
+                max: Duration::from_secs(config.reconnect_max_seconds.max(1)),
+            },
+            counters.clone(),
+            ready_tx,
+            tx,
+            stop_rx.clone(),
+            !config.ack_after_store,
+        ));
+        let writer = tokio::spawn(
+            Writer {
+                store,
+                client: client.clone(),
+                topics: topics.clone(),
+                counters: counters.clone(),
+                pending: pending.clone(),
+                max_batch: config.max_batch.max(1),
+                ack_after_store: config.ack_after_store,
+                retention: i64::from(config.quarantine_retention_days) * 86_400,
+            }
+            .run(rx, stop_rx),
+        );
+        Ok(MqttIngest {
+            client,
+            topics,
+            counters,
+            pending,
+            ready,
+            shutdown,
+            tasks: vec![conn, writer],
+        })
+    }
+
+    /// Waits until the broker has acknowledged the subscriptions (after a connect).
+    pub async fn ready(&self, timeout: Duration) -> Result<(), MqttError> {
+        let mut r = self.ready.clone();
+        tokio::time::timeout(timeout, r.wait_for(|ok| *ok))
+            .await
+            .map_err(|_| MqttError::NotReady(timeout))?
+            .map_err(|_| MqttError::NotReady(timeout))?;
+        Ok(())
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> IngestStats {
+        self.counters.snapshot()
+    }
+
+    /// The topic scheme in use.
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// Publishes `modes` to the device's command topic (QoS 1, retained: the device's
+    /// desired state, which it also receives when it reconnects later) and returns the
+    /// handle to wait for its acknowledgement.
+    pub async fn send_command(
+        &self,
+        device_id: &str,
+        modes: ControlModes,
+    ) -> Result<PendingCommand, MqttError> {
+        if !valid_segment(device_id) {
+            return Err(MqttError::BadDeviceId(device_id.to_string()));
+        }
+        let command_id = uuid::Uuid::new_v4().to_string();
+        let msg = CommandMessage {
+            command_id: command_id.clone(),
+            device_id: device_id.to_string(),
+            issued_at: now_epoch(),
+            modes,
+        };
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .expect("pending")
+            .insert(command_id.clone(), (device_id.to_string(), tx));
+        let body = serde_json::to_vec(&msg).expect("a command serializes");
+        if let Err(e) = self
+            .client
+            .publish(self.topics.command(device_id), QoS::AtLeastOnce, true, body)
+            .await
+        {
+            self.pending.lock().expect("pending").remove(&command_id);
+            return Err(e.into());
+        }
+        bump(&self.counters.commands_sent, 1);
+        Ok(PendingCommand {
+            command_id,
+            rx,
+            pending: self.pending.clone(),
+        })
+    }
+
+    /// Clears the retained command of a device (an empty retained message), for a device
+    /// leaving the fleet: it must not receive a stale command when it reappears.
+    pub async fn clear_command(&self, device_id: &str) -> Result<(), MqttError> {
+        if !valid_segment(device_id) {
+            return Err(MqttError::BadDeviceId(device_id.to_string()));
+        }
+        self.client
+            .publish(
+                self.topics.command(device_id),
+                QoS::AtLeastOnce,
+                true,
+                Vec::new(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Stops both tasks: the batch being written is finished; messages not yet stored are
+    /// left unacknowledged for the broker to deliver again next time.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.client.try_disconnect();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+struct ConnectionSettings {
+    initial: Duration,
+    max: Duration,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connection_task(
+    mut eventloop: rumqttc::EventLoop,
+    client: AsyncClient,
+    topics: Topics,
+    settings: ConnectionSettings,
+    counters: Arc<Counters>,
+    ready: watch::Sender<bool>,
+    tx: mpsc::UnboundedSender<Publish>,
+    mut stop: watch::Receiver<bool>,
+    ack_on_receipt: bool,
+) {
+    let mut backoff = settings.initial;
+    loop {
+        let event = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            e = eventloop.poll() => e,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if ack_on_receipt && let Err(e) = client.try_ack(&p) {
+                    tracing::debug!(error = %e, "MQTT ack not queued");
+                }
+                if tx.send(p).is_err() {
+                    break;
+                }
+            }
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                backoff = settings.initial;
+                bump(&counters.connects, 1);
+                tracing::info!(session_present = ack.session_present, "MQTT connected");
+                // Subscribing on every connect costs one round trip and covers a broker
+                // that lost the session (restarted without persistence, or expired it).
+                let filters = [topics.telemetry_filter(), topics.ack_filter()]
+                    .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
+                if let Err(e) = client.try_subscribe_many(filters) {
+                    tracing::error!(error = %e, "MQTT subscribe could not be queued");
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                let _ = ready.send(true);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let _ = ready.send(false);
+                bump(&counters.connection_errors, 1);
+                tracing::warn!(error = %e, retry_in = ?backoff, "MQTT connection failed");
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(settings.max);
+            }
+        }
+    }
+    let _ = ready.send(false);
+}
+
+struct Writer {
+    store: Store,
+    client: AsyncClient,
+    topics: Topics,
+    counters: Arc<Counters>,
+    pending: Pending,
+    max_batch: usize,
+    ack_after_store: bool,
+    retention: i64,
+}
+
+/// What one batch decoded to.
+#[derive(Default)]
+struct Decoded {
+    readings: Vec<Reading>,
+    quarantine: Vec<Quarantined>,
+    messages: u64,
+    acks: Vec<(AckMessage, oneshot::Sender<AckMessage>)>,
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<Publish>, mut stop: watch::Receiver<bool>) {
+        let mut batch: Vec<Publish> = Vec::with_capacity(self.max_batch);
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => break,
+                p = rx.recv() => match p { Some(p) => p, None => break },
+            };
+            batch.push(first);
+            while batch.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            let now = now_epoch();
+            let decoded = self.decode(&batch, now);
+            if !self.store_with_retry(&decoded, now, &mut stop).await {
+                break;
+            }
+            bump(&self.counters.messages, decoded.messages);
+            bump(&self.counters.quarantined, decoded.quarantine.len() as u64);
+            for (ack, waiter) in decoded.acks {
+                bump(&self.counters.acks_matched, 1);
+                let _ = waiter.send(ack);
+            }
+            if !self.ack_after_store {
+                batch.clear();
+            }
+            for p in batch.drain(..) {
+                // A failed ack is redelivered by the broker and deduplicated on store.
+                if let Err(e) = self.client.ack(&p).await {
+                    tracing::debug!(error = %e, "MQTT ack not queued");
+                }
+            }
+        }
+    }
+
+    fn decode(&self, batch: &[Publish], now: EpochSeconds) -> Decoded {
+        let mut d = Decoded::default();
+        for p in batch {
+            let refused = match self.topics.classify(&p.topic) {
+                Incoming::Telemetry { .. } => match decode_into(&p.payload, now, &mut d.readings) {
+                    Ok(_) => {
+                        d.messages += 1;
+                        None
+                    }
+                    Err(m) => Some(m.to_string()),
+                },
+                Incoming::Ack { device } => self.match_ack(device, &p.payload, &mut d).err(),
+                Incoming::Other => Some("not a telemetry or ack topic".to_string()),
+            };
+            if let Some(reason) = refused {
+                tracing::debug!(topic = %p.topic, %reason, "MQTT message quarantined");
+                d.quarantine
+                    .push(Quarantined::new(&p.topic, &p.payload, reason, now));
+            }
+        }
+        d
+    }
+
+    fn match_ack(&self, device: &str, payload: &[u8], d: &mut Decoded) -> Result<(), String> {
+        let ack: AckMessage =
+            serde_json::from_slice(payload).map_err(|e| format!("invalid ack: {e}"))?;
+        let mut pending = self.pending.lock().expect("pending");
+        match pending.get(&ack.command_id) {
+            None => Err(format!(
+                "ack for unknown command {} (not sent by this process, or already timed out)",
+                ack.command_id
+            )),
+            Some((for_device, _)) if for_device != device => Err(format!(
+                "ack for command {} of device {for_device} arrived on the topic of device {device}",
+                ack.command_id
+            )),
+            Some(_) => {
+                let (_, waiter) = pending.remove(&ack.command_id).expect("present");
+                d.acks.push((ack, waiter));
+                Ok(())
+            }
+        }
+    }
+
+    /// Stores the batch, retrying with backoff while the database fails; false when asked
+    /// to stop first (the batch stays unacknowledged and will be delivered again).
+    async fn store_with_retry(
+        &self,
+        d: &Decoded,
+        now: EpochSeconds,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.store(d, now).await {
+                Ok(outcome) => {
+                    bump(&self.counters.readings_inserted, outcome.inserted);
+                    bump(&self.counters.readings_duplicate, outcome.duplicates);
+                    return true;
+                }
+                Err(e) => {
+                    bump(&self.counters.store_retries, 1);
+                    tracing::error!(error = %e, retry_in = ?wait, "storing MQTT telemetry failed");
+                    tokio::select! {
+                        _ = stop.wait_for(|s| *s) => return false,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    async fn store(
+        &self,
+        d: &Decoded,
+        now: EpochSeconds,
+    ) -> Result<telemetry::InsertOutcome, TelemetryError> {
+        if d.readings.is_empty() && d.quarantine.is_empty() {
+            return Ok(Default::default());
+        }
+        let mut tx = self.store.pool().begin().await?;
+        let outcome = telemetry::insert_in(&mut tx, &d.readings, now).await?;
+        if !d.quarantine.is_empty() {
+            quarantine::insert_in(&mut tx, &d.quarantine).await?;
+            quarantine::expire_in(&mut tx, now - self.retention).await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+}

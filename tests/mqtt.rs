@@ -1,0 +1,518 @@
+//! MQTT ingest and commands against the real Mosquitto at 127.0.0.1:1883, on SQLite and
+//! PostgreSQL. When the broker is unreachable the tests print SKIPPED, unless CI=true, in
+//! which case they fail: `.ci/run` starts Mosquitto.
+
+mod common;
+
+use common::TestDb;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::time::Duration;
+use switchyard::envelope::model::ControlModes;
+use switchyard::protocol::mqtt::payload::{AckMessage, AckStatus, CommandMessage};
+use switchyard::protocol::mqtt::{MqttConfig, MqttError, MqttIngest, quarantine};
+use switchyard::telemetry::{self, Measurand, Quality, SourceKind};
+use tokio::sync::mpsc;
+
+const BROKER: (&str, u16) = ("127.0.0.1", 1883);
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Whether the broker is there; panics under CI when it is not.
+async fn broker_up() -> bool {
+    match tokio::net::TcpStream::connect(BROKER).await {
+        Ok(_) => true,
+        Err(e) => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("Mosquitto at 127.0.0.1:1883 is required under CI but unreachable: {e}");
+            }
+            eprintln!(
+                "SKIPPED: no MQTT broker at 127.0.0.1:1883 ({e}); start Mosquitto or run .ci/run"
+            );
+            false
+        }
+    }
+}
+
+/// A configuration with a prefix and client id of its own, so tests do not see each
+/// other's messages or sessions.
+fn config() -> MqttConfig {
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    MqttConfig {
+        enabled: true,
+        client_id: format!("sy-test-{tag}"),
+        topic_prefix: format!("sy-test/{tag}"),
+        reconnect_initial_ms: 50,
+        reconnect_max_seconds: 1,
+        ..Default::default()
+    }
+}
+
+/// A plain client standing in for devices and gateways; incoming messages go to the
+/// returned receiver.
+async fn peer(
+    id: &str,
+    subscribe: &[String],
+) -> (AsyncClient, mpsc::UnboundedReceiver<rumqttc::Publish>) {
+    let mut o = MqttOptions::new(id, BROKER.0, BROKER.1);
+    o.set_keep_alive(Duration::from_secs(10));
+    let (client, mut ev) = AsyncClient::new(o, 1000);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (sub_tx, mut sub_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match ev.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let _ = tx.send(p);
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = sub_tx.send(());
+                }
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let _ = sub_tx.send(());
+                }
+                Ok(_) => {}
+                // Every handle to the client is gone: the peer is finished.
+                Err(rumqttc::ConnectionError::RequestsDone) => break,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    });
+    for f in subscribe {
+        client.subscribe(f, QoS::AtLeastOnce).await.unwrap();
+    }
+    // The CONNACK, then one SUBACK per filter.
+    for _ in 0..=subscribe.len() {
+        tokio::time::timeout(WAIT, sub_rx.recv())
+            .await
+            .expect("peer connects");
+    }
+    (client, rx)
+}
+
+/// Drops the persistent session the test created on the shared broker.
+async fn forget_session(client_id: &str) {
+    let mut o = MqttOptions::new(client_id, BROKER.0, BROKER.1);
+    o.set_clean_session(true);
+    let (client, mut ev) = AsyncClient::new(o, 10);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ev.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let _ = client.disconnect().await;
+                }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                _ => {}
+            }
+        }
+    })
+    .await;
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn now() -> i64 {
+    switchyard::domain::now_epoch()
+}
+
+async fn telemetry_single_and_gateway_batches_are_stored_in_si(db: TestDb) {
+    if !broker_up().await {
+        return;
+    }
+    let cfg = config();
+    let ingest = MqttIngest::start(&cfg, db.store.clone()).unwrap();
+    ingest.ready(WAIT).await.unwrap();
+    let (pubc, _rx) = peer(&format!("{}-dev", cfg.client_id), &[]).await;
+    let t = now() - 60;
+    let topics = ingest.topics().clone();
+    let single = format!(
+        r#"{{"device_id":"inv-1","ts":{t},"measurements":[{{"measurand":"active_power","value":-3.5,"unit":"kW"}},{{"measurand":"state_of_charge","value":80,"unit":"%"}}]}}"#
+    );
+    pubc.publish(
+        topics.telemetry("inv-1"),
+        QoS::AtLeastOnce,
+        false,
+        single.clone(),
+    )
+    .await
+    .unwrap();
+    let batch = format!(
+        r#"[{{"device_id":"bat-1","ts":{t},"measurements":[{{"measurand":"energy_imported","value":1.25,"unit":"MWh"}}]}},
+            {{"device_id":"bat-2","ts":{t},"quality":"estimated","measurements":[{{"measurand":"reactive_power","value":2,"unit":"kvar"}}]}}]"#
+    );
+    pubc.publish(topics.telemetry("gw-7"), QoS::AtLeastOnce, false, batch)
+        .await
+        .unwrap();
+    eventually("both messages stored", async || {
+        ingest.stats().messages == 2
+    })
+    .await;
+
+    let inv = telemetry::query(&db.store, "inv-1", None, t, t + 1)
+        .await
+        .unwrap();
+    let got: Vec<(Measurand, f64)> = inv.iter().map(|r| (r.measurand, r.value)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (Measurand::ActivePower, -3500.0),
+            (Measurand::StateOfCharge, 80.0)
+        ]
+    );
+    assert!(inv.iter().all(|r| r.source_kind == SourceKind::Mqtt));
+    let b1 = telemetry::query(&db.store, "bat-1", None, t, t + 1)
+        .await
+        .unwrap();
+    assert_eq!(b1[0].value, 1_250_000.0);
+    let b2 = telemetry::query(&db.store, "bat-2", None, t, t + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (b2[0].measurand, b2[0].value, b2[0].quality),
+        (Measurand::ReactivePower, 2000.0, Quality::Estimated)
+    );
+
+    // A redelivered message (a device retrying after a lost PUBACK) is stored once.
+    pubc.publish(topics.telemetry("inv-1"), QoS::AtLeastOnce, false, single)
+        .await
+        .unwrap();
+    eventually("the repeat processed", async || {
+        ingest.stats().messages == 3
+    })
+    .await;
+    let s = ingest.stats();
+    assert_eq!((s.readings_inserted, s.readings_duplicate), (4, 2));
+    ingest.stop().await;
+    forget_session(&cfg.client_id).await;
+}
+
+async fn malformed_messages_are_quarantined_and_ingest_continues(db: TestDb) {
+    if !broker_up().await {
+        return;
+    }
+    let cfg = config();
+    let ingest = MqttIngest::start(&cfg, db.store.clone()).unwrap();
+    ingest.ready(WAIT).await.unwrap();
+    let (pubc, _rx) = peer(&format!("{}-dev", cfg.client_id), &[]).await;
+    let topic = ingest.topics().telemetry("bad-dev");
+    let t = now() - 10;
+    let bad = [
+        ("hello".to_string(), "not JSON"),
+        (
+            r#"{"device_id":"d","measurements":[]}"#.to_string(),
+            "missing field `ts`",
+        ),
+        (
+            format!(
+                r#"{{"device_id":"d","ts":{t},"measurements":[{{"measurand":"active_power","value":1,"unit":"hp"}}]}}"#
+            ),
+            "unknown unit 'hp'",
+        ),
+        (
+            format!(
+                r#"{{"device_id":"d","ts":{t},"measurements":[{{"measurand":"voltage","value":NaN,"unit":"V"}}]}}"#
+            ),
+            "not JSON",
+        ),
+        (
+            format!(
+                r#"[{{"device_id":"d","ts":{t},"measurements":[{{"measurand":"voltage","value":230,"unit":"V"}}]}},{{"device_id":"e","ts":{t},"measurements":[{{"measurand":"volume","value":1,"unit":"l"}}]}}]"#
+            ),
+            "[1] device e: unknown measurand 'volume'",
+        ),
+    ];
+    for (payload, _) in &bad {
+        pubc.publish(&topic, QoS::AtLeastOnce, false, payload.clone())
+            .await
+            .unwrap();
+    }
+    let good = format!(
+        r#"{{"device_id":"ok-dev","ts":{t},"measurements":[{{"measurand":"frequency","value":50.02,"unit":"Hz"}}]}}"#
+    );
+    pubc.publish(&topic, QoS::AtLeastOnce, false, good)
+        .await
+        .unwrap();
+    eventually("all six processed", async || {
+        let s = ingest.stats();
+        s.quarantined == 5 && s.messages == 1
+    })
+    .await;
+    let rows = quarantine::list(&db.store, 100).await.unwrap();
+    assert_eq!(rows.len(), 5);
+    // Newest first, so reverse to publication order.
+    for (row, (payload, reason)) in rows.iter().rev().zip(&bad) {
+        assert!(
+            row.reason.contains(reason),
+            "{} does not contain {reason}",
+            row.reason
+        );
+        assert_eq!(&row.payload, payload);
+        assert_eq!(row.topic, topic);
+    }
+    // The half-good gateway batch stored nothing; the good message after the bad ones did.
+    assert!(
+        telemetry::query(&db.store, "d", None, 0, i64::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        telemetry::query(&db.store, "ok-dev", None, 0, i64::MAX)
+            .await
+            .unwrap()[0]
+            .value,
+        50.02
+    );
+    ingest.stop().await;
+    forget_session(&cfg.client_id).await;
+}
+
+async fn command_round_trip_with_ack_and_retained_state(db: TestDb) {
+    if !broker_up().await {
+        return;
+    }
+    let cfg = config();
+    let ingest = MqttIngest::start(&cfg, db.store.clone()).unwrap();
+    ingest.ready(WAIT).await.unwrap();
+    let topics = ingest.topics().clone();
+    let (device, mut inbox) = peer(
+        &format!("{}-dev", cfg.client_id),
+        &[topics.command("inv-5")],
+    )
+    .await;
+    // The device: applies whatever it is told and acknowledges it.
+    let ack_topic = topics.ack("inv-5");
+    let responder = tokio::spawn(async move {
+        let p = inbox.recv().await.expect("a command");
+        let cmd: CommandMessage = serde_json::from_slice(&p.payload).unwrap();
+        let ack = AckMessage {
+            command_id: cmd.command_id.clone(),
+            status: AckStatus::Applied,
+            reason: None,
+        };
+        device
+            .publish(
+                ack_topic,
+                QoS::AtLeastOnce,
+                false,
+                serde_json::to_vec(&ack).unwrap(),
+            )
+            .await
+            .unwrap();
+        (cmd, device)
+    });
+    let modes = ControlModes {
+        max_lim_w: Some(3000.0),
+        connect: Some(true),
+        ..Default::default()
+    };
+    let pending = ingest.send_command("inv-5", modes.clone()).await.unwrap();
+    let id = pending.command_id.clone();
+    let ack = pending.ack(WAIT).await.unwrap();
+    assert_eq!(
+        (ack.command_id.as_str(), ack.status),
+        (id.as_str(), AckStatus::Applied)
+    );
+    let (cmd, device) = responder.await.unwrap();
+    assert_eq!((cmd.device_id.as_str(), &cmd.modes), ("inv-5", &modes));
+
+    // A device that connects later receives the last command, retained by the broker.
+    let (_late, mut late_inbox) = peer(
+        &format!("{}-late", cfg.client_id),
+        &[topics.command("inv-5")],
+    )
+    .await;
+    let retained = tokio::time::timeout(WAIT, late_inbox.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(retained.retain);
+    let again: CommandMessage = serde_json::from_slice(&retained.payload).unwrap();
+    assert_eq!(again.command_id, id);
+
+    // An ack nobody waits for is quarantined, and a command nobody answers times out.
+    device
+        .publish(
+            topics.ack("inv-5"),
+            QoS::AtLeastOnce,
+            false,
+            r#"{"command_id":"nope","status":"applied"}"#,
+        )
+        .await
+        .unwrap();
+    eventually("the stray ack quarantined", async || {
+        ingest.stats().quarantined == 1
+    })
+    .await;
+    let rows = quarantine::list(&db.store, 10).await.unwrap();
+    assert!(
+        rows[0].reason.contains("unknown command nope"),
+        "{}",
+        rows[0].reason
+    );
+    let silent = ingest
+        .send_command("inv-6", ControlModes::default())
+        .await
+        .unwrap();
+    let err = silent.ack(Duration::from_millis(300)).await.unwrap_err();
+    assert!(matches!(err, MqttError::AckTimeout { .. }), "{err}");
+    assert!(matches!(
+        ingest.send_command("a/b", ControlModes::default()).await,
+        Err(MqttError::BadDeviceId(_))
+    ));
+    ingest.clear_command("inv-5").await.unwrap();
+    ingest.clear_command("inv-6").await.unwrap();
+    assert_eq!(ingest.stats().acks_matched, 1);
+    ingest.stop().await;
+    forget_session(&cfg.client_id).await;
+}
+
+async fn reconnects_and_keeps_the_session(db: TestDb) {
+    if !broker_up().await {
+        return;
+    }
+    let cfg = config();
+    let ingest = MqttIngest::start(&cfg, db.store.clone()).unwrap();
+    ingest.ready(WAIT).await.unwrap();
+    let topics = ingest.topics().clone();
+    let (pubc, _rx) = peer(&format!("{}-dev", cfg.client_id), &[]).await;
+    let msg = |dev: &str| {
+        format!(
+            r#"{{"device_id":"{dev}","ts":{},"measurements":[{{"measurand":"active_power","value":1,"unit":"W"}}]}}"#,
+            now() - 5
+        )
+    };
+
+    // Another client taking the same client id makes the broker drop our connection.
+    let mut o = MqttOptions::new(&cfg.client_id, BROKER.0, BROKER.1);
+    o.set_clean_session(false);
+    let (intruder, mut ev) = AsyncClient::new(o, 10);
+    loop {
+        if let Ok(Event::Incoming(Packet::ConnAck(_))) = ev.poll().await {
+            break;
+        }
+    }
+    intruder.disconnect().await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(2), ev.poll()).await;
+    drop(ev);
+    eventually("a reconnect", async || {
+        let s = ingest.stats();
+        s.connection_errors >= 1 && s.connects >= 2
+    })
+    .await;
+    ingest.ready(WAIT).await.unwrap();
+    pubc.publish(topics.telemetry("r1"), QoS::AtLeastOnce, false, msg("r1"))
+        .await
+        .unwrap();
+    eventually("telemetry after the reconnect", async || {
+        ingest.stats().messages == 1
+    })
+    .await;
+    ingest.stop().await;
+
+    // Published while Switchyard is away: the broker keeps it in the persistent session
+    // and delivers it when the same client id comes back.
+    pubc.publish(topics.telemetry("r2"), QoS::AtLeastOnce, false, msg("r2"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ingest = MqttIngest::start(&cfg, db.store.clone()).unwrap();
+    eventually("the message queued while away", async || {
+        ingest.stats().messages == 1
+    })
+    .await;
+    assert_eq!(
+        telemetry::query(&db.store, "r2", None, 0, i64::MAX)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    ingest.stop().await;
+    forget_session(&cfg.client_id).await;
+}
+
+async fn acknowledging_on_receipt_still_stores_everything(db: TestDb) {
+    if !broker_up().await {
+        return;
+    }
+    let cfg = MqttConfig {
+        ack_after_store: false,
+        ..config()
+    };
+    let ingest = MqttIngest::start(&cfg, db.store.clone()).unwrap();
+    ingest.ready(WAIT).await.unwrap();
+    let (pubc, _rx) = peer(&format!("{}-dev", cfg.client_id), &[]).await;
+    let t = now() - 100;
+    for i in 0..50 {
+        let m = format!(
+            r#"{{"device_id":"fast","ts":{},"measurements":[{{"measurand":"voltage","value":{i},"unit":"V"}}]}}"#,
+            t + i
+        );
+        pubc.publish(
+            ingest.topics().telemetry("fast"),
+            QoS::AtLeastOnce,
+            false,
+            m,
+        )
+        .await
+        .unwrap();
+    }
+    eventually("all 50 stored", async || ingest.stats().messages == 50).await;
+    let stored = telemetry::query(&db.store, "fast", None, t, t + 50)
+        .await
+        .unwrap();
+    let values: Vec<f64> = stored.iter().map(|r| r.value).collect();
+    assert_eq!(
+        values,
+        (0..50).map(f64::from).collect::<Vec<_>>(),
+        "in order, none lost"
+    );
+    ingest.stop().await;
+    forget_session(&cfg.client_id).await;
+}
+
+async fn serve_starts_the_ingest_when_configured(db: TestDb) {
+    if !broker_up().await {
+        return;
+    }
+    let cfg = config();
+    let mqtt = cfg.clone();
+    let (server, _) = common::start_server_with(&db, 64 * 1024, move |c| c.mqtt = mqtt).await;
+    let (pubc, _rx) = peer(&format!("{}-dev", cfg.client_id), &[]).await;
+    let topic = switchyard::protocol::mqtt::topics::Topics::new(&cfg.topic_prefix).telemetry("srv");
+    let t = now() - 30;
+    let m = format!(
+        r#"{{"device_id":"srv-dev","ts":{t},"measurements":[{{"measurand":"active_power","value":2,"unit":"kW"}}]}}"#
+    );
+    // The server subscribes in the background; publish until the reading shows up.
+    eventually("the served ingest stores telemetry", async || {
+        pubc.publish(&topic, QoS::AtLeastOnce, false, m.clone())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        !telemetry::query(&db.store, "srv-dev", None, t, t + 1)
+            .await
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    server.stop().await.unwrap();
+    forget_session(&cfg.client_id).await;
+}
+
+on_both_backends!(
+    serve_starts_the_ingest_when_configured,
+    acknowledging_on_receipt_still_stores_everything,
+    telemetry_single_and_gateway_batches_are_stored_in_si,
+    malformed_messages_are_quarantined_and_ingest_continues,
+    command_round_trip_with_ack_and_retained_state,
+    reconnects_and_keeps_the_session,
+);
