@@ -41,6 +41,8 @@ pub enum AppError {
     OpenAdr3(#[from] crate::protocol::openadr3::VtnError),
     #[error("MQTT: {0}")]
     Mqtt(#[from] crate::protocol::mqtt::MqttError),
+    #[error("SunSpec: {0}")]
+    SunSpec(#[from] crate::protocol::sunspec::config::SunSpecConfigError),
 }
 
 /// Opens the configured store (applying migrations) and the registry over it.
@@ -232,6 +234,20 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
     } else {
         None
     };
+    // Each configured SunSpec device is polled on its own schedule; readings go to the
+    // telemetry store. A device that does not answer is retried with backoff and does not
+    // hold up the others or the server.
+    let sunspec = if config.sunspec.enabled {
+        use crate::protocol::sunspec::poller::{Poller, record};
+        let (limits, devices) = config.sunspec.poller()?;
+        tracing::info!(devices = devices.len(), "SunSpec poller starting");
+        let (events, received) = tokio::sync::mpsc::channel(1024);
+        let store = registry.store().clone();
+        let recorder = tokio::spawn(async move { record(&store, received).await });
+        Some((Poller::start(limits, devices, events), recorder))
+    } else {
+        None
+    };
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
     let state = AppState {
         registry: registry.clone(),
@@ -287,6 +303,12 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
         }
         if let Some(m) = mqtt {
             m.stop().await;
+        }
+        if let Some((poller, recorder)) = sunspec {
+            // Stopping the poller closes the channel; the recorder stores what is queued
+            // and ends, before the store closes.
+            poller.stop().await;
+            let _ = recorder.await;
         }
         registry.store().close().await;
         tracing::info!("store closed");

@@ -17,6 +17,7 @@ pub struct Config {
     pub sep2: Sep2Config,
     pub openadr3: crate::protocol::openadr3::config::OpenAdr3Config,
     pub mqtt: crate::protocol::mqtt::MqttConfig,
+    pub sunspec: crate::protocol::sunspec::config::SunSpecConfig,
 }
 
 /// The IEEE 2030.5 server (mutual TLS).

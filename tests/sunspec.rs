@@ -365,7 +365,10 @@ async fn poller_feeds_telemetry_and_keeps_running_past_failures(db: TestDb) {
     );
 }
 
-on_both_backends!(poller_feeds_telemetry_and_keeps_running_past_failures);
+on_both_backends!(
+    poller_feeds_telemetry_and_keeps_running_past_failures,
+    serve_polls_configured_devices_into_telemetry,
+);
 
 #[tokio::test]
 async fn one_connection_is_shared_in_turn_between_two_gateways() {
@@ -495,4 +498,49 @@ fn the_cli_reads_json_keyed_by_model_and_point_and_writes_a_verified_limit() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refused") && err.contains("unit 7"), "{err}");
+}
+
+/// `switchyard serve` with a `[sunspec]` section polls the configured device and its
+/// readings reach the telemetry store; a second, dead device does not stop that.
+async fn serve_polls_configured_devices_into_telemetry(db: TestDb) {
+    use switchyard::protocol::sunspec::config::{SunSpecConfig, SunSpecDevice};
+    let live = sim(SimConfig::default()).await;
+    let dead = silent().await;
+    let device = |source_id: &str, address: SocketAddr| SunSpecDevice {
+        source_id: source_id.into(),
+        address,
+        unit: 1,
+        interval_seconds: 1,
+        jitter_ms: 0,
+        timeout_ms: 500,
+    };
+    let section = SunSpecConfig {
+        enabled: true,
+        devices: vec![device("served-inverter", live), device("served-dead", dead)],
+        ..SunSpecConfig::default()
+    };
+    let (server, _) = common::start_server_with(&db, 64 * 1024, move |c| c.sunspec = section).await;
+    let now = switchyard::domain::now_epoch();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let stored = loop {
+        let r = telemetry::query(&db.store, "served-inverter", None, now - 5, now + 60)
+            .await
+            .unwrap();
+        if r.iter().any(|r| r.measurand == Measurand::ActivePower) {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no SunSpec reading stored by the server within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(stored.iter().all(|r| r.value.is_finite()));
+    assert!(
+        telemetry::query(&db.store, "served-dead", None, now - 5, now + 60)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    server.stop().await.unwrap();
 }

@@ -12,6 +12,7 @@
 //!   installers without hardware.
 
 pub mod client;
+pub mod config;
 pub mod control;
 pub mod decode;
 pub mod layout;
