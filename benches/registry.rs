@@ -8,6 +8,9 @@
 //! printed next to them (batched vs row-at-a-time, index vs plain `HashMap` vs SQL) are
 //! what to compare between runs.
 
+mod common;
+use common::{Table, thousands};
+
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -45,58 +48,6 @@ const CHILD_MAP_ENV: &str = "SWITCHYARD_BENCH_CHILD_MAP";
 // ---------------------------------------------------------------------------------------
 // Output
 
-struct Table {
-    rows: Vec<[String; 3]>,
-}
-
-impl Table {
-    fn new() -> Self {
-        Table { rows: Vec::new() }
-    }
-
-    fn section(&mut self, name: &str) {
-        self.rows
-            .push([format!("**{name}**"), String::new(), String::new()]);
-    }
-
-    fn add(&mut self, metric: &str, value: String, note: &str) {
-        eprintln!("  {metric}: {value} {note}");
-        self.rows
-            .push([metric.to_string(), value, note.to_string()]);
-    }
-
-    fn print(&self) {
-        let head = ["Measurement", "Value", "Notes"];
-        let mut w = head.map(str::len);
-        for r in &self.rows {
-            for (i, c) in r.iter().enumerate() {
-                w[i] = w[i].max(c.chars().count());
-            }
-        }
-        let line = |c: &[String; 3]| {
-            println!(
-                "| {:<w0$} | {:>w1$} | {:<w2$} |",
-                c[0],
-                c[1],
-                c[2],
-                w0 = w[0],
-                w1 = w[1],
-                w2 = w[2]
-            )
-        };
-        line(&head.map(String::from));
-        println!(
-            "|{}|{}:|{}|",
-            "-".repeat(w[0] + 2),
-            "-".repeat(w[1] + 1),
-            "-".repeat(w[2] + 2)
-        );
-        for r in &self.rows {
-            line(r);
-        }
-    }
-}
-
 fn secs(d: Duration) -> String {
     format!("{:.3} s", d.as_secs_f64())
 }
@@ -115,18 +66,6 @@ fn us_per(n: usize, d: Duration) -> String {
 
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
-}
-
-fn thousands(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------

@@ -21,6 +21,9 @@
 //! CPU time each request cost the server and the load generator (from the threads'
 //! schedstat), which is steadier than throughput on a shared machine.
 
+mod common;
+use common::{Table, thousands};
+
 use anyhow::{Context, Result, anyhow, bail};
 use axum::Router;
 use axum::body::Body;
@@ -88,71 +91,6 @@ const TARGET_HANDSHAKES: f64 = 2_000.0;
 
 // ---------------------------------------------------------------------------------------
 // Output
-
-struct Table {
-    rows: Vec<[String; 3]>,
-}
-
-impl Table {
-    fn new() -> Self {
-        Table { rows: Vec::new() }
-    }
-
-    fn section(&mut self, name: &str) {
-        eprintln!("{name}");
-        self.rows
-            .push([format!("**{name}**"), String::new(), String::new()]);
-    }
-
-    fn add(&mut self, metric: &str, value: String, note: &str) {
-        eprintln!("  {metric}: {value} {note}");
-        self.rows
-            .push([metric.to_string(), value, note.to_string()]);
-    }
-
-    fn print(&self) {
-        let head = ["Measurement", "Value", "Notes"];
-        let mut w = head.map(str::len);
-        for r in &self.rows {
-            for (i, c) in r.iter().enumerate() {
-                w[i] = w[i].max(c.chars().count());
-            }
-        }
-        let line = |c: &[String; 3]| {
-            println!(
-                "| {:<w0$} | {:>w1$} | {:<w2$} |",
-                c[0],
-                c[1],
-                c[2],
-                w0 = w[0],
-                w1 = w[1],
-                w2 = w[2]
-            )
-        };
-        line(&head.map(String::from));
-        println!(
-            "|{}|{}:|{}|",
-            "-".repeat(w[0] + 2),
-            "-".repeat(w[1] + 1),
-            "-".repeat(w[2] + 2)
-        );
-        for r in &self.rows {
-            line(r);
-        }
-    }
-}
-
-fn thousands(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
 
 fn ratio(a: f64, b: f64) -> String {
     format!("{:.2}x", a / b)
