@@ -10,6 +10,8 @@
 //!   source, measurand and instant.
 //! - [`dispatch`]: allocation of dispatch requests under envelopes, SoC and ratings, and
 //!   per-device control schedules.
+//! - [`settlement`]: baselines, event performance and reconciliation of settlement
+//!   statements.
 //! - [`api`]: the operator JSON API with roles, problem+json errors and OpenAPI.
 //! - [`pki`]: the development PKI (`switchyard certs`).
 //! - [`conformance`]: IEEE 2030.5 conformance procedures as data and their runner.
@@ -27,5 +29,6 @@ pub mod envelope;
 pub mod pki;
 pub mod protocol;
 pub mod registry;
+pub mod settlement;
 pub mod store;
 pub mod telemetry;

@@ -79,6 +79,61 @@ enum Command {
         #[command(subcommand)]
         what: SunspecWhat,
     },
+    /// Settlement: baselines, event performance, reconciliation of statements
+    /// (docs/settlement.md).
+    Settlement {
+        #[command(subcommand)]
+        what: SettlementWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum SettlementWhat {
+    /// One revenue meter's baseline over a window; nothing is stored.
+    Baseline {
+        #[arg(long)]
+        meter: String,
+        /// Window start, epoch seconds.
+        #[arg(long)]
+        start: i64,
+        /// Window end, epoch seconds (exclusive).
+        #[arg(long)]
+        end: i64,
+        /// Baseline settings, JSON (the `baseline` object of docs/settlement.md).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// An extra event day to leave out, YYYY-MM-DD (repeatable).
+        #[arg(long = "exclude-day")]
+        exclude_days: Vec<String>,
+        /// Print the JSON result instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compute and store an event's performance: a dispatch plan (--plan) or an ad hoc
+    /// event (--event FILE, the `event` object of docs/settlement.md).
+    Performance {
+        #[arg(long, conflicts_with = "event", required_unless_present = "event")]
+        plan: Option<String>,
+        #[arg(long)]
+        event: Option<PathBuf>,
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        #[arg(long = "exclude-day")]
+        exclude_days: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Match a settlement statement (CSV) against stored performance; the report is stored.
+    Reconcile {
+        /// The statement; `-` reads standard input.
+        file: PathBuf,
+        #[arg(long, default_value_t = 0.1)]
+        tolerance_kwh: f64,
+        #[arg(long, default_value_t = 1.0)]
+        tolerance_pct: f64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1082,6 +1137,171 @@ async fn main() -> Result<()> {
         Command::Sim {
             what: SimWhat::Metering(args),
         } => sim_metering(*args)?,
+        Command::Settlement { what } => settlement_cmd(&config, what).await?,
     }
+    Ok(())
+}
+
+/// Runs `switchyard settlement ...`.
+async fn settlement_cmd(config: &Config, what: SettlementWhat) -> Result<()> {
+    use switchyard::settlement::{self, BaselineConfig, BaselineRequest, PerformanceRequest};
+    let read_input = |file: &Path| -> Result<Vec<u8>> {
+        if file.as_os_str() == "-" {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+            Ok(buf)
+        } else {
+            std::fs::read(file).with_context(|| format!("reading {}", file.display()))
+        }
+    };
+    let baseline_cfg = |file: Option<PathBuf>| -> Result<BaselineConfig> {
+        match file {
+            None => Ok(BaselineConfig::default()),
+            Some(f) => serde_json::from_str(&read(&f)?)
+                .with_context(|| format!("the baseline settings in {}", f.display())),
+        }
+    };
+    let registry = app::open_registry(config).await?;
+    let store = registry.store();
+    let now = switchyard::domain::now_epoch();
+    let kwh = |wh: f64| format!("{:.3}", wh / 1000.0);
+    match what {
+        SettlementWhat::Baseline {
+            meter,
+            start,
+            end,
+            baseline,
+            exclude_days,
+            json,
+        } => {
+            let req = BaselineRequest {
+                meter_id: meter,
+                start,
+                end,
+                baseline: baseline_cfg(baseline)?,
+                exclude_days,
+            };
+            let b = settlement::baseline_for_meter(store, &req).await?;
+            if json {
+                println!("{}", serde_json::to_string(&b)?);
+            } else {
+                println!("days averaged: {}", b.selected_dates().join(", "));
+                println!(
+                    "adjustment: {:?} raw {:.4} applied {:.4}{}",
+                    b.adjustment.kind,
+                    b.adjustment.raw,
+                    b.adjustment.applied,
+                    if b.adjustment.capped { " (capped)" } else { "" }
+                );
+                println!(
+                    "{:>12} {:>14} {:>14}",
+                    "start", "unadjusted_kwh", "baseline_kwh"
+                );
+                for i in &b.intervals {
+                    println!(
+                        "{:>12} {:>14} {:>14}",
+                        i.start,
+                        kwh(i.unadjusted_wh),
+                        kwh(i.baseline_wh)
+                    );
+                }
+            }
+        }
+        SettlementWhat::Performance {
+            plan,
+            event,
+            baseline,
+            exclude_days,
+            json,
+        } => {
+            let event = match event {
+                Some(f) => Some(
+                    serde_json::from_slice(&read_input(&f)?)
+                        .with_context(|| format!("the event in {}", f.display()))?,
+                ),
+                None => None,
+            };
+            let req = PerformanceRequest {
+                plan_id: plan,
+                event,
+                baseline: baseline_cfg(baseline)?,
+                exclude_days,
+            };
+            let p = settlement::performance(store, &req, now).await?;
+            if json {
+                println!("{}", serde_json::to_string(&p)?);
+            } else {
+                println!(
+                    "event {} ({}) {}: [{}, {}) {:?}",
+                    p.event_id, p.source, p.target, p.window.start, p.window.end, p.direction
+                );
+                println!(
+                    "{:<24} {:<16} {:>12} {:>12} {:>13}",
+                    "resource", "site", "baseline_kwh", "metered_kwh", "delivered_kwh"
+                );
+                for r in &p.resources {
+                    println!(
+                        "{:<24} {:<16} {:>12.3} {:>12.3} {:>13.3}",
+                        r.resource_id, r.site_id, r.baseline_kwh, r.metered_kwh, r.delivered_kwh
+                    );
+                }
+                for f in &p.failed {
+                    println!(
+                        "{:<24} {:<16} {:?}: {}",
+                        f.resource_id, f.site_id, f.kind, f.detail
+                    );
+                }
+                println!(
+                    "{:<24} {:<16} {:>12.3} {:>12.3} {:>13.3}",
+                    "total", "", p.baseline_kwh, p.metered_kwh, p.delivered_kwh
+                );
+                if let Some(r) = p.requested_kwh {
+                    println!(
+                        "requested {r:.3} kWh, performance {:.1} %",
+                        p.performance_ratio.unwrap_or(0.0) * 100.0
+                    );
+                }
+            }
+        }
+        SettlementWhat::Reconcile {
+            file,
+            tolerance_kwh,
+            tolerance_pct,
+            json,
+        } => {
+            let tolerance = settlement::Tolerance {
+                abs_kwh: tolerance_kwh,
+                pct: tolerance_pct,
+            };
+            let r =
+                settlement::reconcile_statement(store, &read_input(&file)?, tolerance, now).await?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "reconciliation {}: {} line(s), {} matched, {} flagged",
+                    r.id, r.lines, r.matched, r.flagged
+                );
+                for d in &r.discrepancies {
+                    let line = d.line.map(|l| format!("line {l}")).unwrap_or("-".into());
+                    let reasons: Vec<String> = d
+                        .reasons
+                        .iter()
+                        .map(|x| {
+                            serde_json::to_value(x).map(|v| v.as_str().unwrap_or("").to_string())
+                        })
+                        .collect::<Result<_, _>>()?;
+                    println!(
+                        "{line:<9} {:<20} {:<20} {:<30} {}",
+                        d.event_id,
+                        d.resource_id,
+                        reasons.join(","),
+                        d.detail
+                    );
+                }
+            }
+        }
+    }
+    store.close().await;
     Ok(())
 }
