@@ -500,6 +500,72 @@ mod tests {
         );
     }
 
+    /// An event with one meter delivering 1 kWh (baseline 3 kWh, metered 2 kWh).
+    fn performances() -> HashMap<String, AggregatePerformance> {
+        use crate::dispatch::Direction;
+        use crate::settlement::baseline::{BaselineConfig, Window};
+        use crate::settlement::performance::{EventSpec, ResourceData, aggregate, resource};
+        const WED: i64 = 1_781_654_400;
+        let series = (WED - 30 * 86_400..WED + 86_400)
+            .step_by(3600)
+            .map(|t| (t, if t == WED + 14 * 3600 { 2000.0 } else { 3000.0 }))
+            .collect();
+        let event = EventSpec {
+            event_id: "ev".into(),
+            window: Window {
+                start: WED + 14 * 3600,
+                end: WED + 15 * 3600,
+            },
+            direction: Direction::Discharge,
+            requested_kw: None,
+        };
+        let cfg = BaselineConfig::default();
+        let data = ResourceData {
+            resource_id: "m1",
+            site_id: "s1",
+            interval_s: 3600,
+            series: &series,
+        };
+        let r = resource(&data, &event, &Default::default(), &cfg);
+        let agg = aggregate(&event, "event", "group:g1", vec![r], &cfg, 0);
+        HashMap::from([("ev".to_string(), agg)])
+    }
+
+    #[test]
+    fn each_figure_is_compared_within_tolerance() {
+        let perf = performances();
+        let csv = "event_id,resource_id,baseline_kwh,metered_kwh,delivered_kwh\n\
+                   ev,m1,3.0,2.0,1.0\n\
+                   ev,s1,3.5,2.0,1.0\n\
+                   ev,g1,3.0,2.3,0.7\n\
+                   ev,*,3.0,2.0,1.09\n";
+        // The two lines naming m1 (by meter and by site) are distinct lines of the same
+        // resource; the parser only refuses exact repeats.
+        let lines = parse_statement(csv.as_bytes()).unwrap();
+        let r = reconcile("r", &lines, &perf, Tolerance::default(), 0);
+        assert_eq!((r.lines, r.matched, r.flagged), (4, 2, 2), "{r:?}");
+        assert_eq!(r.discrepancies[0].line, Some(3));
+        assert_eq!(r.discrepancies[0].reasons, vec![Reason::BaselineDiffers]);
+        assert_eq!(r.discrepancies[1].line, Some(4));
+        assert_eq!(
+            r.discrepancies[1].reasons,
+            vec![Reason::MeteredDiffers, Reason::DeliveredDiffers]
+        );
+        assert!(
+            r.discrepancies[1]
+                .detail
+                .contains("metered: statement 2.300 kWh, computed 2.000 kWh"),
+            "{}",
+            r.discrepancies[1].detail
+        );
+        // A looser tolerance accepts everything.
+        let loose = Tolerance {
+            abs_kwh: 0.1,
+            pct: 35.0,
+        };
+        assert_eq!(reconcile("r", &lines, &perf, loose, 0).flagged, 0);
+    }
+
     #[test]
     fn tolerance_is_the_larger_of_absolute_and_relative() {
         let t = Tolerance {
