@@ -539,14 +539,22 @@ async fn sunspec_device_receives_set_point_limit_and_release(db: TestDb) {
 }
 
 async fn sep2_der_gets_a_dercontrol_that_stop_cancels(db: TestDb) {
-    let (server, api) = start(&db, |_| {}).await;
+    use common::sep2::{Sep2, href_of, pki, start_sep2_server};
+    let pki = pki();
+    let (server, sep2_base, base) = start_sep2_server(&db, &pki).await;
+    let api = Api {
+        client: Client::new(),
+        base,
+    };
     api.portfolio(&[("s1", "e1", 5.0), ("s2", "n1", 5.0)]).await;
     // e1 has a 2030.5 EndDevice; n1 has no way to be reached (no MQTT, no SunSpec).
-    api.created(
-        "/api/v1/end-devices",
-        json!({"lfdi": "0123456789abcdef0123456789abcdef01234567", "der_id": "e1"}),
-    )
-    .await;
+    let ed = api
+        .created(
+            "/api/v1/end-devices",
+            json!({"lfdi": pki.device.lfdi.to_hex(), "der_id": "e1"}),
+        )
+        .await;
+    let edev = format!("/edev/{}", ed["id"].as_str().unwrap());
     let plan = api.dispatch(8.0).await;
     let controls = async || {
         api.get("/api/v1/controls?program_id=dispatch:e1").await["items"]
@@ -563,6 +571,23 @@ async fn sep2_der_gets_a_dercontrol_that_stop_cancels(db: TestDb) {
     let program = api.get("/api/v1/control-programs/dispatch:e1").await;
     assert_eq!(program["target_kind"], "der");
     assert_eq!(program["target_id"], "e1");
+
+    // The device's next poll finds it: 4 kW of its 5 kW is opModFixedW 80.00 %, active.
+    let dev = Sep2::new(&pki, &pki.device, &sep2_base);
+    let derc = async || {
+        let (s, derp_list) = dev.get(&format!("{edev}/derp?l=10")).await;
+        assert_eq!(s, StatusCode::OK, "{derp_list}");
+        let (_, derp) = dev.get(href_of(&derp_list, "DERProgram")).await;
+        let (_, derc) = dev
+            .get(&format!("{}?l=10", href_of(&derp, "DERControlListLink")))
+            .await;
+        derc
+    };
+    let list = derc().await;
+    assert!(list.contains("<opModFixedW>8000</opModFixedW>"), "{list}");
+    assert!(list.contains("responseRequired=\"03\""), "{list}");
+    assert!(list.contains("<currentStatus>1</currentStatus>"), "{list}");
+
     eventually("both deliveries recorded", async || {
         api.delivery(&plan).await["devices"]
             .as_array()
@@ -605,5 +630,8 @@ async fn sep2_der_gets_a_dercontrol_that_stop_cancels(db: TestDb) {
         1,
         "a release creates no new control"
     );
+    // The device sees it as Cancelled (status 2).
+    let list = derc().await;
+    assert!(list.contains("<currentStatus>2</currentStatus>"), "{list}");
     server.stop().await.unwrap();
 }

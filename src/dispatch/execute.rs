@@ -690,3 +690,40 @@ async fn deliver_in_order(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Job
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::allocate::allocate;
+    use crate::dispatch::allocate::tests::{battery, request, site};
+
+    #[test]
+    fn a_limit_then_a_redispatch_keeps_steps_aligned_and_the_limit_in_force() {
+        let mut p = Problem {
+            steps: vec![0, 1800, 3600],
+            ders: (0..4)
+                .map(|i| battery(&format!("b{i}"), i as u32, 5.0, 20.0, 100.0))
+                .collect(),
+            sites: (0..4).map(|i| site(&format!("s{i}"))).collect(),
+            ..Default::default()
+        };
+        let req = request(Direction::Discharge, 12.0, 0, 3600);
+        let mut plan = allocate(&req, &p).unwrap();
+        plan.limit(1000, 8.0).unwrap();
+        // Without the split, re-dispatch refuses a plan whose steps differ from its problem.
+        assert!(redispatch(&req, &p, &plan, 1200, &[], |_| None).is_err());
+        split_problem(&mut p, &plan.steps);
+        assert_eq!(p.steps, vec![0, 1000, 1800, 3600]);
+        let events = [DeviceEvent::DroppedOut { der: 0 }];
+        let (next, mut again) = redispatch(&req, &p, &plan, 1200, &events, |_| None).unwrap();
+        assert_eq!(next.steps, again.steps);
+        assert!(
+            (again.report[0].delivered_kw - 12.0).abs() < 1e-9,
+            "re-dispatch alone re-plans the request"
+        );
+        again.limit(1200, 8.0).unwrap();
+        assert!((again.report[0].delivered_kw - 8.0).abs() < 1e-9);
+        assert_eq!(again.kw(0, 0), 0.0);
+        assert!((again.kw(0, 1) - 8.0 / 3.0).abs() < 1e-9);
+    }
+}
