@@ -187,6 +187,7 @@ type Told = Arc<Mutex<HashMap<String, Vec<Option<f64>>>>>;
 
 /// Three batteries on MQTT: each acknowledges every command and applies its `fixed_w`;
 /// those in `reporting` publish their output every 300 ms (negative W: out of the site).
+/// Once commanded, m1 also reports a state of charge of 50 % (the plan assumed 90 %).
 async fn mqtt_fleet(prefix: &str, reporting: &'static [&'static str]) -> (Told, AsyncClient) {
     let mut o = MqttOptions::new(
         format!("sy-fleet-{}", uuid::Uuid::new_v4().simple()),
@@ -255,7 +256,15 @@ async fn mqtt_fleet(prefix: &str, reporting: &'static [&'static str]) -> (Told, 
                         .get(*dev)
                         .and_then(|v| v.last().copied().flatten())
                         .unwrap_or(0.0);
-                    let msg = json!({"device_id": dev, "ts": now_epoch(), "measurements": [{"measurand": "active_power", "value": -w, "unit": "W"}]});
+                    let mut measurements =
+                        vec![json!({"measurand": "active_power", "value": -w, "unit": "W"})];
+                    if *dev == "m1" && told.lock().unwrap().contains_key("m1") {
+                        measurements.push(
+                            json!({"measurand": "state_of_charge", "value": 50.0, "unit": "%"}),
+                        );
+                    }
+                    let msg =
+                        json!({"device_id": dev, "ts": now_epoch(), "measurements": measurements});
                     if client
                         .publish(
                             format!("{prefix}/telemetry/{dev}"),
@@ -337,12 +346,29 @@ async fn mqtt_fleet_redispatches_a_silent_device_and_obeys_limit_and_stop(db: Te
         })
     })
     .await;
-    // The closed loop finds m2 silent and moves its share to m0 and m1.
-    eventually("m0 and m1 told 15 kW after the re-dispatch", async || {
-        last_told(&told, "m0") == Some(Some(15_000.0))
-            && last_told(&told, "m1") == Some(Some(15_000.0))
+    // The closed loop finds m2 silent and moves its share to m0 and m1, in proportion to
+    // the energy each has left: m1 reports 50 % (16 kWh above its reserve) against m0's
+    // 90 % (32 kWh), so m0 takes about 20 kW and m1 about 10 kW, instead of 15 kW each.
+    eventually("m0 told about 20 kW after the re-dispatch", async || {
+        last_told(&told, "m0")
+            .flatten()
+            .is_some_and(|w| w > 19_500.0)
     })
     .await;
+    let (m0, m1) = (
+        last_told(&told, "m0").flatten().unwrap(),
+        last_told(&told, "m1").flatten().unwrap(),
+    );
+    assert!(m0 <= 20_000.0 + 1e-6, "m0 above its rating: {m0}");
+    assert!(
+        (m0 + m1 - 30_000.0).abs() < 1e-3,
+        "{m0} + {m1} is not 30 kW"
+    );
+    assert_eq!(
+        told.lock().unwrap()["m1"].len(),
+        2,
+        "m1 told again after the re-dispatch"
+    );
     eventually("m2 released", async || last_told(&told, "m2") == Some(None)).await;
     let d = api.delivery(&plan).await;
     assert_eq!(d["running"], true, "{d}");
@@ -359,7 +385,7 @@ async fn mqtt_fleet_redispatches_a_silent_device_and_obeys_limit_and_stop(db: Te
         "{redispatch}"
     );
     assert!(approx(&redispatch["detail"]["planned_kw_after"], 30.0));
-    eventually("m0 and m1's 15 kW acknowledged", async || {
+    eventually("m0 and m1's new set points acknowledged", async || {
         let d = api.delivery(&plan).await;
         d["devices"]
             .as_array()
@@ -369,22 +395,28 @@ async fn mqtt_fleet_redispatches_a_silent_device_and_obeys_limit_and_stop(db: Te
                 x["der_id"] != "m2"
                     && x["channel"] == "mqtt"
                     && x["status"] == "acked"
-                    && approx(&x["setpoint_kw"], 15.0)
+                    && (approx(&x["setpoint_kw"], m0 / 1000.0)
+                        || approx(&x["setpoint_kw"], m1 / 1000.0))
             })
             .count()
             == 2
     })
     .await;
 
-    // limit: 12 kW from now, shared by the two that deliver.
+    // limit: 12 kW from now, each device scaled down in proportion.
     let (s, v) = api
         .instruct(&plan, json!({"kind": "limit", "max_kw": 12.0}))
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(approx(&v["planned_kw"], 12.0), "{v}");
-    eventually("m0 and m1 told 6 kW", async || {
-        last_told(&told, "m0") == Some(Some(6_000.0))
-            && last_told(&told, "m1") == Some(Some(6_000.0))
+    let (m0_lim, m1_lim) = (m0 * 12.0 / 30.0, m1 * 12.0 / 30.0);
+    let near = |dev: &str, w: f64| {
+        last_told(&told, dev)
+            .flatten()
+            .is_some_and(|x| (x - w).abs() < 1e-3)
+    };
+    eventually("m0 and m1 scaled to 12 kW together", async || {
+        near("m0", m0_lim) && near("m1", m1_lim)
     })
     .await;
 
@@ -433,7 +465,7 @@ async fn mqtt_fleet_redispatches_a_silent_device_and_obeys_limit_and_stop(db: Te
     let d = api.delivery(&plan).await;
     assert_eq!(d["events"].as_array().unwrap().len(), events_before);
     assert!(approx(&d["state"]["planned_kw"], 12.0));
-    assert_eq!(last_told(&told, "m0"), Some(Some(6_000.0)));
+    assert!(near("m0", m0_lim));
 
     // stop: every device released at once.
     let (s, v) = api.instruct(&plan, json!({"kind": "stop"})).await;

@@ -515,8 +515,29 @@ impl Executor {
             return Ok(());
         }
         let before = r.plan.report[k].delivered_kw;
-        let (problem, mut plan) =
-            redispatch(&r.request, &r.problem, &r.plan, now, &events, |_| None)?;
+        // A fresh state of charge from telemetry beats the plan's own accounting (the
+        // devices may not have done what they were told).
+        let mut soc: HashMap<usize, f64> = HashMap::new();
+        for (i, d) in r.problem.ders.iter().enumerate() {
+            if d.storage.is_none() {
+                continue;
+            }
+            let readings = telemetry::query(
+                &self.inner.store,
+                &d.id,
+                Some(Measurand::StateOfCharge),
+                now - cfg.telemetry_max_age_s,
+                now + telemetry::MAX_FUTURE_SECONDS,
+            )
+            .await
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if let Some(last) = readings.last() {
+                soc.insert(i, last.value);
+            }
+        }
+        let (problem, mut plan) = redispatch(&r.request, &r.problem, &r.plan, now, &events, |i| {
+            soc.get(&i).copied()
+        })?;
         if let Some(m) = r.max_kw {
             plan.limit(now, m)?;
         }
