@@ -227,10 +227,10 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
     // backoff rather than keeping the operator API down.
     let mqtt = if config.mqtt.enabled {
         tracing::info!(host = %config.mqtt.host, port = config.mqtt.port, "MQTT ingest starting");
-        Some(crate::protocol::mqtt::MqttIngest::start(
+        Some(Arc::new(crate::protocol::mqtt::MqttIngest::start(
             &config.mqtt,
             registry.store().clone(),
-        )?)
+        )?))
     } else {
         None
     };
@@ -248,12 +248,46 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
     } else {
         None
     };
+    // The dispatch executor hands running plans to the devices' channels: SunSpec for
+    // configured Modbus devices, 2030.5 for DERs with an EndDevice, MQTT otherwise.
+    let executor = if config.dispatch.enabled {
+        let mut channels = crate::protocol::delivery::ProtocolChannels::new(
+            registry.clone(),
+            config.dispatch.sep2_primacy,
+        );
+        if let Some(m) = &mqtt {
+            channels = channels.with_mqtt(
+                m.clone(),
+                Duration::from_millis(config.dispatch.ack_timeout_ms.max(1)),
+            );
+        }
+        if config.sunspec.enabled {
+            for d in &config.sunspec.devices {
+                channels = channels.with_sunspec(
+                    &d.source_id,
+                    d.address,
+                    d.unit,
+                    Duration::from_millis(d.timeout_ms.max(1)),
+                );
+            }
+        }
+        let executor = crate::dispatch::execute::Executor::new(
+            registry.store().clone(),
+            Arc::new(channels),
+            config.dispatch.clone(),
+        );
+        let task = executor.spawn();
+        Some((executor, task))
+    } else {
+        None
+    };
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
     let state = AppState {
         registry: registry.clone(),
         auth: Arc::new(Authenticator::new(&config.api.tokens)),
         body_limit: config.server.body_limit_bytes,
         import_limit: config.server.import_limit_bytes,
+        dispatch: executor.as_ref().map(|(e, _)| e.clone()),
     };
     let mut router = api::router(state);
     let mut oadr3_task = None;
@@ -301,8 +335,15 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
         if let Some(t) = oadr3_task {
             let _ = t.await;
         }
+        // The executor goes first: its deliveries use the MQTT client and the store.
+        if let Some((_, task)) = executor {
+            task.stop().await;
+        }
         if let Some(m) = mqtt {
-            m.stop().await;
+            match Arc::try_unwrap(m) {
+                Ok(m) => m.stop().await,
+                Err(_) => tracing::warn!("MQTT ingest still shared at shutdown; not stopped"),
+            }
         }
         if let Some((poller, recorder)) = sunspec {
             // Stopping the poller closes the channel; the recorder stores what is queued

@@ -18,6 +18,7 @@ pub struct Config {
     pub openadr3: crate::protocol::openadr3::config::OpenAdr3Config,
     pub mqtt: crate::protocol::mqtt::MqttConfig,
     pub sunspec: crate::protocol::sunspec::config::SunSpecConfig,
+    pub dispatch: crate::dispatch::execute::ExecutorConfig,
 }
 
 /// The IEEE 2030.5 server (mutual TLS).

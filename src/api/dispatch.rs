@@ -1,8 +1,10 @@
 //! The dispatch endpoints: `POST /api/v1/dispatch` plans a dispatch request over the
 //! registry's DERs under the envelopes in force, stores the plan's summary and returns it
 //! (per-step delivery, shortfall and binding constraints) with each device's control
-//! schedule; nothing is sent to devices yet. `GET /api/v1/dispatch[/{id}]` reads stored
-//! plans. `GET /api/v1/groups/{id}/flex`
+//! schedule, and hands the plan to the executor that delivers it to the devices.
+//! `GET /api/v1/dispatch[/{id}]` reads stored plans; `GET /api/v1/dispatch/{id}/delivery`
+//! what each device was told and what became of it; `POST /api/v1/dispatch/{id}/instructions`
+//! takes `stop` and `limit` to a running plan. `GET /api/v1/groups/{id}/flex`
 //! forecasts a group's baseline load and flexible capacity over a window.
 
 use super::body::{decode, read_limited, require_content_type};
@@ -11,6 +13,8 @@ use super::openapi::{Operation, path_param, query_param};
 use super::problem::Problem;
 use super::resources::paging;
 use super::{ApiBuilder, AppState};
+use crate::dispatch::delivery::{self, DeliveryRecord, PlanEvent};
+use crate::dispatch::execute::{ExecuteError, OperatorInstruction, RunningState};
 use crate::dispatch::forecast::FlexForecast;
 use crate::dispatch::portfolio::{
     Assumptions, ForecastQuery, LoadNotes, PortfolioError, forecast_group, plan,
@@ -112,6 +116,37 @@ pub fn register(api: &mut ApiBuilder) {
             request: None,
             success: (200, "the plan", Some(("application/json", rec))),
             errors: &[404],
+            authenticated: true,
+        },
+    );
+    api.route("/api/v1/dispatch/{key}/delivery", get(delivery_status));
+    api.route("/api/v1/dispatch/{key}/instructions", post(instruct));
+    let status = api.doc.schema::<DeliveryStatusDoc>();
+    api.doc.add(
+        "get",
+        "/api/v1/dispatch/{key}/delivery",
+        Operation {
+            summary: "What each device of a plan was told, through which channel, and what became of it (sent, acked, failed with the reason), with the plan's stop, limit, re-dispatch and end events",
+            tag: "dispatch",
+            parameters: vec![path_param("key", "the plan's id")],
+            request: None,
+            success: (200, "the delivery status", Some(("application/json", status))),
+            errors: &[404],
+            authenticated: true,
+        },
+    );
+    let instruction = api.doc.schema::<OperatorInstruction>();
+    let running = api.doc.schema::<RunningState>();
+    api.doc.add(
+        "post",
+        "/api/v1/dispatch/{key}/instructions",
+        Operation {
+            summary: "Stop a running plan, or limit its total dispatch, from now on; the devices are told at once",
+            tag: "dispatch",
+            parameters: vec![path_param("key", "the plan's id")],
+            request: Some(("application/json", instruction)),
+            success: (200, "the plan's state after the instruction", Some(("application/json", running))),
+            errors: &[400, 404, 409, 413, 415, 422],
             authenticated: true,
         },
     );
@@ -243,6 +278,11 @@ async fn create(
     records::insert(state.registry.store(), &record)
         .await
         .map_err(RegistryError::from)?;
+    if let Some(executor) = &state.dispatch {
+        executor
+            .submit(&id, request.clone(), problem, plan.clone(), &offsets)
+            .await;
+    }
     Ok((
         StatusCode::CREATED,
         Json(DispatchPlan {
@@ -371,4 +411,92 @@ async fn flex(
             other => other.into(),
         })?;
     Ok(Json(f))
+}
+
+/// A plan's delivery status.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliveryStatusDoc {
+    pub plan_id: String,
+    /// Whether the executor is running the plan now (it accepts instructions).
+    pub running: bool,
+    /// The running plan's state now, when running.
+    pub state: Option<RunningState>,
+    /// The latest delivery to each device, by DER id.
+    pub devices: Vec<DeliveryRecord>,
+    /// Every delivery, in the order made.
+    pub history: Vec<DeliveryRecord>,
+    /// Stop, limit, re-dispatch and end, in order.
+    pub events: Vec<PlanEvent>,
+}
+
+async fn delivery_status(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Json<DeliveryStatusDoc>, Problem> {
+    let store = state.registry.store();
+    let plan = records::get(store, &key)
+        .await
+        .map_err(RegistryError::from)?
+        .ok_or_else(|| Problem::not_found(format!("no dispatch plan '{key}'")))?;
+    let history = delivery::deliveries(store, &plan.id)
+        .await
+        .map_err(RegistryError::from)?;
+    let events = delivery::events(store, &plan.id)
+        .await
+        .map_err(RegistryError::from)?;
+    let mut latest: std::collections::BTreeMap<String, DeliveryRecord> = Default::default();
+    for d in &history {
+        latest.insert(d.der_id.clone(), d.clone());
+    }
+    let running = match &state.dispatch {
+        Some(e) => e.state(&plan.id, now_epoch()).await,
+        None => None,
+    };
+    Ok(Json(DeliveryStatusDoc {
+        plan_id: plan.id,
+        running: running.is_some(),
+        state: running,
+        devices: latest.into_values().collect(),
+        history,
+        events,
+    }))
+}
+
+async fn instruct(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<RunningState>, Problem> {
+    require_content_type(&headers, &["application/json"])?;
+    let bytes = read_limited(body, state.body_limit).await?;
+    let instruction: OperatorInstruction = decode(&bytes)?;
+    if let OperatorInstruction::Limit { max_kw } = instruction
+        && !(max_kw.is_finite() && max_kw >= 0.0)
+    {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("max_kw: must be a finite, non-negative number of kW, got {max_kw}"),
+        )
+        .with_field("max_kw"));
+    }
+    let plan = records::get(state.registry.store(), &key)
+        .await
+        .map_err(RegistryError::from)?
+        .ok_or_else(|| Problem::not_found(format!("no dispatch plan '{key}'")))?;
+    let not_running =
+        |detail: String| Problem::new(StatusCode::CONFLICT, "plan-not-running", detail);
+    let Some(executor) = &state.dispatch else {
+        return Err(not_running(
+            "dispatch delivery is disabled ([dispatch] enabled = false)".into(),
+        ));
+    };
+    match executor.instruct(&plan.id, instruction, now_epoch()).await {
+        Ok(s) => Ok(Json(s)),
+        Err(e @ ExecuteError::NotRunning(_)) | Err(e @ ExecuteError::Schedule(_)) => {
+            Err(not_running(e.to_string()))
+        }
+        Err(ExecuteError::Store(e)) => Err(RegistryError::from(e).into()),
+    }
 }

@@ -37,6 +37,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// Largest accepted CSV import body, bytes (imports are legitimately large).
     pub import_limit: usize,
+    /// The dispatch executor, when `switchyard serve` runs one.
+    pub dispatch: Option<crate::dispatch::execute::Executor>,
 }
 
 /// Collects routes and their documentation together.

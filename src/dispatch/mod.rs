@@ -15,10 +15,16 @@
 //! - [`portfolio`]: loading a problem from the registry, envelopes and telemetry.
 //! - [`forecast`]: baseline load and flex up / down with P10 / P50 / P90.
 //! - [`records`]: stored plans (`dispatch_plans`).
+//! - [`execute`]: the executor that delivers running plans to devices through delivery
+//!   channels, applies `stop` / `limit`, and re-dispatches on telemetry.
+//! - [`delivery`]: stored delivery status and plan events (`dispatch_deliveries`,
+//!   `dispatch_events`).
 //! - [`schedule`]: staggered activation, per-device control schedules, `stop` and `limit`,
 //!   and re-dispatch when devices drop out or under-deliver.
 
 pub mod allocate;
+pub mod delivery;
+pub mod execute;
 pub mod forecast;
 pub mod input;
 pub mod level;
