@@ -18,6 +18,7 @@ pub struct Config {
     pub openadr3: crate::protocol::openadr3::config::OpenAdr3Config,
     pub mqtt: crate::protocol::mqtt::MqttConfig,
     pub sunspec: crate::protocol::sunspec::config::SunSpecConfig,
+    pub greenbutton: crate::protocol::greenbutton::config::GreenButtonConfig,
 }
 
 /// The IEEE 2030.5 server (mutual TLS).
@@ -275,6 +276,9 @@ impl Config {
         }
         if let Some(v) = env("SWITCHYARD_MQTT_PASSWORD") {
             self.mqtt.password = Some(v);
+        }
+        if let Some(v) = env("SWITCHYARD_GREENBUTTON_CLIENT_SECRET") {
+            self.greenbutton.client_secret = Some(v);
         }
         if let Some(v) = env("SWITCHYARD_DATABASE_URL") {
             self.store.url = v;
