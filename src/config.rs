@@ -223,6 +223,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SWITCHYARD_SEP2_LISTEN", "sep2.listen"),
     ("SWITCHYARD_MQTT_PASSWORD", "mqtt.password"),
     (
+        "SWITCHYARD_GREENBUTTON_CLIENT_SECRET",
+        "greenbutton.client_secret",
+    ),
+    (
         "SWITCHYARD_OPERATOR_TOKEN",
         "adds an operator token named 'env-operator'",
     ),

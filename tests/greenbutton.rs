@@ -249,11 +249,7 @@ fn sample_feeds_against_the_espi_schema() {
 
     // The schema is strict enough to catch what the parser refuses: a reading whose value
     // is not an integer.
-    let bad = fixture("abridged_electric_containerized.xml").replacen(
-        "<value>",
-        "<value>12x",
-        1,
-    );
+    let bad = fixture("abridged_electric_containerized.xml").replacen("<value>", "<value>12x", 1);
     assert!(schema.check("bad-value", &bad).is_err());
 }
 

@@ -42,7 +42,10 @@ pub fn espi_schema() -> Option<EspiSchema> {
         (atom_dir.join("oadr_atom.xsd"), "atom.xsd"),
         (atom_dir.join("oadr_xml.xsd"), "oadr_xml.xsd"),
     ] {
-        link_schema(&target.canonicalize().expect("schema path"), &dir.path().join(link));
+        link_schema(
+            &target.canonicalize().expect("schema path"),
+            &dir.path().join(link),
+        );
     }
     Some(EspiSchema {
         xsd: dir.path().join("espi_4.0.xsd"),
