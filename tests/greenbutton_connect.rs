@@ -4,7 +4,7 @@
 //! (`Batch/Subscription/{id}`, `Batch/Bulk/{id}`, `ApplicationInformation/{id}`), serving
 //! the GBA 15-day sample feed entry by entry, with `updated-min`, `max-results` and
 //! `start-index`, and on demand 429s, 5xx, truncated pages and revoked tokens. On SQLite and
-//! PostgreSQL.
+//! PostgreSQL, through the library and through the `switchyard greenbutton connect` CLI.
 
 mod common;
 
@@ -1001,9 +1001,159 @@ async fn wrong_certificate_and_bad_feeds(db: TestDb) {
     );
 }
 
+/// The operator's commands against the same Data Custodian: `authorize` prints the URL,
+/// `authorize --code` stores the tokens, `fetch --json` stores the data and prints one JSON
+/// summary per UsagePoint; a second `fetch` stores nothing more.
+async fn cli_authorize_and_fetch(db: TestDb) {
+    let ca = TestCa::new("Test Data Custodian CA");
+    let (dc, base) = start_dc(&ca).await;
+    let meter = gba_meter(&db).await;
+    // The secret comes from the environment, as docs/configuration.md recommends.
+    let mut gb = config(&base, &ca);
+    gb.client_secret = None;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[store]\nurl = {:?}\n\n[greenbutton]\n{}",
+            db.url,
+            toml::to_string(&gb).unwrap()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        cmd.arg("--config")
+            .arg(&file)
+            .args(args)
+            .env("SWITCHYARD_GREENBUTTON_CLIENT_SECRET", SECRET)
+            .env_remove("SWITCHYARD_DATABASE_URL");
+        async move { cmd.output().await.unwrap() }
+    };
+
+    let out = run(&[
+        "greenbutton",
+        "connect",
+        "authorize",
+        "--name",
+        "home-1",
+        "--state",
+        "s-1",
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(
+        url.starts_with(&format!("{base}/DataCustodian/oauth/authorize?")),
+        "{url}"
+    );
+    assert!(
+        url.contains("state=s-1") && url.contains("response_type=code"),
+        "{url}"
+    );
+
+    // The customer's browser at that URL, then the code from the redirect.
+    let tls = switchyard::protocol::greenbutton::connect::tls_config(Some(
+        &std::fs::read_to_string(ca.pem_path()).unwrap(),
+    ))
+    .unwrap();
+    let browser = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = browser.get(&url).send().await.unwrap();
+    let location = resp.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let code: String = reqwest::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+
+    let out = run(&[
+        "greenbutton",
+        "connect",
+        "authorize",
+        "--name",
+        "home-1",
+        "--code",
+        &code,
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Batch/Subscription/5"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let out = run(&["greenbutton", "connect", "fetch", "--json"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let half = dc.lock().unwrap().readings(true);
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    assert_eq!(line["intervals"], half);
+    assert_eq!(stored(&db, &meter).await, half);
+
+    let out = run(&["greenbutton", "connect", "fetch"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 readings stored"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // A wrong code: the token endpoint's refusal, exit status 1, nothing stored.
+    let out = run(&[
+        "greenbutton",
+        "connect",
+        "authorize",
+        "--name",
+        "home-2",
+        "--code",
+        "forged",
+    ])
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid_grant"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        load_authorization(&db.store, "home-2")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 on_both_backends!(
     authorize_fetch_import_and_incremental,
     failures_rate_limits_and_resume,
     token_refresh_and_revocation,
-    wrong_certificate_and_bad_feeds
+    wrong_certificate_and_bad_feeds,
+    cli_authorize_and_fetch
 );
