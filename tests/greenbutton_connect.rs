@@ -1150,10 +1150,46 @@ async fn cli_authorize_and_fetch(db: TestDb) {
     );
 }
 
+/// `switchyard serve` with `greenbutton.fetch_interval_seconds`: every stored authorization
+/// is fetched on the schedule, and newly published data arrives without anyone asking.
+async fn serve_fetches_on_a_schedule(db: TestDb) {
+    let ca = TestCa::new("Test Data Custodian CA");
+    let (dc, base) = start_dc(&ca).await;
+    let meter = gba_meter(&db).await;
+    drop(authorized(&db, &ca, &base).await);
+    let mut gb = config(&base, &ca);
+    gb.fetch_interval_seconds = 1;
+    let (server, _) = common::start_server_with(&db, 64 * 1024, |c| c.greenbutton = gb).await;
+    let half = dc.lock().unwrap().readings(true);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stored(&db, &meter).await < half && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stored(&db, &meter).await, half);
+    dc.lock().unwrap().publish_rest();
+    let all = dc.lock().unwrap().readings(true);
+    while stored(&db, &meter).await < all && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        stored(&db, &meter).await,
+        all,
+        "the next round picked up the new data"
+    );
+    server.stop().await.unwrap();
+    let dc = dc.lock().unwrap();
+    assert!(
+        dc.log.iter().any(|l| l.contains("updated-min")),
+        "later rounds are incremental: {:?}",
+        dc.log
+    );
+}
+
 on_both_backends!(
     authorize_fetch_import_and_incremental,
     failures_rate_limits_and_resume,
     token_refresh_and_revocation,
     wrong_certificate_and_bad_feeds,
-    cli_authorize_and_fetch
+    cli_authorize_and_fetch,
+    serve_fetches_on_a_schedule
 );
