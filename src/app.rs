@@ -43,6 +43,8 @@ pub enum AppError {
     Mqtt(#[from] crate::protocol::mqtt::MqttError),
     #[error("SunSpec: {0}")]
     SunSpec(#[from] crate::protocol::sunspec::config::SunSpecConfigError),
+    #[error("Green Button: {0}")]
+    GreenButton(#[from] crate::protocol::greenbutton::connect::ConnectError),
 }
 
 /// Opens the configured store (applying migrations) and the registry over it.
@@ -281,6 +283,23 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
     } else {
         None
     };
+    // Green Button Connect: every stored authorization is fetched on a schedule.
+    let greenbutton = if config.greenbutton.fetch_interval_seconds > 0 {
+        use crate::protocol::greenbutton::connect::{Client, run_schedule};
+        let client = Client::new(config.greenbutton.clone(), registry.store().clone())?;
+        let every = Duration::from_secs(config.greenbutton.fetch_interval_seconds);
+        tracing::info!(
+            every_s = every.as_secs(),
+            "Green Button Connect fetches scheduled"
+        );
+        Some(tokio::spawn(run_schedule(
+            client,
+            every,
+            stopped(rx.clone()),
+        )))
+    } else {
+        None
+    };
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
     let state = AppState {
         registry: registry.clone(),
@@ -344,6 +363,9 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
                 Ok(m) => m.stop().await,
                 Err(_) => tracing::warn!("MQTT ingest still shared at shutdown; not stopped"),
             }
+        }
+        if let Some(t) = greenbutton {
+            let _ = t.await;
         }
         if let Some((poller, recorder)) = sunspec {
             // Stopping the poller closes the channel; the recorder stores what is queued

@@ -19,6 +19,7 @@ pub struct Config {
     pub mqtt: crate::protocol::mqtt::MqttConfig,
     pub sunspec: crate::protocol::sunspec::config::SunSpecConfig,
     pub dispatch: crate::dispatch::execute::ExecutorConfig,
+    pub greenbutton: crate::protocol::greenbutton::config::GreenButtonConfig,
 }
 
 /// The IEEE 2030.5 server (mutual TLS).
@@ -223,6 +224,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SWITCHYARD_SEP2_LISTEN", "sep2.listen"),
     ("SWITCHYARD_MQTT_PASSWORD", "mqtt.password"),
     (
+        "SWITCHYARD_GREENBUTTON_CLIENT_SECRET",
+        "greenbutton.client_secret",
+    ),
+    (
         "SWITCHYARD_OPERATOR_TOKEN",
         "adds an operator token named 'env-operator'",
     ),
@@ -276,6 +281,9 @@ impl Config {
         }
         if let Some(v) = env("SWITCHYARD_MQTT_PASSWORD") {
             self.mqtt.password = Some(v);
+        }
+        if let Some(v) = env("SWITCHYARD_GREENBUTTON_CLIENT_SECRET") {
+            self.greenbutton.client_secret = Some(v);
         }
         if let Some(v) = env("SWITCHYARD_DATABASE_URL") {
             self.store.url = v;

@@ -85,6 +85,12 @@ enum Command {
         #[command(subcommand)]
         what: SettlementWhat,
     },
+    /// Green Button Connect My Data: authorize at a Data Custodian, fetch interval data
+    /// (`[greenbutton]` configuration; docs/greenbutton.md).
+    Greenbutton {
+        #[command(subcommand)]
+        what: GreenbuttonWhat,
+    },
 }
 
 #[derive(Subcommand)]
@@ -131,6 +137,44 @@ enum SettlementWhat {
         tolerance_kwh: f64,
         #[arg(long, default_value_t = 1.0)]
         tolerance_pct: f64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum GreenbuttonWhat {
+    /// The OAuth2 Third Party client.
+    Connect {
+        #[command(subcommand)]
+        what: ConnectWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConnectWhat {
+    /// Without --code: print the URL to send the customer to. With --code (from the
+    /// redirect to the redirect URI): trade it for tokens, stored under --name.
+    Authorize {
+        /// Local name of the authorization (one per customer subscription).
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// The `code` the Data Custodian put on the redirect.
+        #[arg(long)]
+        code: Option<String>,
+        /// The `state` to put on the authorization URL (default: a random one).
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Fetch what is new (all stored authorizations, or --name, or a --bulk id with a
+    /// client-credentials token) and store it; each fetch all or nothing.
+    Fetch {
+        #[arg(long, conflicts_with = "bulk")]
+        name: Option<String>,
+        /// A Batch/Bulk id.
+        #[arg(long)]
+        bulk: Option<String>,
+        /// Print one JSON object per UsagePoint instead of the table.
         #[arg(long)]
         json: bool,
     },
@@ -585,6 +629,94 @@ fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// Runs `switchyard greenbutton connect ...`.
+async fn greenbutton_connect(config: &Config, what: ConnectWhat) -> Result<()> {
+    use switchyard::protocol::greenbutton::connect::{self, Client};
+    let registry = app::open_registry(config).await?;
+    let store = registry.store().clone();
+    let client = Client::new(config.greenbutton.clone(), store.clone())?;
+    let result: Result<()> = async {
+        match what {
+            ConnectWhat::Authorize {
+                name,
+                code: None,
+                state,
+            } => {
+                let state = state.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+                println!("{}", client.authorization_url(&state)?);
+                eprintln!(
+                    "Send the customer to this URL. The Data Custodian redirects to {} with \
+                     code=... and state={state} (check it), then run:\n  \
+                     switchyard greenbutton connect authorize --name {name} --code CODE",
+                    config.greenbutton.redirect_uri
+                );
+            }
+            ConnectWhat::Authorize {
+                name,
+                code: Some(code),
+                ..
+            } => {
+                let auth = client
+                    .exchange_code(&name, &code, switchyard::domain::now_epoch())
+                    .await?;
+                println!(
+                    "authorized '{name}': subscription {} (scope {})",
+                    auth.resource_uri,
+                    auth.scope.as_deref().unwrap_or("-")
+                );
+            }
+            ConnectWhat::Fetch { name, bulk, json } => {
+                let mut reports = Vec::new();
+                if let Some(id) = bulk {
+                    reports.push(client.fetch_bulk(&id).await?);
+                } else {
+                    let names = match name {
+                        Some(n) => vec![n],
+                        None => connect::authorization_names(&store).await?,
+                    };
+                    if names.is_empty() {
+                        bail!("no authorization stored: run `switchyard greenbutton connect authorize` first");
+                    }
+                    for n in names {
+                        reports.push(
+                            client
+                                .fetch(&n)
+                                .await
+                                .with_context(|| format!("fetching '{n}'"))?,
+                        );
+                    }
+                }
+                for r in &reports {
+                    if json {
+                        for (s, _) in &r.usage_points {
+                            println!("{}", serde_json::to_string(s)?);
+                        }
+                        continue;
+                    }
+                    println!(
+                        "{}: {} pages, {} entries, {} readings stored, {} already present",
+                        r.url, r.pages, r.entries, r.outcome.inserted, r.outcome.duplicates
+                    );
+                    for (s, meter) in &r.usage_points {
+                        println!(
+                            "  {:<45} {:<20} {:>9} intervals {:>12.3} kWh in {:>12.3} kWh out",
+                            s.usage_point,
+                            meter,
+                            s.intervals,
+                            s.wh_delivered / 1000.0,
+                            s.wh_received / 1000.0
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    store.close().await;
+    result
+}
+
 /// Runs `switchyard import greenbutton`: parses and checks every file first, then stores
 /// everything in one transaction.
 async fn import_greenbutton(
@@ -1036,6 +1168,9 @@ async fn main() -> Result<()> {
                 );
             }
         }
+        Command::Greenbutton {
+            what: GreenbuttonWhat::Connect { what },
+        } => greenbutton_connect(&config, what).await?,
         Command::Dispatch { what } => {
             use switchyard::api::envelopes::RANDOMIZATION_SEED;
             use switchyard::dispatch::portfolio::{self, Assumptions, ForecastQuery};

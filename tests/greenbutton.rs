@@ -214,6 +214,45 @@ fn daylight_saving_changes() {
     assert!(err.to_string().contains("daylight-saving"), "{err}");
 }
 
+/// The sample feeds against the official ESPI 4.0 schema (xmllint). Five are valid; the
+/// OpenESPI hourly feed pads its numbers (`<intervalLength> 3600 </intervalLength>`), which
+/// the schema forbids: that is the real-world input the parser's trimming exists for, so
+/// the test pins both facts (the file is invalid, and for that reason only).
+#[test]
+fn sample_feeds_against_the_espi_schema() {
+    let Some(schema) = common::espi::espi_schema() else {
+        return;
+    };
+    for name in [
+        "abridged_electric_containerized.xml",
+        "gba_electric_15min_cost_1day.xml",
+        "gba_electric_15min_cost_15days.xml",
+        "openespi_batch_3usagepoints_netmeter_flow19.xml",
+        "openespi_gas_monthly.xml",
+    ] {
+        schema.validate(name, &fixture(name));
+    }
+    let padded = fixture("openespi_hourly_5usagepoints_32days.xml");
+    let report = schema
+        .check("padded", &padded)
+        .expect_err("the padded OpenESPI feed is not schema-valid");
+    assert!(
+        report
+            .lines()
+            .filter(|l| l.contains("validity error"))
+            .all(|l| l.contains("' 3600 ' is not a valid value")),
+        "{report}"
+    );
+    // Trimmed, it is valid: padding is its only fault.
+    let trimmed = padded.replace("> 3600 <", ">3600<");
+    schema.validate("trimmed", &trimmed);
+
+    // The schema is strict enough to catch what the parser refuses: a reading whose value
+    // is not an integer.
+    let bad = fixture("abridged_electric_containerized.xml").replacen("<value>", "<value>12x", 1);
+    assert!(schema.check("bad-value", &bad).is_err());
+}
+
 async fn registry_meter(db: &TestDb, mpid: &str) -> String {
     let reg = db.registry().await;
     let n = uuid::Uuid::new_v4().simple().to_string();

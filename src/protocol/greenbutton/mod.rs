@@ -7,7 +7,11 @@
 //!   duplicates, with the summary `switchyard import greenbutton` prints.
 //! - [`import`]: mapping UsagePoints to registry meters and storing the intervals as
 //!   telemetry readings, all or nothing.
+//! - [`connect`]: the Green Button Connect My Data client (OAuth2 Third Party), configured
+//!   by [`config`] (`[greenbutton]`).
 
+pub mod config;
+pub mod connect;
 pub mod import;
 pub mod model;
 pub mod parse;

@@ -4,10 +4,10 @@
 //! made at import with a precise message rather than a silent default.
 
 use crate::domain::EpochSeconds;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// ESPI UnitSymbolKind (`uom`), the codes Switchyard names; anything else is `Other`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Uom {
     /// 72: watt-hours (real energy).
     Wh,
@@ -86,7 +86,7 @@ impl Uom {
 }
 
 /// ESPI FlowDirectionKind, the codes that say which way energy went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FlowDirection {
     /// 1 (forward): delivered to the customer: import.
     Forward,
@@ -111,7 +111,7 @@ impl FlowDirection {
 pub struct ReadingQualityCode(pub u16);
 
 /// A ReadingType: what the values of a MeterReading mean.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReadingType {
     pub href: String,
     pub uom: Uom,
@@ -141,7 +141,7 @@ pub struct IntervalReading {
 }
 
 /// A UsagePoint entry.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UsagePoint {
     /// The Atom entry id (e.g. `urn:uuid:...`): the stable identity used for mapping.
     pub id: String,
@@ -153,7 +153,7 @@ pub struct UsagePoint {
 }
 
 /// A MeterReading entry with the links that tie it to its UsagePoint and ReadingType.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MeterReading {
     pub href: String,
     /// The UsagePoint's href (from the self or up link).
