@@ -18,6 +18,7 @@ pub struct Config {
     pub openadr3: crate::protocol::openadr3::config::OpenAdr3Config,
     pub mqtt: crate::protocol::mqtt::MqttConfig,
     pub sunspec: crate::protocol::sunspec::config::SunSpecConfig,
+    pub openadr2: crate::protocol::openadr2::OpenAdr2Config,
 }
 
 /// The IEEE 2030.5 server (mutual TLS).
