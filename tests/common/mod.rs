@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod openadr2;
 pub mod openadr3;
 pub mod sep2;
 pub mod xsd;
