@@ -230,7 +230,9 @@ async fn start_openadr2(
         let client = client_config(&ca, &cert, &key).map_err(|e| AppError::Tls(e.to_string()))?;
         Some((server, client))
     } else {
-        tracing::warn!("OpenADR 2.0b VTN in plain-HTTP test-lab mode: VENs are identified by the venID they send; never use this outside a lab");
+        tracing::warn!(
+            "OpenADR 2.0b VTN in plain-HTTP test-lab mode: VENs are identified by the venID they send; never use this outside a lab"
+        );
         None
     };
     let state = openadr2::state(c, store, tls.as_ref().map(|(_, c)| c.clone()))

@@ -133,7 +133,9 @@ fn update_report(ven: &str, request: &str, at: i64, kw: f64) -> Message {
             duration: None,
             intervals: Some(Intervals {
                 intervals: vec![Interval {
-                    dtstart: Some(DtStart { date_time: t.clone() }),
+                    dtstart: Some(DtStart {
+                        date_time: t.clone(),
+                    }),
                     duration: None,
                     uid: None,
                     signal_payload: None,
@@ -206,7 +208,10 @@ fn registered_ids(m: &Message) -> (String, String) {
         panic!("{m:?}")
     };
     assert_eq!(r.response.response_code, "200");
-    (r.ven_id.clone().unwrap(), r.registration_id.clone().unwrap())
+    (
+        r.ven_id.clone().unwrap(),
+        r.registration_id.clone().unwrap(),
+    )
 }
 
 async fn ven_lifecycle_over_mutual_tls(db: TestDb) {
@@ -220,25 +225,43 @@ async fn ven_lifecycle_over_mutual_tls(db: TestDb) {
     };
     assert_eq!(q.vtn_id, "SWITCHYARD-VTN");
     assert!(q.ven_id.is_none());
-    let (ven_id, reg_id) = registered_ids(&ven.send("EiRegisterParty", &register(None, true, None)).await);
+    let (ven_id, reg_id) = registered_ids(
+        &ven.send("EiRegisterParty", &register(None, true, None))
+            .await,
+    );
     let (_, vens) = ops("GET", format!("{base}/api/v1/openadr2/vens"), None).await;
     assert_eq!(vens[0]["ven_id"], ven_id.as_str());
-    assert_eq!(vens[0]["fingerprint"], fingerprint(&pki.device.cert_der).as_str());
+    assert_eq!(
+        vens[0]["fingerprint"],
+        fingerprint(&pki.device.cert_der).as_str()
+    );
 
     // Reports: registering TELEMETRY_USAGE gets a report request back.
-    let Message::RegisteredReport(rr) = ven.send("EiReport", &register_report(&ven_id)).await else {
+    let Message::RegisteredReport(rr) = ven.send("EiReport", &register_report(&ven_id)).await
+    else {
         panic!()
     };
     assert_eq!(rr.report_requests.len(), 1);
     let request_id = rr.report_requests[0].report_request_id.clone();
-    assert_eq!(rr.report_requests[0].specifier.granularity.duration, "PT10S");
+    assert_eq!(
+        rr.report_requests[0].specifier.granularity.duration,
+        "PT10S"
+    );
 
     // Nothing waiting yet.
-    assert!(matches!(ven.send("OadrPoll", &poll(&ven_id)).await, Message::Response(_)));
+    assert!(matches!(
+        ven.send("OadrPoll", &poll(&ven_id)).await,
+        Message::Response(_)
+    ));
 
     // The operator creates an event for this VEN; the next poll delivers it, once.
     let start_at = now_epoch() + 60;
-    let (s, e) = ops("POST", format!("{base}/api/v1/openadr2/events"), Some(event_body("ev1", &ven_id, start_at))).await;
+    let (s, e) = ops(
+        "POST",
+        format!("{base}/api/v1/openadr2/events"),
+        Some(event_body("ev1", &ven_id, start_at)),
+    )
+    .await;
     assert_eq!(s, 201, "{e}");
     let Message::DistributeEvent(d) = ven.send("OadrPoll", &poll(&ven_id)).await else {
         panic!()
@@ -249,7 +272,10 @@ async fn ven_lifecycle_over_mutual_tls(db: TestDb) {
     assert_eq!(ev.descriptor.event_status, "far");
     assert_eq!(ev.signals.signals[0].intervals.intervals.len(), 2);
     assert_eq!(ev.target.ven_ids, vec![ven_id.clone()]);
-    assert!(matches!(ven.send("OadrPoll", &poll(&ven_id)).await, Message::Response(_)));
+    assert!(matches!(
+        ven.send("OadrPoll", &poll(&ven_id)).await,
+        Message::Response(_)
+    ));
     // oadrRequestEvent always answers with the current events.
     let req = Message::RequestEvent(RequestEvent {
         schema_version: sv(),
@@ -265,13 +291,22 @@ async fn ven_lifecycle_over_mutual_tls(db: TestDb) {
     assert_eq!(d2.events.len(), 1);
 
     // Opt in; the operator sees it.
-    assert_eq!(code(&ven.send("EiEvent", &created_event(&ven_id, "ev1", "optIn")).await), "200");
+    assert_eq!(
+        code(
+            &ven.send("EiEvent", &created_event(&ven_id, "ev1", "optIn"))
+                .await
+        ),
+        "200"
+    );
     let (_, view) = ops("GET", format!("{base}/api/v1/openadr2/events/ev1"), None).await;
     assert_eq!(view["responses"][0]["opt_type"], "optIn");
     assert_eq!(view["responses"][0]["ven_id"], ven_id.as_str());
 
     // EiOpt: create then cancel.
-    let Message::CreatedOpt(co) = ven.send("EiOpt", &create_opt(&ven_id, "opt1", "optOut", Some("ev1"))).await else {
+    let Message::CreatedOpt(co) = ven
+        .send("EiOpt", &create_opt(&ven_id, "opt1", "optOut", Some("ev1")))
+        .await
+    else {
         panic!()
     };
     assert_eq!(co.opt_id, "opt1");
@@ -282,13 +317,24 @@ async fn ven_lifecycle_over_mutual_tls(db: TestDb) {
         ven_id: Some(ven_id.clone()),
     });
     assert_eq!(code(&ven.send("EiOpt", &cancel).await), "200");
-    let (_, opts) = ops("GET", format!("{base}/api/v1/openadr2/vens/{ven_id}/opts"), None).await;
+    let (_, opts) = ops(
+        "GET",
+        format!("{base}/api/v1/openadr2/vens/{ven_id}/opts"),
+        None,
+    )
+    .await;
     assert_eq!(opts[0]["opt_type"], "optOut");
     assert_eq!(opts[0]["cancelled"], true);
 
     // A TELEMETRY_USAGE update becomes a telemetry reading in W.
     let at = now_epoch() - 30;
-    assert_eq!(code(&ven.send("EiReport", &update_report(&ven_id, &request_id, at, 2.5)).await), "200");
+    assert_eq!(
+        code(
+            &ven.send("EiReport", &update_report(&ven_id, &request_id, at, 2.5))
+                .await
+        ),
+        "200"
+    );
     let readings = switchyard::telemetry::query(
         &db.store,
         &format!("openadr2:{ven_id}:meter1"),
@@ -302,7 +348,12 @@ async fn ven_lifecycle_over_mutual_tls(db: TestDb) {
     assert_eq!(readings[0].value, 2500.0);
 
     // Cancelling the event reaches the VEN at its next poll.
-    let (s, _) = ops("POST", format!("{base}/api/v1/openadr2/events/ev1/cancel"), None).await;
+    let (s, _) = ops(
+        "POST",
+        format!("{base}/api/v1/openadr2/events/ev1/cancel"),
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
     let Message::DistributeEvent(d3) = ven.send("OadrPoll", &poll(&ven_id)).await else {
         panic!()
@@ -317,7 +368,10 @@ async fn ven_lifecycle_over_mutual_tls(db: TestDb) {
         registration_id: reg_id,
         ven_id: Some(ven_id.clone()),
     });
-    assert!(matches!(ven.send("EiRegisterParty", &cancel_reg).await, Message::CanceledPartyRegistration(_)));
+    assert!(matches!(
+        ven.send("EiRegisterParty", &cancel_reg).await,
+        Message::CanceledPartyRegistration(_)
+    ));
     assert_eq!(code(&ven.send("OadrPoll", &poll(&ven_id)).await), "463");
 
     validate_all(&ven.answers.lock().unwrap());
@@ -326,10 +380,12 @@ async fn ven_lifecycle_over_mutual_tls(db: TestDb) {
 
 async fn count(db: &TestDb, table: &str) -> i64 {
     use sqlx::Row;
-    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM {table}")))
-        .fetch_one(db.store.pool())
-        .await
-        .unwrap();
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) AS n FROM {table}"
+    )))
+    .fetch_one(db.store.pool())
+    .await
+    .unwrap();
     r.try_get::<i64, _>("n").unwrap()
 }
 
@@ -338,18 +394,34 @@ async fn bad_input_is_refused_and_nothing_written(db: TestDb) {
     let (server, base, vtn) = start(&db, &pki, true).await;
     let ven = Ven::tls(&pki, &pki.device, &vtn);
     let other = Ven::tls(&pki, &pki.other, &vtn);
-    let (ven_id, _) = registered_ids(&ven.send("EiRegisterParty", &register(None, true, None)).await);
-    let Message::RegisteredReport(rr) = ven.send("EiReport", &register_report(&ven_id)).await else {
+    let (ven_id, _) = registered_ids(
+        &ven.send("EiRegisterParty", &register(None, true, None))
+            .await,
+    );
+    let Message::RegisteredReport(rr) = ven.send("EiReport", &register_report(&ven_id)).await
+    else {
         panic!()
     };
     let request_id = rr.report_requests[0].report_request_id.clone();
     let start_at = now_epoch() + 60;
-    assert_eq!(ops("POST", format!("{base}/api/v1/openadr2/events"), Some(event_body("ev1", &ven_id, start_at))).await.0, 201);
+    assert_eq!(
+        ops(
+            "POST",
+            format!("{base}/api/v1/openadr2/events"),
+            Some(event_body("ev1", &ven_id, start_at))
+        )
+        .await
+        .0,
+        201
+    );
 
     // Transport level: malformed XML, DOCTYPE with entities, oversized, wrong root.
     let (s, body) = ven.raw("EiEvent", "<oadrPayload").await;
     assert_eq!(s, 400, "{body}");
-    assert!(body.contains("<ei:responseCode>454</ei:responseCode>"), "{body}");
+    assert!(
+        body.contains("<ei:responseCode>454</ei:responseCode>"),
+        "{body}"
+    );
     let bomb = r#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]><oadr:oadrPayload xmlns:oadr="http://openadr.org/oadr-2.0b/2012/07"><oadr:oadrSignedObject>&b;</oadr:oadrSignedObject></oadr:oadrPayload>"#;
     let (s, body) = ven.raw("EiEvent", bomb).await;
     assert_eq!(s, 400);
@@ -366,24 +438,95 @@ async fn bad_input_is_refused_and_nothing_written(db: TestDb) {
     assert_eq!(code(&ven.send("EiOpt", &poll(&ven_id)).await), "453");
     // Another certificate, not registered: 463; claiming the first VEN's id changes nothing.
     assert_eq!(code(&other.send("OadrPoll", &poll(&ven_id)).await), "463");
-    assert_eq!(code(&other.send("EiEvent", &created_event(&ven_id, "ev1", "optIn")).await), "463");
-    registered_ids(&other.send("EiRegisterParty", &register(None, true, None)).await);
-    assert_eq!(code(&other.send("EiEvent", &created_event(&ven_id, "ev1", "optIn")).await), "452");
+    assert_eq!(
+        code(
+            &other
+                .send("EiEvent", &created_event(&ven_id, "ev1", "optIn"))
+                .await
+        ),
+        "463"
+    );
+    registered_ids(
+        &other
+            .send("EiRegisterParty", &register(None, true, None))
+            .await,
+    );
+    assert_eq!(
+        code(
+            &other
+                .send("EiEvent", &created_event(&ven_id, "ev1", "optIn"))
+                .await
+        ),
+        "452"
+    );
     // Registering under someone else's venID.
-    assert_eq!(code(&other.send("EiRegisterParty", &register(Some(&ven_id), true, None)).await), "452");
+    assert_eq!(
+        code(
+            &other
+                .send("EiRegisterParty", &register(Some(&ven_id), true, None))
+                .await
+        ),
+        "452"
+    );
     // Unknown event, bad optType, unknown report request, unregistered rID, foreign opt.
-    assert_eq!(code(&ven.send("EiEvent", &created_event(&ven_id, "nope", "optIn")).await), "452");
-    assert_eq!(code(&ven.send("EiEvent", &created_event(&ven_id, "ev1", "maybe")).await), "454");
-    assert_eq!(code(&ven.send("EiReport", &update_report(&ven_id, "nope", now_epoch(), 1.0)).await), "452");
-    let Message::UpdateReport(mut bad) = update_report(&ven_id, &request_id, now_epoch(), 1.0) else {
+    assert_eq!(
+        code(
+            &ven.send("EiEvent", &created_event(&ven_id, "nope", "optIn"))
+                .await
+        ),
+        "452"
+    );
+    assert_eq!(
+        code(
+            &ven.send("EiEvent", &created_event(&ven_id, "ev1", "maybe"))
+                .await
+        ),
+        "454"
+    );
+    assert_eq!(
+        code(
+            &ven.send(
+                "EiReport",
+                &update_report(&ven_id, "nope", now_epoch(), 1.0)
+            )
+            .await
+        ),
+        "452"
+    );
+    let Message::UpdateReport(mut bad) = update_report(&ven_id, &request_id, now_epoch(), 1.0)
+    else {
         panic!()
     };
     bad.reports[0].intervals.as_mut().unwrap().intervals[0].report_payloads[0].r_id = "zz".into();
-    assert_eq!(code(&ven.send("EiReport", &Message::UpdateReport(bad)).await), "454");
+    assert_eq!(
+        code(&ven.send("EiReport", &Message::UpdateReport(bad)).await),
+        "454"
+    );
     // A reading a day and more in the future.
-    assert_eq!(code(&ven.send("EiReport", &update_report(&ven_id, &request_id, now_epoch() + 3 * 86_400, 1.0)).await), "454");
-    assert_eq!(code(&ven.send("EiOpt", &create_opt(&ven_id, "o1", "sometimes", None)).await), "454");
-    assert_eq!(code(&ven.send("EiOpt", &create_opt(&ven_id, "o1", "optIn", Some("nope"))).await), "452");
+    assert_eq!(
+        code(
+            &ven.send(
+                "EiReport",
+                &update_report(&ven_id, &request_id, now_epoch() + 3 * 86_400, 1.0)
+            )
+            .await
+        ),
+        "454"
+    );
+    assert_eq!(
+        code(
+            &ven.send("EiOpt", &create_opt(&ven_id, "o1", "sometimes", None))
+                .await
+        ),
+        "454"
+    );
+    assert_eq!(
+        code(
+            &ven.send("EiOpt", &create_opt(&ven_id, "o1", "optIn", Some("nope")))
+                .await
+        ),
+        "452"
+    );
     let cancel = Message::CancelOpt(CancelOpt {
         schema_version: sv(),
         request_id: "c".into(),
@@ -395,10 +538,25 @@ async fn bad_input_is_refused_and_nothing_written(db: TestDb) {
     let Message::CreatePartyRegistration(mut r) = register(None, false, None) else {
         panic!()
     };
-    assert_eq!(code(&ven.send("EiRegisterParty", &Message::CreatePartyRegistration(r.clone())).await), "454");
+    assert_eq!(
+        code(
+            &ven.send(
+                "EiRegisterParty",
+                &Message::CreatePartyRegistration(r.clone())
+            )
+            .await
+        ),
+        "454"
+    );
     r.profile_name = "2.0a".into();
     r.http_pull_model = Some(true);
-    assert_eq!(code(&ven.send("EiRegisterParty", &Message::CreatePartyRegistration(r)).await), "451");
+    assert_eq!(
+        code(
+            &ven.send("EiRegisterParty", &Message::CreatePartyRegistration(r))
+                .await
+        ),
+        "451"
+    );
 
     assert_eq!(count(&db, "oadr2_event_responses").await, 0);
     assert_eq!(count(&db, "oadr2_opts").await, 0);
@@ -418,10 +576,42 @@ async fn bad_input_is_refused_and_nothing_written(db: TestDb) {
     let mut name = event_body("e2", &ven_id, start_at);
     name["signal_name"] = json!("NOT_A_SIGNAL");
     assert_eq!(ops("POST", url.clone(), Some(name)).await.0, 422);
-    assert_eq!(ops("POST", url.clone(), Some(event_body("e2", "ghost", start_at))).await.0, 422);
-    assert_eq!(ops("POST", url.clone(), Some(event_body("e2", &ven_id, now_epoch() - 7200))).await.0, 422);
-    assert_eq!(ops("POST", url.clone(), Some(event_body("ev1", &ven_id, start_at))).await.0, 409);
-    assert_eq!(ops("POST", url.clone(), Some(json!({"signal_name": 1}))).await.0, 400);
+    assert_eq!(
+        ops(
+            "POST",
+            url.clone(),
+            Some(event_body("e2", "ghost", start_at))
+        )
+        .await
+        .0,
+        422
+    );
+    assert_eq!(
+        ops(
+            "POST",
+            url.clone(),
+            Some(event_body("e2", &ven_id, now_epoch() - 7200))
+        )
+        .await
+        .0,
+        422
+    );
+    assert_eq!(
+        ops(
+            "POST",
+            url.clone(),
+            Some(event_body("ev1", &ven_id, start_at))
+        )
+        .await
+        .0,
+        409
+    );
+    assert_eq!(
+        ops("POST", url.clone(), Some(json!({"signal_name": 1})))
+            .await
+            .0,
+        400
+    );
     let huge = json!({"x": "a".repeat(100 * 1024)});
     assert_eq!(ops("POST", url.clone(), Some(huge)).await.0, 413);
     let r = reqwest::Client::new()
@@ -447,10 +637,31 @@ async fn test_lab_mode_identifies_by_ven_id(db: TestDb) {
     let pki = pki();
     let (server, base, vtn) = start(&db, &pki, false).await;
     let ven = Ven::plain(&vtn);
-    let (ven_id, _) = registered_ids(&ven.send("EiRegisterParty", &register(None, true, None)).await);
-    assert!(matches!(ven.send("OadrPoll", &poll(&ven_id)).await, Message::Response(_)));
-    assert_eq!(code(&ven.send("OadrPoll", &poll("someone-else")).await), "452");
-    assert_eq!(code(&ven.send("OadrPoll", &Message::Poll(Poll { schema_version: sv(), ven_id: None })).await), "463");
+    let (ven_id, _) = registered_ids(
+        &ven.send("EiRegisterParty", &register(None, true, None))
+            .await,
+    );
+    assert!(matches!(
+        ven.send("OadrPoll", &poll(&ven_id)).await,
+        Message::Response(_)
+    ));
+    assert_eq!(
+        code(&ven.send("OadrPoll", &poll("someone-else")).await),
+        "452"
+    );
+    assert_eq!(
+        code(
+            &ven.send(
+                "OadrPoll",
+                &Message::Poll(Poll {
+                    schema_version: sv(),
+                    ven_id: None
+                })
+            )
+            .await
+        ),
+        "463"
+    );
     let (_, vens) = ops("GET", format!("{base}/api/v1/openadr2/vens"), None).await;
     assert_eq!(vens[0]["fingerprint"], Value::Null);
     validate_all(&ven.answers.lock().unwrap());
@@ -476,7 +687,9 @@ async fn push_mode_delivers_events_to_the_transport_address(db: TestDb) {
             async move {
                 r2.lock().await.push(body.clone());
                 let m = xml::decode(body.as_bytes(), 1 << 20).unwrap();
-                let Message::DistributeEvent(d) = m else { panic!() };
+                let Message::DistributeEvent(d) = m else {
+                    panic!()
+                };
                 let event_id = d.events[0].event.descriptor.event_id.clone();
                 xml::encode(&created_event(&id, &event_id, "optIn"))
             }
@@ -487,9 +700,17 @@ async fn push_mode_delivers_events_to_the_transport_address(db: TestDb) {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let ven = Ven::plain(&vtn);
     let address = format!("http://{addr}/ven");
-    let (ven_id, _) = registered_ids(&ven.send("EiRegisterParty", &register(None, false, Some(&address))).await);
+    let (ven_id, _) = registered_ids(
+        &ven.send("EiRegisterParty", &register(None, false, Some(&address)))
+            .await,
+    );
     *ven_id_cell.lock().unwrap() = ven_id.clone();
-    let (s, _) = ops("POST", format!("{base}/api/v1/openadr2/events"), Some(event_body("push1", &ven_id, now_epoch() + 60))).await;
+    let (s, _) = ops(
+        "POST",
+        format!("{base}/api/v1/openadr2/events"),
+        Some(event_body("push1", &ven_id, now_epoch() + 60)),
+    )
+    .await;
     assert_eq!(s, 201);
     let mut opted = false;
     for _ in 0..50 {

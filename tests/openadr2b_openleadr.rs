@@ -40,9 +40,11 @@ async fn openleadr_ven_registers_opts_in_and_reports(db: TestDb) {
     let r = reqwest::Client::new()
         .post(format!("{base}/api/v1/openadr2/events"))
         .bearer_auth(OPERATOR_TOKEN)
-        .json(&json!({"event_id": "interop-1", "signal_name": "SIMPLE", "signal_type": "level",
+        .json(
+            &json!({"event_id": "interop-1", "signal_name": "SIMPLE", "signal_type": "level",
                       "start": now_epoch() - 10,
-                      "intervals": [{"duration_seconds": 3600, "value": 2.0}]}))
+                      "intervals": [{"duration_seconds": 3600, "value": 2.0}]}),
+        )
         .send()
         .await
         .unwrap();
@@ -53,7 +55,10 @@ async fn openleadr_ven_registers_opts_in_and_reports(db: TestDb) {
     let key = dir.path().join("ven.key");
     std::fs::write(&cert, &pki.device.cert_pem).unwrap();
     std::fs::write(&key, &pki.device.key_pem).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/openadr2b/openleadr_ven.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/openadr2b/openleadr_ven.py"
+    );
     let ca = pki.dir.path().join("ca.pem");
     let out = tokio::process::Command::new("python3")
         .arg(script)
@@ -67,7 +72,10 @@ async fn openleadr_ven_registers_opts_in_and_reports(db: TestDb) {
         .expect("run python3");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "openleadr VEN failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "openleadr VEN failed:\n{stdout}\n{stderr}"
+    );
     let seen: Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
         .unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
     assert!(
@@ -76,7 +84,10 @@ async fn openleadr_ven_registers_opts_in_and_reports(db: TestDb) {
     );
     assert_eq!(seen["events"], json!(["interop-1"]), "{stderr}");
     let ven_id = seen["ven_id"].as_str().unwrap().to_string();
-    assert!(seen["opt_id"].is_string(), "oadrCreateOpt not acknowledged: {stderr}");
+    assert!(
+        seen["opt_id"].is_string(),
+        "oadrCreateOpt not acknowledged: {stderr}"
+    );
 
     // The VTN knows the VEN by its certificate's fingerprint.
     let c = reqwest::Client::new();

@@ -94,7 +94,11 @@ pub fn code(m: &Message) -> String {
         M::UpdatedReport(x) => x.response.response_code.clone(),
         M::CreatedOpt(x) => x.response.response_code.clone(),
         M::CanceledOpt(x) => x.response.response_code.clone(),
-        M::DistributeEvent(x) => x.response.as_ref().map(|r| r.response_code.clone()).unwrap_or_default(),
+        M::DistributeEvent(x) => x
+            .response
+            .as_ref()
+            .map(|r| r.response_code.clone())
+            .unwrap_or_default(),
         other => panic!("no eiResponse in {}", other.name()),
     }
 }
@@ -138,7 +142,9 @@ pub fn validate_all(docs: &[String]) {
     if !out.status.success() {
         let mut shown = String::new();
         for (i, d) in docs.iter().enumerate() {
-            if stderr.contains(&format!("doc{i}.xml")) && !stderr.contains(&format!("doc{i}.xml validates")) {
+            if stderr.contains(&format!("doc{i}.xml"))
+                && !stderr.contains(&format!("doc{i}.xml validates"))
+            {
                 shown.push_str(&format!("--- doc{i}.xml\n{d}\n"));
             }
         }

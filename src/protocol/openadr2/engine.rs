@@ -104,7 +104,10 @@ pub fn map_report(
                 continue;
             };
             if !v.is_finite() {
-                return Err(format!("rID '{}' carries a value that is not finite", p.r_id));
+                return Err(format!(
+                    "rID '{}' carries a value that is not finite",
+                    p.r_id
+                ));
             }
             let Some((m, v)) = measurand(point, v) else {
                 continue;

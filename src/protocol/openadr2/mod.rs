@@ -230,7 +230,11 @@ async fn create_event(
             )
         })?;
     let def: event::EventDefinition = serde_json::from_slice(&bytes).map_err(|e| {
-        Problem::new(StatusCode::BAD_REQUEST, "malformed", format!("invalid event JSON: {e}"))
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("invalid event JSON: {e}"),
+        )
     })?;
     let stored = state.vtn.create_event(def).await.map_err(problem)?;
     spawn_push(&state, stored.clone());
@@ -321,7 +325,10 @@ async fn ven_opts(
 /// The operator endpoints; the caller adds the operator API's token check.
 pub fn operator_router(state: State2) -> Router {
     Router::new()
-        .route("/api/v1/openadr2/events", post(create_event).get(list_events))
+        .route(
+            "/api/v1/openadr2/events",
+            post(create_event).get(list_events),
+        )
         .route("/api/v1/openadr2/events/{id}", get(read_event))
         .route("/api/v1/openadr2/events/{id}/cancel", post(cancel_event))
         .route("/api/v1/openadr2/vens", get(list_vens))

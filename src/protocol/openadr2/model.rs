@@ -24,7 +24,10 @@ pub const NAMESPACES: &[(&str, &str)] = &[
     ("xcal", "urn:ietf:params:xml:ns:icalendar-2.0"),
     ("strm", "urn:ietf:params:xml:ns:icalendar-2.0:stream"),
     ("power", "http://docs.oasis-open.org/ns/emix/2011/06/power"),
-    ("scale", "http://docs.oasis-open.org/ns/emix/2011/06/siscale"),
+    (
+        "scale",
+        "http://docs.oasis-open.org/ns/emix/2011/06/siscale",
+    ),
 ];
 
 /// Further namespaces a peer's document may use (signatures, Green Button, GML, Atom)
@@ -218,7 +221,11 @@ pub struct DtStart {
 /// `oadrQueryRegistration`: a VEN asks what the VTN offers before registering.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueryRegistration {
-    #[serde(rename = "@ei:schemaVersion", alias = "@schemaVersion", default = "schema_version")]
+    #[serde(
+        rename = "@ei:schemaVersion",
+        alias = "@schemaVersion",
+        default = "schema_version"
+    )]
     pub schema_version: Option<String>,
     #[serde(rename = "pyld:requestID", alias = "requestID")]
     pub request_id: String,
@@ -227,7 +234,11 @@ pub struct QueryRegistration {
 /// `oadrCreatePartyRegistration`: a VEN registers (or re-registers with its registrationID).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreatePartyRegistration {
-    #[serde(rename = "@ei:schemaVersion", alias = "@schemaVersion", default = "schema_version")]
+    #[serde(
+        rename = "@ei:schemaVersion",
+        alias = "@schemaVersion",
+        default = "schema_version"
+    )]
     pub schema_version: Option<String>,
     #[serde(rename = "pyld:requestID", alias = "requestID")]
     pub request_id: String,
@@ -279,7 +290,11 @@ pub struct CreatePartyRegistration {
 /// `oadrCreatedPartyRegistration`: the VTN's answer to a query or a registration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreatedPartyRegistration {
-    #[serde(rename = "@ei:schemaVersion", alias = "@schemaVersion", default = "schema_version")]
+    #[serde(
+        rename = "@ei:schemaVersion",
+        alias = "@schemaVersion",
+        default = "schema_version"
+    )]
     pub schema_version: Option<String>,
     #[serde(rename = "ei:eiResponse", alias = "eiResponse")]
     pub response: EiResponse,
@@ -350,7 +365,11 @@ pub struct Transport {
 /// `oadrCancelPartyRegistration`: either side ends a registration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CancelPartyRegistration {
-    #[serde(rename = "@ei:schemaVersion", alias = "@schemaVersion", default = "schema_version")]
+    #[serde(
+        rename = "@ei:schemaVersion",
+        alias = "@schemaVersion",
+        default = "schema_version"
+    )]
     pub schema_version: Option<String>,
     #[serde(rename = "pyld:requestID", alias = "requestID")]
     pub request_id: String,
@@ -368,7 +387,11 @@ pub struct CancelPartyRegistration {
 /// `oadrCanceledPartyRegistration`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CanceledPartyRegistration {
-    #[serde(rename = "@ei:schemaVersion", alias = "@schemaVersion", default = "schema_version")]
+    #[serde(
+        rename = "@ei:schemaVersion",
+        alias = "@schemaVersion",
+        default = "schema_version"
+    )]
     pub schema_version: Option<String>,
     #[serde(rename = "ei:eiResponse", alias = "eiResponse")]
     pub response: EiResponse,
@@ -391,7 +414,11 @@ pub struct CanceledPartyRegistration {
 /// `oadrRequestReregistration`: the VTN asks a VEN to register again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestReregistration {
-    #[serde(rename = "@ei:schemaVersion", alias = "@schemaVersion", default = "schema_version")]
+    #[serde(
+        rename = "@ei:schemaVersion",
+        alias = "@schemaVersion",
+        default = "schema_version"
+    )]
     pub schema_version: Option<String>,
     #[serde(rename = "ei:venID", alias = "venID")]
     pub ven_id: String,
@@ -402,7 +429,11 @@ pub struct RequestReregistration {
 /// `oadrRequestEvent`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestEvent {
-    #[serde(rename = "@ei:schemaVersion", alias = "@schemaVersion", default = "schema_version")]
+    #[serde(
+        rename = "@ei:schemaVersion",
+        alias = "@schemaVersion",
+        default = "schema_version"
+    )]
     pub schema_version: Option<String>,
     #[serde(rename = "pyld:eiRequestEvent", alias = "eiRequestEvent")]
     pub ei_request_event: EiRequestEvent,
@@ -427,7 +458,11 @@ pub struct EiRequestEvent {
 /// `oadrDistributeEvent`: the events in force for a VEN.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DistributeEvent {
-    #[serde(rename = "@ei:schemaVersion", alias = "@schemaVersion", default = "schema_version")]
+    #[serde(
+        rename = "@ei:schemaVersion",
+        alias = "@schemaVersion",
+        default = "schema_version"
+    )]
     pub schema_version: Option<String>,
     #[serde(
         rename = "ei:eiResponse",
@@ -737,7 +772,11 @@ pub struct Target {
 /// `oadrCreatedEvent`: a VEN opts in or out of events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreatedEvent {
-    #[serde(rename = "@ei:schemaVersion", alias = "@schemaVersion", default = "schema_version")]
+    #[serde(
+        rename = "@ei:schemaVersion",
+        alias = "@schemaVersion",
+        default = "schema_version"
+    )]
     pub schema_version: Option<String>,
     #[serde(rename = "pyld:eiCreatedEvent", alias = "eiCreatedEvent")]
     pub ei_created_event: EiCreatedEvent,
@@ -799,7 +838,11 @@ pub struct QualifiedEventId {
 /// `oadrResponse`: a plain acknowledgement (also the answer to a poll with nothing new).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Response {
-    #[serde(rename = "@ei:schemaVersion", alias = "@schemaVersion", default = "schema_version")]
+    #[serde(
+        rename = "@ei:schemaVersion",
+        alias = "@schemaVersion",
+        default = "schema_version"
+    )]
     pub schema_version: Option<String>,
     #[serde(rename = "ei:eiResponse", alias = "eiResponse")]
     pub response: EiResponse,
@@ -817,7 +860,11 @@ pub struct Response {
 /// `oadrRegisterReport`: a VEN describes the reports it can send.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegisterReport {
-    #[serde(rename = "@ei:schemaVersion", alias = "@schemaVersion", default = "schema_version")]
+    #[serde(
+        rename = "@ei:schemaVersion",
+        alias = "@schemaVersion",
+        default = "schema_version"
+    )]
     pub schema_version: Option<String>,
     #[serde(rename = "pyld:requestID", alias = "requestID")]
     pub request_id: String,
@@ -1049,7 +1096,11 @@ pub struct ResourceStatus {
 /// `oadrRegisteredReport`: the VTN acknowledges a registration and asks for reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegisteredReport {
-    #[serde(rename = "@ei:schemaVersion", alias = "@schemaVersion", default = "schema_version")]
+    #[serde(
+        rename = "@ei:schemaVersion",
+        alias = "@schemaVersion",
+        default = "schema_version"
+    )]
     pub schema_version: Option<String>,
     #[serde(rename = "ei:eiResponse", alias = "eiResponse")]
     pub response: EiResponse,
@@ -1108,11 +1159,19 @@ pub struct SpecifierPayload {
 /// `oadrCreateReport`: the VTN asks for reports (delivered by poll).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreateReport {
-    #[serde(rename = "@ei:schemaVersion", alias = "@schemaVersion", default = "schema_version")]
+    #[serde(
+        rename = "@ei:schemaVersion",
+        alias = "@schemaVersion",
+        default = "schema_version"
+    )]
     pub schema_version: Option<String>,
     #[serde(rename = "pyld:requestID", alias = "requestID")]
     pub request_id: String,
-    #[serde(rename = "oadr:oadrReportRequest", alias = "oadrReportRequest", default)]
+    #[serde(
+        rename = "oadr:oadrReportRequest",
+        alias = "oadrReportRequest",
+        default
+    )]
     pub report_requests: Vec<ReportRequest>,
     #[serde(
         rename = "ei:venID",
@@ -1126,11 +1185,19 @@ pub struct CreateReport {
 /// `oadrCreatedReport`: a VEN acknowledges report requests.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreatedReport {
-    #[serde(rename = "@ei:schemaVersion", alias = "@schemaVersion", default = "schema_version")]
+    #[serde(
+        rename = "@ei:schemaVersion",
+        alias = "@schemaVersion",
+        default = "schema_version"
+    )]
     pub schema_version: Option<String>,
     #[serde(rename = "ei:eiResponse", alias = "eiResponse")]
     pub response: EiResponse,
-    #[serde(rename = "oadr:oadrPendingReports", alias = "oadrPendingReports", default)]
+    #[serde(
+        rename = "oadr:oadrPendingReports",
+        alias = "oadrPendingReports",
+        default
+    )]
     pub pending_reports: PendingReports,
     #[serde(
         rename = "ei:venID",
@@ -1156,7 +1223,11 @@ pub struct PendingReports {
 /// `oadrUpdateReport`: a VEN sends report data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UpdateReport {
-    #[serde(rename = "@ei:schemaVersion", alias = "@schemaVersion", default = "schema_version")]
+    #[serde(
+        rename = "@ei:schemaVersion",
+        alias = "@schemaVersion",
+        default = "schema_version"
+    )]
     pub schema_version: Option<String>,
     #[serde(rename = "pyld:requestID", alias = "requestID")]
     pub request_id: String,
@@ -1174,7 +1245,11 @@ pub struct UpdateReport {
 /// `oadrUpdatedReport`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UpdatedReport {
-    #[serde(rename = "@ei:schemaVersion", alias = "@schemaVersion", default = "schema_version")]
+    #[serde(
+        rename = "@ei:schemaVersion",
+        alias = "@schemaVersion",
+        default = "schema_version"
+    )]
     pub schema_version: Option<String>,
     #[serde(rename = "ei:eiResponse", alias = "eiResponse")]
     pub response: EiResponse,
@@ -1192,7 +1267,11 @@ pub struct UpdatedReport {
 /// `oadrCreateOpt`: a VEN declares availability or opts in/out of an event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreateOpt {
-    #[serde(rename = "@ei:schemaVersion", alias = "@schemaVersion", default = "schema_version")]
+    #[serde(
+        rename = "@ei:schemaVersion",
+        alias = "@schemaVersion",
+        default = "schema_version"
+    )]
     pub schema_version: Option<String>,
     #[serde(rename = "ei:optID", alias = "optID")]
     pub opt_id: String,
@@ -1228,7 +1307,11 @@ pub struct CreateOpt {
 /// `oadrCreatedOpt`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreatedOpt {
-    #[serde(rename = "@ei:schemaVersion", alias = "@schemaVersion", default = "schema_version")]
+    #[serde(
+        rename = "@ei:schemaVersion",
+        alias = "@schemaVersion",
+        default = "schema_version"
+    )]
     pub schema_version: Option<String>,
     #[serde(rename = "ei:eiResponse", alias = "eiResponse")]
     pub response: EiResponse,
@@ -1239,7 +1322,11 @@ pub struct CreatedOpt {
 /// `oadrCancelOpt`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CancelOpt {
-    #[serde(rename = "@ei:schemaVersion", alias = "@schemaVersion", default = "schema_version")]
+    #[serde(
+        rename = "@ei:schemaVersion",
+        alias = "@schemaVersion",
+        default = "schema_version"
+    )]
     pub schema_version: Option<String>,
     #[serde(rename = "pyld:requestID", alias = "requestID")]
     pub request_id: String,
@@ -1252,7 +1339,11 @@ pub struct CancelOpt {
 /// `oadrCanceledOpt`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CanceledOpt {
-    #[serde(rename = "@ei:schemaVersion", alias = "@schemaVersion", default = "schema_version")]
+    #[serde(
+        rename = "@ei:schemaVersion",
+        alias = "@schemaVersion",
+        default = "schema_version"
+    )]
     pub schema_version: Option<String>,
     #[serde(rename = "ei:eiResponse", alias = "eiResponse")]
     pub response: EiResponse,
@@ -1265,7 +1356,11 @@ pub struct CanceledOpt {
 /// `oadrPoll`: a pull-mode VEN asks for what is waiting for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Poll {
-    #[serde(rename = "@ei:schemaVersion", alias = "@schemaVersion", default = "schema_version")]
+    #[serde(
+        rename = "@ei:schemaVersion",
+        alias = "@schemaVersion",
+        default = "schema_version"
+    )]
     pub schema_version: Option<String>,
     #[serde(rename = "ei:venID", alias = "venID", default)]
     pub ven_id: Option<String>,

@@ -302,18 +302,22 @@ impl Vtn {
     }
 
     pub async fn ven_by_id(&self, id: &str) -> Result<Option<Ven>, VtnError> {
-        let row = dynamic(format!("SELECT {VEN_COLUMNS} FROM oadr2_vens WHERE ven_id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(self.store.pool())
-            .await?;
+        let row = dynamic(format!(
+            "SELECT {VEN_COLUMNS} FROM oadr2_vens WHERE ven_id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(self.store.pool())
+        .await?;
         Ok(row.as_ref().map(ven_from_row).transpose()?)
     }
 
     /// Every registered VEN.
     pub async fn vens(&self) -> Result<Vec<Ven>, VtnError> {
-        let rows = dynamic(format!("SELECT {VEN_COLUMNS} FROM oadr2_vens ORDER BY ven_id"))
-            .fetch_all(self.store.pool())
-            .await?;
+        let rows = dynamic(format!(
+            "SELECT {VEN_COLUMNS} FROM oadr2_vens ORDER BY ven_id"
+        ))
+        .fetch_all(self.store.pool())
+        .await?;
         Ok(rows.iter().map(ven_from_row).collect::<Result<_, _>>()?)
     }
 
@@ -363,13 +367,19 @@ impl Vtn {
         if m.profile_name != "2.0b" {
             return Ok(Err(refuse(
                 ResponseCode::NotAllowed,
-                format!("profile '{}' is not offered; this VTN speaks 2.0b", m.profile_name),
+                format!(
+                    "profile '{}' is not offered; this VTN speaks 2.0b",
+                    m.profile_name
+                ),
             )));
         }
         if m.transport_name != "simpleHttp" {
             return Ok(Err(refuse(
                 ResponseCode::NotAllowed,
-                format!("transport '{}' is not offered; use simpleHttp", m.transport_name),
+                format!(
+                    "transport '{}' is not offered; use simpleHttp",
+                    m.transport_name
+                ),
             )));
         }
         let pull = m.http_pull_model.unwrap_or(true);
@@ -473,7 +483,9 @@ impl Vtn {
         .await?;
         tx.commit().await?;
         tracing::info!(ven_id = %ven.ven_id, name = %ven.ven_name, "OpenADR 2.0b VEN registered");
-        Ok(Ok(self.created_party_registration(&m.request_id, Some(&ven))))
+        Ok(Ok(
+            self.created_party_registration(&m.request_id, Some(&ven))
+        ))
     }
 
     async fn handle_registered(
@@ -666,11 +678,17 @@ impl Vtn {
         let rows = dynamic("SELECT body FROM oadr2_events ORDER BY created_at, event_id".into())
             .fetch_all(self.store.pool())
             .await?;
-        rows.iter().map(|r| parse_event(&text(r, "body")?)).collect()
+        rows.iter()
+            .map(|r| parse_event(&text(r, "body")?))
+            .collect()
     }
 
     /// The events for `ven_id` that have not ended by `now`.
-    async fn events_for(&self, ven_id: &str, now: EpochSeconds) -> Result<Vec<StoredEvent>, VtnError> {
+    async fn events_for(
+        &self,
+        ven_id: &str,
+        now: EpochSeconds,
+    ) -> Result<Vec<StoredEvent>, VtnError> {
         let rows = dynamic(
             "SELECT e.body FROM oadr2_events e WHERE e.ends_at > $2 AND (\
                NOT EXISTS (SELECT 1 FROM oadr2_event_targets t WHERE t.event_id = e.event_id) \
@@ -682,7 +700,9 @@ impl Vtn {
         .bind(now)
         .fetch_all(self.store.pool())
         .await?;
-        rows.iter().map(|r| parse_event(&text(r, "body")?)).collect()
+        rows.iter()
+            .map(|r| parse_event(&text(r, "body")?))
+            .collect()
     }
 
     /// The `oadrDistributeEvent` for `ven` with all its current events, recorded as
@@ -706,9 +726,9 @@ impl Vtn {
         for r in &delivered {
             known.insert(text(r, "event_id")?, int(r, "modification_number")?);
         }
-        let fresh = events.iter().any(|e| {
-            known.get(&e.event_id).copied() != Some(i64::from(e.modification_number))
-        });
+        let fresh = events
+            .iter()
+            .any(|e| known.get(&e.event_id).copied() != Some(i64::from(e.modification_number)));
         if only_new && !fresh {
             return Ok(None);
         }
@@ -804,7 +824,12 @@ impl Vtn {
             .await?;
         }
         tx.commit().await?;
-        Ok(Ok(response(ResponseCode::Ok, "OK", &request_id, Some(&ven.ven_id))))
+        Ok(Ok(response(
+            ResponseCode::Ok,
+            "OK",
+            &request_id,
+            Some(&ven.ven_id),
+        )))
     }
 
     /// The VENs' answers to an event: (venID, optType, modificationNumber).
@@ -895,7 +920,10 @@ impl Vtn {
                 if !rids.insert(d.r_id.clone()) {
                     return Ok(Err(refuse(
                         ResponseCode::InvalidData,
-                        format!("rID '{}' appears twice in report '{}'", d.r_id, r.report_specifier_id),
+                        format!(
+                            "rID '{}' appears twice in report '{}'",
+                            d.r_id, r.report_specifier_id
+                        ),
                     )));
                 }
                 let (item, base_item) = [
@@ -926,7 +954,8 @@ impl Vtn {
                     d.sampling_rate.as_ref().map(|s| s.min_period.clone()),
                 ));
             }
-            if (base == "TELEMETRY_USAGE" || base == "TELEMETRY_STATUS") && !r.descriptions.is_empty()
+            if (base == "TELEMETRY_USAGE" || base == "TELEMETRY_STATUS")
+                && !r.descriptions.is_empty()
             {
                 let granularity = r
                     .descriptions
@@ -995,15 +1024,7 @@ impl Vtn {
             .bind(serde_json::to_string(rq).expect("requests serialize"))
             .bind(now)
             .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                if let Some(db) = e.as_database_error()
-                    && db.is_unique_violation()
-                {
-                    tracing::warn!("report request id collision");
-                }
-                e
-            })?;
+            .await?;
         }
         tx.commit().await?;
         Ok(Ok(Message::RegisteredReport(RegisteredReport {

@@ -113,10 +113,7 @@ fn scan(text: &str) -> Result<(), XmlError> {
             ResolveResult::Unknown(prefix) => {
                 return Err(malformed(
                     reader.buffer_position(),
-                    format!(
-                        "namespace prefix {:?} is not declared",
-                        prefix
-                    ),
+                    format!("namespace prefix {:?} is not declared", prefix),
                 ));
             }
         };
@@ -138,10 +135,7 @@ fn scan(text: &str) -> Result<(), XmlError> {
                     {
                         return Err(malformed(
                             position,
-                            format!(
-                                "namespace prefix {:?} is not declared",
-                                prefix
-                            ),
+                            format!("namespace prefix {:?} is not declared", prefix),
                         ));
                     }
                     attribute
@@ -169,10 +163,8 @@ fn scan(text: &str) -> Result<(), XmlError> {
                 }
             }
             Event::End(_) => depth = depth.saturating_sub(1),
-            Event::Text(t) => {
-                if depth == 0 && !t.trim_ascii().is_empty() {
-                    return Err(malformed(position, "text outside the root element"));
-                }
+            Event::Text(t) if depth == 0 && !t.trim_ascii().is_empty() => {
+                return Err(malformed(position, "text outside the root element"));
             }
             Event::CData(_) if depth == 0 => {
                 return Err(malformed(position, "CDATA outside the root element"));
