@@ -75,6 +75,12 @@ fn register_report(ven: &str) -> Message {
         item_description: d.into(),
         item_units: u.into(),
         si_scale_code: Some(s.into()),
+        // The schema wants power attributes on power items only.
+        power_attributes: (u == "W").then_some(PowerAttributes {
+            hertz: 50.0,
+            voltage: 230.0,
+            ac: true,
+        }),
     };
     let desc = |rid: &str, resource: &str| ReportDescription {
         r_id: rid.into(),
@@ -375,6 +381,8 @@ async fn ven_lifecycle_over_mutual_tls(db: TestDb) {
     assert_eq!(code(&ven.send("OadrPoll", &poll(&ven_id)).await), "463");
 
     validate_all(&ven.answers.lock().unwrap());
+    // What the tests sent as a VEN is schema-valid too (the codec's VEN side).
+    validate_all(&ven.sent.lock().unwrap());
     server.stop().await.unwrap();
 }
 

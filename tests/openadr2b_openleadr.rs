@@ -146,3 +146,114 @@ async fn openleadr_ven_registers_opts_in_and_reports(db: TestDb) {
 }
 
 on_both_backends!(openleadr_ven_registers_opts_in_and_reports);
+
+/// Switchyard's upstream VEN against openleadr's OpenADRServer
+/// (tests/fixtures/openadr2b/openleadr_vtn.py): registers, receives the utility's event as
+/// a dispatch request for the configured group, opts in, and reports aggregate power.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_ven_against_openleadr_vtn() {
+    use switchyard::dispatch::request::{Direction, RequestSource, Target};
+    use switchyard::protocol::openadr2::ven::{Ven, VenSettings};
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    if !openleadr_available() {
+        return;
+    }
+    common::install_tls_provider();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/openadr2b/openleadr_vtn.py"
+    );
+    let mut child = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run python3");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // The server prints a banner of its own; our lines are the JSON objects.
+    let mut next = async || -> Value {
+        loop {
+            let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+                .await
+                .expect("the openleadr VTN said nothing for 20 s")
+                .unwrap()
+                .expect("the openleadr VTN exited");
+            if let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(&line) {
+                return v;
+            }
+        }
+    };
+    assert_eq!(next().await["ready"], port);
+
+    let mut ven = Ven::new(
+        reqwest::Client::new(),
+        VenSettings {
+            vtn_url: format!("http://127.0.0.1:{port}/OpenADR2/Simple/2.0b"),
+            ven_name: "switchyard".into(),
+            group_id: "grp-1".into(),
+            kw_per_unit: 10.0,
+            opt_in: true,
+            grid_hertz: 50.0,
+            grid_voltage: 230.0,
+        },
+    );
+    ven.register()
+        .await
+        .expect("register with the openleadr VTN");
+    assert_eq!(ven.ven_id.as_deref(), Some("ven-sy"));
+    assert!(
+        ven.report_request.is_some(),
+        "the VTN did not request the report"
+    );
+    assert_eq!(next().await["registered"], "switchyard");
+
+    let mut requests = Vec::new();
+    for _ in 0..20 {
+        requests = ven.poll().await.expect("poll");
+        if !requests.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(requests.len(), 1, "no event arrived");
+    let r = &requests[0];
+    assert_eq!(
+        r.target,
+        Target::Group {
+            group_id: "grp-1".into()
+        }
+    );
+    assert_eq!(r.direction, Direction::Discharge);
+    assert_eq!(r.power_kw, 20.0);
+    assert_eq!(r.duration_s, 900);
+    assert!(r.start > now_epoch() + 60 && r.start <= now_epoch() + 125);
+    assert_eq!(
+        r.source,
+        RequestSource::OpenadrEvent {
+            event_id: "utility-ev-1".into()
+        }
+    );
+    r.validate(now_epoch(), |g| g == "grp-1", |_| false)
+        .expect("a valid dispatch request");
+
+    ven.report(now_epoch(), 12345.0).await.expect("report");
+    let (mut opted, mut reported) = (false, false);
+    while !(opted && reported) {
+        let v = next().await;
+        if v["opt"] == "optIn" {
+            assert_eq!(v["event_id"], "utility-ev-1");
+            opted = true;
+        }
+        if let Some(values) = v["report"].as_array() {
+            assert_eq!(values[0][1], 12345.0);
+            reported = true;
+        }
+    }
+    child.kill().await.ok();
+}

@@ -39,6 +39,8 @@ pub struct Ven {
     http: reqwest::Client,
     vtn: String,
     pub answers: Mutex<Vec<String>>,
+    /// Every well-formed payload sent (the VEN side of the codec).
+    pub sent: Mutex<Vec<String>>,
 }
 
 impl Ven {
@@ -47,6 +49,7 @@ impl Ven {
             http: client(pki.ca.cert_pem(), cert),
             vtn: vtn.to_string(),
             answers: Mutex::new(Vec::new()),
+            sent: Mutex::new(Vec::new()),
         }
     }
 
@@ -56,6 +59,7 @@ impl Ven {
             http: reqwest::Client::new(),
             vtn: vtn.to_string(),
             answers: Mutex::new(Vec::new()),
+            sent: Mutex::new(Vec::new()),
         }
     }
 
@@ -77,7 +81,9 @@ impl Ven {
 
     /// POSTs `m` and decodes the answer (which must be HTTP 200).
     pub async fn send(&self, service: &str, m: &Message) -> Message {
-        let (status, text) = self.raw(service, xml::encode(m)).await;
+        let doc = xml::encode(m);
+        self.sent.lock().unwrap().push(doc.clone());
+        let (status, text) = self.raw(service, doc).await;
         assert_eq!(status, 200, "{text}");
         xml::decode(text.as_bytes(), 1 << 20).unwrap_or_else(|e| panic!("{e}: {text}"))
     }

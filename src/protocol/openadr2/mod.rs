@@ -18,6 +18,7 @@
 pub mod engine;
 pub mod event;
 pub mod model;
+pub mod ven;
 pub mod vtn;
 pub mod xml;
 

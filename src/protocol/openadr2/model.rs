@@ -1029,6 +1029,25 @@ pub struct ItemBase {
         skip_serializing_if = "Option::is_none"
     )]
     pub si_scale_code: Option<String>,
+    /// Required by the schema on power items.
+    #[serde(
+        rename = "power:powerAttributes",
+        alias = "powerAttributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub power_attributes: Option<PowerAttributes>,
+}
+
+/// `power:powerAttributes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PowerAttributes {
+    #[serde(rename = "power:hertz", alias = "hertz")]
+    pub hertz: f64,
+    #[serde(rename = "power:voltage", alias = "voltage")]
+    pub voltage: f64,
+    #[serde(rename = "power:ac", alias = "ac")]
+    pub ac: bool,
 }
 
 /// `oadr:oadrSamplingRate`.
