@@ -192,3 +192,52 @@ fn scan(text: &str) -> Result<(), XmlError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLL: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<p:oadrPayload xmlns:p="http://openadr.org/oadr-2.0b/2012/07">
+  <ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo/></ds:Signature>
+  <p:oadrSignedObject p:Id="oadrSignedObject">
+    <p:oadrPoll xmlns:x="http://docs.oasis-open.org/ns/energyinterop/201110" x:schemaVersion="2.0b">
+      <venID xmlns="http://docs.oasis-open.org/ns/energyinterop/201110">ven-1</venID>
+    </p:oadrPoll>
+  </p:oadrSignedObject>
+</p:oadrPayload>"#;
+
+    #[test]
+    fn any_prefix_and_a_signature_decode_and_encoding_round_trips() {
+        let m = decode(POLL.as_bytes(), 1 << 16).unwrap();
+        assert_eq!(m.ven_id(), Some("ven-1"));
+        let again = decode(encode(&m).as_bytes(), 1 << 16).unwrap();
+        assert_eq!(again, m);
+    }
+
+    #[test]
+    fn unsafe_or_foreign_documents_are_refused() {
+        let foreign = POLL.replace(
+            "http://docs.oasis-open.org/ns/energyinterop/201110\">ven-1",
+            "urn:evil\">ven-1",
+        );
+        assert!(matches!(
+            decode(foreign.as_bytes(), 1 << 16),
+            Err(XmlError::ForeignNamespace { .. })
+        ));
+        let doctype = POLL.replace(
+            "<p:oadrPayload",
+            "<!DOCTYPE p [<!ENTITY e \"x\">]><p:oadrPayload",
+        );
+        assert_eq!(decode(doctype.as_bytes(), 1 << 16), Err(XmlError::Doctype));
+        assert!(matches!(
+            decode(POLL.as_bytes(), 100),
+            Err(XmlError::TooLarge { .. })
+        ));
+        let entity = POLL.replace("ven-1", "&undefined;");
+        assert!(matches!(
+            decode(entity.as_bytes(), 1 << 16),
+            Err(XmlError::Malformed { .. })
+        ));
+    }
+}
