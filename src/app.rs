@@ -45,6 +45,8 @@ pub enum AppError {
     SunSpec(#[from] crate::protocol::sunspec::config::SunSpecConfigError),
     #[error("Green Button: {0}")]
     GreenButton(#[from] crate::protocol::greenbutton::connect::ConnectError),
+    #[error("OpenADR 2.0b VTN: {0}")]
+    OpenAdr2(String),
 }
 
 /// Opens the configured store (applying migrations) and the registry over it.
@@ -63,6 +65,8 @@ pub struct RunningServer {
     pub sep2_addr: Option<SocketAddr>,
     /// Where the 2030.5 proxy listener listens, when configured.
     pub sep2_proxy_addr: Option<SocketAddr>,
+    /// Where the OpenADR 2.0b VTN listens, when enabled.
+    pub openadr2_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Result<(), AppError>>,
 }
@@ -209,6 +213,65 @@ async fn start_sep2(
     })
 }
 
+/// Binds the OpenADR 2.0b listener (mutual TLS, or plain HTTP in test-lab mode) and spawns
+/// it; returns its address, its task, and the operator endpoints to merge into the
+/// operator API (behind its token check).
+async fn start_openadr2(
+    config: &Config,
+    store: Store,
+    app_state: AppState,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(SocketAddr, JoinHandle<()>, axum::Router), AppError> {
+    use crate::protocol::openadr2;
+    let c = &config.openadr2;
+    let tls = if c.tls {
+        let ca = read_pem(&c.ca_cert, "OpenADR 2.0b CA certificate")?;
+        let cert = read_pem(&c.server_cert, "OpenADR 2.0b server certificate")?;
+        let key = read_pem(&c.server_key, "OpenADR 2.0b server key")?;
+        let server = server_config(&ca, &cert, &key).map_err(|e| AppError::Tls(e.to_string()))?;
+        let client = client_config(&ca, &cert, &key).map_err(|e| AppError::Tls(e.to_string()))?;
+        Some((server, client))
+    } else {
+        tracing::warn!(
+            "OpenADR 2.0b VTN in plain-HTTP test-lab mode: VENs are identified by the venID they send; never use this outside a lab"
+        );
+        None
+    };
+    let state = openadr2::state(c, store, tls.as_ref().map(|(_, c)| c.clone()))
+        .map_err(AppError::OpenAdr2)?;
+    let listener = TcpListener::bind(c.listen)
+        .await
+        .map_err(|e| AppError::Bind {
+            addr: c.listen,
+            source: e,
+        })?;
+    let addr = listener.local_addr().map_err(AppError::Serve)?;
+    let router = openadr2::router(state.clone());
+    let task = match tls {
+        Some((server, _)) => tokio::spawn(serve_tls(
+            listener,
+            Arc::new(server),
+            router,
+            ServeOptions::default(),
+            stopped(shutdown),
+        )),
+        None => tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(stopped(shutdown))
+                .await
+            {
+                tracing::error!(error = %e, "OpenADR 2.0b listener failed");
+            }
+        }),
+    };
+    let operator = openadr2::operator_router(state).layer(axum::middleware::from_fn_with_state(
+        app_state,
+        crate::api::auth::require_token,
+    ));
+    tracing::info!(%addr, tls = c.tls, "OpenADR 2.0b VTN listening");
+    Ok((addr, task, operator))
+}
+
 /// Starts serving `registry` per `config`; stops when `stop()` is called.
 pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer, AppError> {
     let (tx, rx) = watch::channel(false);
@@ -308,6 +371,7 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
         import_limit: config.server.import_limit_bytes,
         dispatch: executor.as_ref().map(|(e, _)| e.clone()),
     };
+    let app_state = state.clone();
     let mut router = api::router(state);
     let mut oadr3_task = None;
     if config.openadr3.enabled {
@@ -329,6 +393,14 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
             "OpenADR 3.1 VTN enabled"
         );
     }
+    let (openadr2_addr, oadr2_task) = if config.openadr2.enabled {
+        let (addr, task, operator) =
+            start_openadr2(config, registry.store().clone(), app_state, rx.clone()).await?;
+        router = operator.merge(router);
+        (Some(addr), Some(task))
+    } else {
+        (None, None)
+    };
     let task = tokio::spawn(async move {
         let (drained_tx, drained_rx) = oneshot::channel::<()>();
         let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -358,6 +430,9 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
         if let Some((_, task)) = executor {
             task.stop().await;
         }
+        if let Some(t) = oadr2_task {
+            let _ = t.await;
+        }
         if let Some(m) = mqtt {
             match Arc::try_unwrap(m) {
                 Ok(m) => m.stop().await,
@@ -382,6 +457,7 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
         addr,
         sep2_addr,
         sep2_proxy_addr,
+        openadr2_addr,
         shutdown: tx,
         task,
     })

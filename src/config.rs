@@ -20,6 +20,7 @@ pub struct Config {
     pub sunspec: crate::protocol::sunspec::config::SunSpecConfig,
     pub dispatch: crate::dispatch::execute::ExecutorConfig,
     pub greenbutton: crate::protocol::greenbutton::config::GreenButtonConfig,
+    pub openadr2: crate::protocol::openadr2::OpenAdr2Config,
 }
 
 /// The IEEE 2030.5 server (mutual TLS).

@@ -4,6 +4,7 @@
 pub mod delivery;
 pub mod greenbutton;
 pub mod mqtt;
+pub mod openadr2;
 pub mod openadr3;
 pub mod sep2;
 pub mod sunspec;

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod espi;
+pub mod openadr2;
 pub mod openadr3;
 pub mod sep2;
 pub mod xsd;
