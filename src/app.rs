@@ -260,7 +260,7 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
     if config.openadr3.enabled {
         let (vtn, task) = crate::protocol::openadr3::start(
             &config.openadr3,
-            registry.store().clone(),
+            registry.clone(),
             rx.clone(),
         )
         .await?;

@@ -23,6 +23,8 @@ pub struct OpenAdr3Config {
     pub notifications: NotificationConfig,
     /// Most webhook POSTs in flight at once; further deliveries wait their turn.
     pub max_concurrent_deliveries: usize,
+    /// How events reach the engine (`[openadr3.engine]`).
+    pub engine: super::events::EngineConfig,
 }
 
 impl Default for OpenAdr3Config {
@@ -35,6 +37,7 @@ impl Default for OpenAdr3Config {
             clients: Vec::new(),
             notifications: NotificationConfig::default(),
             max_concurrent_deliveries: 256,
+            engine: Default::default(),
         }
     }
 }

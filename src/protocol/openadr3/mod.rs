@@ -13,11 +13,13 @@
 // Handlers return `Result<_, OadrError>`; see api/mod.rs for why the lint is relaxed.
 #![allow(clippy::result_large_err)]
 
+pub mod apply;
 pub mod auth;
 pub mod config;
 pub mod duration;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod model;
 pub mod notify;
 pub mod routes;
@@ -26,7 +28,7 @@ pub mod store;
 pub mod validate;
 pub mod vtn;
 
-use crate::store::Store;
+use crate::registry::Registry;
 use auth::TokenIssuer;
 use axum::Router;
 use axum::http::StatusCode;
@@ -60,14 +62,17 @@ pub enum VtnError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Notifier(#[from] notify::NotifierError),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Loads the VTN from `store` and starts its notifier; the task ends after `shutdown`.
 pub async fn start(
     config: &OpenAdr3Config,
-    store: Store,
+    registry: Registry,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(VtnState, JoinHandle<()>), VtnError> {
+    config.engine.check().map_err(VtnError::Config)?;
     let (notifier, task) = notify::spawn(
         notify::Settings::new(&config.notifications, config.max_concurrent_deliveries),
         shutdown,
@@ -78,7 +83,7 @@ pub async fn start(
         .filter(|c| c.role == ClientRole::Bl)
         .map(|c| c.client_id.clone())
         .collect();
-    let vtn = Vtn::open(store, notifier, bl).await?;
+    let vtn = Vtn::open(registry, config.engine.clone(), notifier, bl).await?;
     let state = VtnState {
         vtn: Arc::new(vtn),
         tokens: Arc::new(TokenIssuer::new(

@@ -8,14 +8,17 @@
 //! in the store alone. One node owns the VTN's objects: several nodes sharing a PostgreSQL
 //! store would each see only their own writes until restarted (docs/openadr3.md).
 
+use super::apply::{self, Candidates};
 use super::auth::Caller;
 use super::config::ClientRole;
 use super::duration::{INFINITE_SECONDS, now, parse_datetime, seconds};
 use super::error::OadrError;
+use super::events::{EngineConfig, GROUP_PREFIX, SITE_ATTRIBUTE, SITE_PREFIX};
 use super::model::*;
 use super::notify::{Delivery, Notifier};
 use super::store::{self, ReportFilter, Row};
 use super::validate;
+use crate::registry::Registry;
 use crate::store::{Store, StoreError};
 use bytes::Bytes;
 use serde::Serialize;
@@ -216,6 +219,9 @@ pub struct Vtn {
     views: std::sync::Mutex<HashMap<String, EventView>>,
     /// Client ids of BL clients: their subscriptions hear of every object.
     bl_clients: HashSet<String>,
+    /// Where events' limits and dispatch requests go.
+    registry: Registry,
+    engine: EngineConfig,
 }
 
 fn parse_all<T: DeserializeOwned>(bodies: Vec<String>) -> Result<Vec<T>, StoreError> {
@@ -230,10 +236,12 @@ fn parse_all<T: DeserializeOwned>(bodies: Vec<String>) -> Result<Vec<T>, StoreEr
 impl Vtn {
     /// Loads the stored objects.
     pub async fn open(
-        store: Store,
+        registry: Registry,
+        engine: EngineConfig,
         notifier: Notifier,
         bl_clients: HashSet<String>,
     ) -> Result<Self, StoreError> {
+        let store = registry.store().clone();
         let mut objs = Objects::default();
         for p in parse_all::<Program>(store::load(&store, ObjectType::Program).await?)? {
             objs.programs.insert(p.meta.id.clone(), Entry::new(p));
@@ -258,6 +266,8 @@ impl Vtn {
             notifier,
             views: Default::default(),
             bl_clients,
+            registry,
+            engine,
         })
     }
 
@@ -477,6 +487,9 @@ impl Vtn {
                 .collect();
             (old, events)
         };
+        for e in &events {
+            apply::cancel(&self.registry, &e.obj.meta.id, &[]).await?;
+        }
         let mut ids: Vec<String> = events.iter().map(|e| e.obj.meta.id.clone()).collect();
         ids.push(id.to_string());
         store::delete(&self.store, &ids).await?;
@@ -558,20 +571,92 @@ impl Vtn {
             ));
         }
         if let Some(ts) = req.targets.as_deref().filter(|t| !t.is_empty()) {
-            let known = objs
-                .client_targets
-                .values()
-                .any(|set| ts.iter().any(|t| set.contains(t)));
+            // Registry links (`group:`, `site:`) are checked against the registry later.
+            let known = ts
+                .iter()
+                .any(|t| t.starts_with(GROUP_PREFIX) || t.starts_with(SITE_PREFIX))
+                || objs
+                    .client_targets
+                    .values()
+                    .any(|set| ts.iter().any(|t| set.contains(t)));
             if !known {
                 return Err(OadrError::invalid(
                     "targets",
                     format!(
-                        "{ts:?} match no VEN or resource (neither a venName, a resourceName nor a target assigned to one)"
+                        "{ts:?} match no VEN or resource (neither a venName, a resourceName nor a target assigned to one) and name no registry group or site"
                     ),
                 ));
             }
         }
         Ok(())
+    }
+
+    /// Where the event's targets may point in the registry: explicit `group:` / `site:`
+    /// targets, and the sites of the resources the targets name (directly, by a target
+    /// assigned to the resource, or through the resource's VEN).
+    fn candidates(objs: &Objects, req: &EventRequest) -> Candidates {
+        let mut c = Candidates::default();
+        let ts = req.targets.as_deref().unwrap_or_default();
+        let has = |list: &Option<Vec<String>>, t: &String| list.iter().flatten().any(|x| x == t);
+        for t in ts {
+            if let Some(g) = t.strip_prefix(GROUP_PREFIX) {
+                c.groups.push(g.to_string());
+                continue;
+            }
+            if let Some(s) = t.strip_prefix(SITE_PREFIX) {
+                c.sites.push(s.to_string());
+                continue;
+            }
+            for r in objs.resources.values() {
+                let r = &r.obj;
+                let ven = objs.vens.get(&r.ven_id).map(|v| &v.obj);
+                let named = &r.resource_name == t
+                    || has(&r.targets, t)
+                    || ven.is_some_and(|v| &v.ven_name == t || has(&v.targets, t));
+                if !named {
+                    continue;
+                }
+                let site_ids: Vec<String> = r
+                    .attributes
+                    .iter()
+                    .flatten()
+                    .filter(|a| a.kind == SITE_ATTRIBUTE)
+                    .flat_map(|a| a.values.iter())
+                    .filter_map(|v| match v {
+                        Value::Text(s) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                if site_ids.is_empty() {
+                    c.maybe_sites.push(r.resource_name.clone());
+                } else {
+                    c.sites.extend(site_ids);
+                }
+            }
+        }
+        for list in [&mut c.groups, &mut c.sites, &mut c.maybe_sites] {
+            list.sort();
+            list.dedup();
+        }
+        c
+    }
+
+    /// Checks, plans and writes what `event` asks of the engine. Nothing is written when
+    /// it fails.
+    async fn engage(&self, event: &Event) -> Result<apply::Written, OadrError> {
+        let candidates = Self::candidates(&self.read(), &event.body);
+        let links = apply::resolve(&self.registry, &candidates).await?;
+        let now = crate::domain::now_epoch();
+        let prepared = apply::prepare(
+            &self.registry,
+            &self.engine,
+            &event.meta.id,
+            &event.body,
+            links,
+            now,
+        )
+        .await?;
+        apply::commit(&self.registry, &self.engine, &event.meta.id, &prepared).await
     }
 
     pub async fn create_event(
@@ -587,7 +672,11 @@ impl Vtn {
             meta: new_meta(ObjectType::Event),
             body: req,
         });
-        self.persist_new(event_row(&e)).await?;
+        let written = self.engage(&e.obj).await?;
+        if let Err(err) = self.persist_new(event_row(&e)).await {
+            apply::undo(&self.registry, &written).await;
+            return Err(err.into());
+        }
         let mut objs = self.modify();
         objs.events.insert(e.obj.meta.id.clone(), e.clone());
         self.notify(
@@ -624,7 +713,13 @@ impl Vtn {
             meta: touched(&old.obj.meta),
             body: req,
         });
-        store::update(&self.store, &event_row(&e)).await?;
+        let written = self.engage(&e.obj).await?;
+        if let Err(err) = store::update(&self.store, &event_row(&e)).await {
+            apply::undo(&self.registry, &written).await;
+            return Err(err.into());
+        }
+        // The event as it was no longer holds: its limits are replaced by the new ones.
+        apply::cancel(&self.registry, id, &written.controls).await?;
         let mut objs = self.modify();
         objs.events.insert(id.to_string(), e.clone());
         self.notify(
@@ -650,6 +745,9 @@ impl Vtn {
             .get(id)
             .cloned()
             .ok_or_else(|| OadrError::not_found("event", id))?;
+        // Limits go first: should the store fail after, the event is still there to be
+        // deleted again, rather than limits outliving their event.
+        apply::cancel(&self.registry, id, &[]).await?;
         store::delete(&self.store, &[id.to_string()]).await?;
         let mut objs = self.modify();
         objs.events.remove(id);
