@@ -28,10 +28,8 @@ use crate::store::record::{dynamic, text};
 pub struct Candidates {
     /// `group:<id>` targets: the group must exist.
     pub groups: Vec<String>,
-    /// `site:<id>` targets and resources' `SITE_ID` attributes: the site must exist.
+    /// `site:<id>` targets: the site must exist.
     pub sites: Vec<String>,
-    /// Names of targeted resources: a site when one has that id, else nothing.
-    pub maybe_sites: Vec<String>,
 }
 
 fn registry_error(e: RegistryError) -> OadrError {
@@ -71,16 +69,9 @@ pub async fn resolve(registry: &Registry, c: &Candidates) -> Result<Vec<Link>, O
             Err(RegistryError::NotFound { .. }) => {
                 return Err(OadrError::invalid(
                     "targets",
-                    format!("'{s}' (a site: target or a targeted resource's SITE_ID) names no registry site"),
+                    format!("'site:{s}' names no registry site"),
                 ));
             }
-            Err(e) => return Err(registry_error(e)),
-        }
-    }
-    for s in &c.maybe_sites {
-        match registry.get::<Site>(s).await {
-            Ok(_) => links.push(Link::Site(s.clone())),
-            Err(RegistryError::NotFound { .. }) => {}
             Err(e) => return Err(registry_error(e)),
         }
     }
@@ -224,10 +215,7 @@ async fn write(
                 TargetKind::Site => "site",
                 TargetKind::Der => "der",
             };
-            let program_id = match known
-                .iter()
-                .find(|(_, k, t)| k == kind_name && t == target)
-            {
+            let program_id = match known.iter().find(|(_, k, t)| k == kind_name && t == target) {
                 Some((id, _, _)) => id.clone(),
                 None => {
                     let id = format!("{prefix}{}", known.len());

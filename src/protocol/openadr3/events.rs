@@ -20,8 +20,6 @@ use serde::{Deserialize, Serialize};
 pub const GROUP_PREFIX: &str = "group:";
 /// Target prefix naming a registry site: `site:<site id>`.
 pub const SITE_PREFIX: &str = "site:";
-/// Resource attribute naming the registry site a resource stands for.
-pub const SITE_ATTRIBUTE: &str = "SITE_ID";
 
 /// How events are turned into engine requests (`[openadr3.engine]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,7 +130,11 @@ fn kwh_per(units: Option<&str>) -> Option<f64> {
 fn start_of(p: Option<&IntervalPeriod>, now: EpochSeconds) -> Option<EpochSeconds> {
     let t = parse_datetime(p?.start.as_deref()?)?;
     // Year 1 stands for "now" (OpenADR 3 user guide).
-    Some(if t.year() <= 1 { now } else { t.unix_timestamp() })
+    Some(if t.year() <= 1 {
+        now
+    } else {
+        t.unix_timestamp()
+    })
 }
 
 fn duration_of(p: Option<&IntervalPeriod>) -> Option<f64> {
@@ -361,7 +363,11 @@ mod tests {
         let t = translate(
             "e1",
             &e,
-            vec![Link::Site("s2".into()), Link::Group("g".into()), Link::Site("s1".into())],
+            vec![
+                Link::Site("s2".into()),
+                Link::Group("g".into()),
+                Link::Site("s1".into()),
+            ],
             T0 - 10,
             &EngineConfig::default(),
         )
@@ -375,7 +381,15 @@ mod tests {
         let got: Vec<_> = t
             .requests
             .iter()
-            .map(|r| (r.start - T0, r.direction, r.power_kw, r.target.clone(), r.priority))
+            .map(|r| {
+                (
+                    r.start - T0,
+                    r.direction,
+                    r.power_kw,
+                    r.target.clone(),
+                    r.priority,
+                )
+            })
             .collect();
         let g = Target::Group {
             group_id: "g".into(),
@@ -410,15 +424,24 @@ mod tests {
         let cfg = EngineConfig::default();
         for (e, field) in [
             (
-                bad(serde_json::json!({"type": "EXPORT_CAPACITY_LIMIT", "values": [-1]}), "KW"),
+                bad(
+                    serde_json::json!({"type": "EXPORT_CAPACITY_LIMIT", "values": [-1]}),
+                    "KW",
+                ),
                 "intervals[0].payloads[0].values",
             ),
             (
-                bad(serde_json::json!({"type": "EXPORT_CAPACITY_LIMIT", "values": ["x"]}), "KW"),
+                bad(
+                    serde_json::json!({"type": "EXPORT_CAPACITY_LIMIT", "values": ["x"]}),
+                    "KW",
+                ),
                 "intervals[0].payloads[0].values",
             ),
             (
-                bad(serde_json::json!({"type": "EXPORT_CAPACITY_LIMIT", "values": [1]}), "KVAR"),
+                bad(
+                    serde_json::json!({"type": "EXPORT_CAPACITY_LIMIT", "values": [1]}),
+                    "KVAR",
+                ),
                 "payloadDescriptors",
             ),
             (
@@ -429,13 +452,21 @@ mod tests {
             let err = translate("e", &e, links(), T0 - 10, &cfg).unwrap_err();
             assert_eq!(err.0.field.as_deref(), Some(field), "{e:?}");
             // Without a registry link the event asks nothing and nothing is checked.
-            assert!(translate("e", &e, vec![], T0 - 10, &cfg).unwrap().is_empty());
+            assert!(
+                translate("e", &e, vec![], T0 - 10, &cfg)
+                    .unwrap()
+                    .is_empty()
+            );
         }
         // Ended intervals are skipped.
         let e = bad(
             serde_json::json!({"type": "EXPORT_CAPACITY_LIMIT", "values": [1]}),
             "KW",
         );
-        assert!(translate("e", &e, links(), T0 + 3600, &cfg).unwrap().is_empty());
+        assert!(
+            translate("e", &e, links(), T0 + 3600, &cfg)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -13,7 +13,7 @@ use super::auth::Caller;
 use super::config::ClientRole;
 use super::duration::{INFINITE_SECONDS, now, parse_datetime, seconds};
 use super::error::OadrError;
-use super::events::{EngineConfig, GROUP_PREFIX, SITE_ATTRIBUTE, SITE_PREFIX};
+use super::events::{EngineConfig, GROUP_PREFIX, SITE_PREFIX};
 use super::model::*;
 use super::notify::{Delivery, Notifier};
 use super::store::{self, ReportFilter, Row};
@@ -591,50 +591,47 @@ impl Vtn {
         Ok(())
     }
 
-    /// Where the event's targets may point in the registry: explicit `group:` / `site:`
-    /// targets, and the sites of the resources the targets name (directly, by a target
-    /// assigned to the resource, or through the resource's VEN).
+    /// Where the event's targets point in the registry: its own `group:` / `site:`
+    /// targets, and those the BL assigned to the VENs and resources its other targets name
+    /// (by venName or resourceName, or by a target they hold; a VEN brings its resources'
+    /// too). Only BL-assigned targets count, so a VEN cannot steer events to sites it
+    /// chooses.
     fn candidates(objs: &Objects, req: &EventRequest) -> Candidates {
         let mut c = Candidates::default();
-        let ts = req.targets.as_deref().unwrap_or_default();
+        let mut take = |targets: &Option<Vec<String>>| {
+            for t in targets.iter().flatten() {
+                if let Some(g) = t.strip_prefix(GROUP_PREFIX) {
+                    c.groups.push(g.to_string());
+                } else if let Some(s) = t.strip_prefix(SITE_PREFIX) {
+                    c.sites.push(s.to_string());
+                }
+            }
+        };
+        take(&req.targets);
         let has = |list: &Option<Vec<String>>, t: &String| list.iter().flatten().any(|x| x == t);
-        for t in ts {
-            if let Some(g) = t.strip_prefix(GROUP_PREFIX) {
-                c.groups.push(g.to_string());
+        for t in req.targets.iter().flatten() {
+            if t.starts_with(GROUP_PREFIX) || t.starts_with(SITE_PREFIX) {
                 continue;
             }
-            if let Some(s) = t.strip_prefix(SITE_PREFIX) {
-                c.sites.push(s.to_string());
-                continue;
+            for v in objs.vens.values() {
+                if &v.obj.ven_name == t || has(&v.obj.targets, t) {
+                    take(&v.obj.targets);
+                    for r in objs
+                        .resources
+                        .values()
+                        .filter(|r| r.obj.ven_id == v.obj.meta.id)
+                    {
+                        take(&r.obj.targets);
+                    }
+                }
             }
             for r in objs.resources.values() {
-                let r = &r.obj;
-                let ven = objs.vens.get(&r.ven_id).map(|v| &v.obj);
-                let named = &r.resource_name == t
-                    || has(&r.targets, t)
-                    || ven.is_some_and(|v| &v.ven_name == t || has(&v.targets, t));
-                if !named {
-                    continue;
-                }
-                let site_ids: Vec<String> = r
-                    .attributes
-                    .iter()
-                    .flatten()
-                    .filter(|a| a.kind == SITE_ATTRIBUTE)
-                    .flat_map(|a| a.values.iter())
-                    .filter_map(|v| match v {
-                        Value::Text(s) => Some(s.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                if site_ids.is_empty() {
-                    c.maybe_sites.push(r.resource_name.clone());
-                } else {
-                    c.sites.extend(site_ids);
+                if &r.obj.resource_name == t || has(&r.obj.targets, t) {
+                    take(&r.obj.targets);
                 }
             }
         }
-        for list in [&mut c.groups, &mut c.sites, &mut c.maybe_sites] {
+        for list in [&mut c.groups, &mut c.sites] {
             list.sort();
             list.dedup();
         }
