@@ -25,6 +25,8 @@ pub struct OpenAdr3Config {
     pub max_concurrent_deliveries: usize,
     /// How events reach the engine (`[openadr3.engine]`).
     pub engine: super::events::EngineConfig,
+    /// An external OAuth2 issuer whose tokens are accepted beside the built-in ones.
+    pub external_issuer: super::jwks::ExternalIssuerConfig,
 }
 
 impl Default for OpenAdr3Config {
@@ -38,6 +40,7 @@ impl Default for OpenAdr3Config {
             notifications: NotificationConfig::default(),
             max_concurrent_deliveries: 256,
             engine: Default::default(),
+            external_issuer: Default::default(),
         }
     }
 }

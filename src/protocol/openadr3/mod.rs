@@ -20,6 +20,7 @@ pub mod duration;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod jwks;
 pub mod model;
 pub mod notify;
 pub mod routes;
@@ -52,6 +53,8 @@ const OFFICIAL_DOCUMENT: &str = include_str!("../../../schemas/openadr3/openadr3
 pub struct VtnState {
     pub vtn: Arc<Vtn>,
     pub tokens: Arc<TokenIssuer>,
+    /// Validates tokens of an external OAuth2 issuer, when one is configured.
+    pub external: Option<Arc<jwks::ExternalIssuer>>,
     pub body_limit: usize,
 }
 
@@ -73,6 +76,13 @@ pub async fn start(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(VtnState, JoinHandle<()>), VtnError> {
     config.engine.check().map_err(VtnError::Config)?;
+    let external = if config.external_issuer.enabled() {
+        Some(Arc::new(
+            jwks::ExternalIssuer::new(config.external_issuer.clone()).map_err(VtnError::Config)?,
+        ))
+    } else {
+        None
+    };
     let (notifier, task) = notify::spawn(
         notify::Settings::new(&config.notifications, config.max_concurrent_deliveries),
         shutdown,
@@ -91,6 +101,7 @@ pub async fn start(
             config.token_lifetime_seconds,
             &config.clients,
         )),
+        external,
         body_limit: config.body_limit_bytes,
     };
     Ok((state, task))

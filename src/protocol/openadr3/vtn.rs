@@ -217,8 +217,9 @@ pub struct Vtn {
     write: tokio::sync::Mutex<()>,
     notifier: Notifier,
     views: std::sync::Mutex<HashMap<String, EventView>>,
-    /// Client ids of BL clients: their subscriptions hear of every object.
-    bl_clients: HashSet<String>,
+    /// Client ids of BL clients: their subscriptions hear of every object. Configured
+    /// clients, plus external issuer's BL clients as they are seen.
+    bl_clients: RwLock<HashSet<String>>,
     /// Where events' limits and dispatch requests go.
     registry: Registry,
     engine: EngineConfig,
@@ -265,10 +266,26 @@ impl Vtn {
             write: tokio::sync::Mutex::new(()),
             notifier,
             views: Default::default(),
-            bl_clients,
+            bl_clients: RwLock::new(bl_clients),
             registry,
             engine,
         })
+    }
+
+    /// Records that `client_id` is a BL client (an external issuer's token said so).
+    pub fn note_bl_client(&self, client_id: &str) {
+        if self
+            .bl_clients
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(client_id)
+        {
+            return;
+        }
+        self.bl_clients
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(client_id.to_string());
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Objects> {
@@ -322,6 +339,7 @@ impl Vtn {
             owner,
         } = change;
         let mut body: Option<Bytes> = None;
+        let bl_clients = self.bl_clients.read().unwrap_or_else(|e| e.into_inner());
         for sub in objs.subscriptions.values() {
             let s = &sub.obj;
             if let (Some(want), Some(have)) = (&s.body.program_id, program_id)
@@ -335,7 +353,7 @@ impl Vtn {
             {
                 continue;
             }
-            if !self.bl_clients.contains(&s.client_id) {
+            if !bl_clients.contains(&s.client_id) {
                 let visible = match owner {
                     Some(o) => o == s.client_id,
                     None => Scope::Ven {
