@@ -27,6 +27,8 @@ pub struct OpenAdr3Config {
     pub engine: super::events::EngineConfig,
     /// An external OAuth2 issuer whose tokens are accepted beside the built-in ones.
     pub external_issuer: super::jwks::ExternalIssuerConfig,
+    /// MQTT notifications through a broker (`[openadr3.mqtt]`).
+    pub mqtt: super::mqtt::MqttNotifierConfig,
 }
 
 impl Default for OpenAdr3Config {
@@ -41,6 +43,7 @@ impl Default for OpenAdr3Config {
             max_concurrent_deliveries: 256,
             engine: Default::default(),
             external_issuer: Default::default(),
+            mqtt: Default::default(),
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod error;
 pub mod events;
 pub mod jwks;
 pub mod model;
+pub mod mqtt;
 pub mod notify;
 pub mod routes;
 pub mod schema;
@@ -55,6 +56,8 @@ pub struct VtnState {
     pub tokens: Arc<TokenIssuer>,
     /// Validates tokens of an external OAuth2 issuer, when one is configured.
     pub external: Option<Arc<jwks::ExternalIssuer>>,
+    /// The MQTT notifier's configuration, when it is enabled.
+    pub mqtt: Option<Arc<mqtt::MqttNotifierConfig>>,
     pub body_limit: usize,
 }
 
@@ -76,6 +79,7 @@ pub async fn start(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(VtnState, JoinHandle<()>), VtnError> {
     config.engine.check().map_err(VtnError::Config)?;
+    config.mqtt.check().map_err(VtnError::Config)?;
     let external = if config.external_issuer.enabled() {
         Some(Arc::new(
             jwks::ExternalIssuer::new(config.external_issuer.clone()).map_err(VtnError::Config)?,
@@ -83,6 +87,7 @@ pub async fn start(
     } else {
         None
     };
+    let shutdown_mqtt = shutdown.clone();
     let (notifier, task) = notify::spawn(
         notify::Settings::new(&config.notifications, config.max_concurrent_deliveries),
         shutdown,
@@ -93,7 +98,18 @@ pub async fn start(
         .filter(|c| c.role == ClientRole::Bl)
         .map(|c| c.client_id.clone())
         .collect();
-    let vtn = Vtn::open(registry, config.engine.clone(), notifier, bl).await?;
+    let (mqtt, task) = if config.mqtt.enabled {
+        let (m, mqtt_task) = mqtt::spawn(&config.mqtt, shutdown_mqtt);
+        // One handle for the caller to wait on: both tasks end after shutdown.
+        let both = tokio::spawn(async move {
+            let _ = task.await;
+            let _ = mqtt_task.await;
+        });
+        (Some(m), both)
+    } else {
+        (None, task)
+    };
+    let vtn = Vtn::open(registry, config.engine.clone(), notifier, mqtt, bl).await?;
     let state = VtnState {
         vtn: Arc::new(vtn),
         tokens: Arc::new(TokenIssuer::new(
@@ -102,20 +118,27 @@ pub async fn start(
             &config.clients,
         )),
         external,
+        mqtt: config.mqtt.enabled.then(|| Arc::new(config.mqtt.clone())),
         body_limit: config.body_limit_bytes,
     };
     Ok((state, task))
 }
 
-/// The OpenAPI document this server implements.
+/// The OpenAPI document this server implements without the MQTT notifier.
 pub fn document() -> serde_json::Value {
+    document_for(false)
+}
+
+/// The OpenAPI document this server implements; the `/notifiers/mqtt/...` paths are in
+/// it when MQTT notifications are offered.
+pub fn document_for(mqtt: bool) -> serde_json::Value {
     let mut doc: serde_json::Value =
         serde_json::from_str(OFFICIAL_DOCUMENT).expect("the embedded document is JSON");
     doc["servers"] = serde_json::json!([{
         "url": PREFIX,
         "description": "Switchyard OpenADR 3.1 VTN"
     }]);
-    if let Some(paths) = doc["paths"].as_object_mut() {
+    if !mqtt && let Some(paths) = doc["paths"].as_object_mut() {
         paths.retain(|p, _| !p.starts_with("/notifiers/mqtt"));
     }
     // Defects of the official document, corrected so that the document describes what is
@@ -179,10 +202,51 @@ const POSITIVE_DURATION_PATTERN: &str = r"^P(?!(?:0+[YMWD])*(?:T(?:0+[HM])*(?:0+
 
 /// The API's routes, to be nested under [`PREFIX`].
 pub fn router(state: VtnState) -> Router {
+    use auth::Caller;
+    use axum::extract::{Path, State};
     use routes::*;
-    let doc = Arc::new(document());
-    Router::new()
-        .route("/programs", get(list_programs).post(create_program))
+    let doc = Arc::new(document_for(state.mqtt.is_some()));
+    let mut r = Router::new();
+    if state.mqtt.is_some() {
+        const T: &str = "/notifiers/mqtt/topics";
+        for kind in [
+            "programs",
+            "events",
+            "reports",
+            "subscriptions",
+            "vens",
+            "resources",
+        ] {
+            r = r.route(
+                &format!("{T}/{kind}"),
+                get(move |s: State<VtnState>, c: Caller| topics_all(s, c, kind)),
+            );
+        }
+        r = r
+            .route(
+                &format!("{T}/programs/{{programID}}"),
+                get(|s: State<VtnState>, c: Caller, p: Path<String>| {
+                    topics_program(s, c, p, false)
+                }),
+            )
+            .route(
+                &format!("{T}/programs/{{programID}}/events"),
+                get(|s: State<VtnState>, c: Caller, p: Path<String>| topics_program(s, c, p, true)),
+            )
+            .route(
+                &format!("{T}/vens/{{venID}}"),
+                get(|s: State<VtnState>, c: Caller, p: Path<String>| topics_ven(s, c, p, None)),
+            );
+        for kind in ["events", "programs", "resources"] {
+            r = r.route(
+                &format!("{T}/vens/{{venID}}/{kind}"),
+                get(move |s: State<VtnState>, c: Caller, p: Path<String>| {
+                    topics_ven(s, c, p, Some(kind))
+                }),
+            );
+        }
+    }
+    r.route("/programs", get(list_programs).post(create_program))
         .route(
             "/programs/{programID}",
             get(get_program).put(update_program).delete(delete_program),

@@ -15,6 +15,7 @@ use super::duration::{INFINITE_SECONDS, now, parse_datetime, seconds};
 use super::error::OadrError;
 use super::events::{EngineConfig, GROUP_PREFIX, SITE_PREFIX};
 use super::model::*;
+use super::mqtt::{MqttNotifier, op_name};
 use super::notify::{Delivery, Notifier};
 use super::store::{self, ReportFilter, Row};
 use super::validate;
@@ -223,6 +224,8 @@ pub struct Vtn {
     /// Where events' limits and dispatch requests go.
     registry: Registry,
     engine: EngineConfig,
+    /// Publishes every change to the MQTT broker, when configured.
+    mqtt: Option<MqttNotifier>,
 }
 
 fn parse_all<T: DeserializeOwned>(bodies: Vec<String>) -> Result<Vec<T>, StoreError> {
@@ -240,6 +243,7 @@ impl Vtn {
         registry: Registry,
         engine: EngineConfig,
         notifier: Notifier,
+        mqtt: Option<MqttNotifier>,
         bl_clients: HashSet<String>,
     ) -> Result<Self, StoreError> {
         let store = registry.store().clone();
@@ -269,6 +273,7 @@ impl Vtn {
             bl_clients: RwLock::new(bl_clients),
             registry,
             engine,
+            mqtt,
         })
     }
 
@@ -339,6 +344,14 @@ impl Vtn {
             owner,
         } = change;
         let mut body: Option<Bytes> = None;
+        if let Some(m) = &self.mqtt {
+            let b = body
+                .get_or_insert_with(|| notification_body(kind, op, json, targets))
+                .clone();
+            for topic in mqtt_topics(objs, kind, op, json, targets) {
+                m.publish(&topic, &b);
+            }
+        }
         let bl_clients = self.bl_clients.read().unwrap_or_else(|e| e.into_inner());
         for sub in objs.subscriptions.values() {
             let s = &sub.obj;
@@ -1443,6 +1456,72 @@ impl Vtn {
     async fn persist_new(&self, row: Row) -> Result<(), StoreError> {
         store::insert(&self.store, &row).await
     }
+}
+
+/// The MQTT topics (below the prefix) a change is published on; see [`super::mqtt`].
+fn mqtt_topics(
+    objs: &Objects,
+    kind: ObjectType,
+    op: Operation,
+    json: &Bytes,
+    targets: &Option<Vec<String>>,
+) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Ids {
+        id: String,
+        #[serde(rename = "programID")]
+        program_id: Option<String>,
+        #[serde(rename = "venID")]
+        ven_id: Option<String>,
+    }
+    let op = op_name(op);
+    let collection = match kind {
+        ObjectType::Program => "programs",
+        ObjectType::Event => "events",
+        ObjectType::Report => "reports",
+        ObjectType::Subscription => "subscriptions",
+        ObjectType::Ven => "vens",
+        ObjectType::Resource => "resources",
+    };
+    let mut out = vec![format!("{collection}/{op}")];
+    let Ok(ids) = serde_json::from_slice::<Ids>(json) else {
+        return out;
+    };
+    // VENs that may read a targeted object hear of it on their own topics.
+    let readers = |out: &mut Vec<String>, what: &str| {
+        for v in objs.vens.values() {
+            let sees = Scope::Ven {
+                client_id: &v.obj.client_id,
+                targets: objs.client_targets.get(&v.obj.client_id),
+            }
+            .sees_targets(targets);
+            if sees {
+                out.push(format!("vens/{}/{what}/{op}", v.obj.meta.id));
+            }
+        }
+    };
+    match kind {
+        ObjectType::Program => {
+            if op != "create" {
+                out.push(format!("programs/{}/{op}", ids.id));
+            }
+            readers(&mut out, "programs");
+        }
+        ObjectType::Event => {
+            if let Some(p) = ids.program_id {
+                out.push(format!("programs/{p}/events/{op}"));
+            }
+            readers(&mut out, "events");
+        }
+        ObjectType::Ven if op != "create" => out.push(format!("vens/{}/{op}", ids.id)),
+        ObjectType::Resource => {
+            if let Some(v) = ids.ven_id {
+                out.push(format!("vens/{v}/resources/{op}"));
+            }
+        }
+        _ => {}
+    }
+    out
 }
 
 fn notification_body(
