@@ -166,7 +166,7 @@ async fn events_drive_envelopes_and_dispatch(db: TestDb) {
     assert_eq!(ops.export_limit("s1", at).await, Some(3500.0));
     assert_eq!(ops.export_limit("s2", at).await, None);
     // The VEN sees the event as before.
-    assert_eq!(ids(&w.ven1.ok("/events").await), [limit_id.clone()]);
+    assert_eq!(ids(&w.ven1.ok("/events").await), [limit_id.as_str()]);
     // The limit ends with the event's interval.
     assert_eq!(ops.export_limit("s1", now + 3600).await, None);
     assert_eq!(ops.counts().await, (1, 0, 0));
