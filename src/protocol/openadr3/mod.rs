@@ -1,14 +1,15 @@
 //! OpenADR 3.1 VTN: the REST/JSON API of the OpenADR 3.1.0 OpenAPI document
 //! (schemas/openadr3/) for programs, events, reports, subscriptions, VENs and resources,
-//! with the OAuth2 client-credentials token endpoint, BL and VEN roles, and webhook
-//! notifications.
+//! with the OAuth2 client-credentials token endpoint (and tokens of an external issuer,
+//! [`jwks`]), BL and VEN roles, webhook and MQTT ([`mqtt`]) notifications, and events
+//! carried to the engine ([`events`], [`apply`]).
 //!
 //! The API is served on the operator API listener under [`PREFIX`] (the document's only
 //! `servers` entry is a mock; the prefix names the protocol and the version so that a later
 //! version can sit beside it). `GET {PREFIX}/openapi.json` serves the document this server
 //! implements: the official one with its `servers` pointing here, the MQTT notifier
-//! paths, which are not offered, removed, and the document's defects corrected as
-//! [`document`] says. docs/openadr3.md has the details.
+//! paths only when MQTT is enabled, and the document's defects corrected as
+//! [`document_for`] says. docs/openadr3.md has the details.
 
 // Handlers return `Result<_, OadrError>`; see api/mod.rs for why the lint is relaxed.
 #![allow(clippy::result_large_err)]
