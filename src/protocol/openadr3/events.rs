@@ -349,6 +349,21 @@ mod tests {
     const T0: i64 = 1_907_107_200; // 2030-06-08T00:00:00Z
 
     #[test]
+    fn engine_configuration_is_checked() {
+        assert!(EngineConfig::default().check().is_ok());
+        let short = EngineConfig {
+            simple_level_kw: vec![0.0, 1.0],
+            ..Default::default()
+        };
+        assert!(short.check().is_err());
+        let negative = EngineConfig {
+            simple_level_kw: vec![0.0, 1.0, -2.0, 3.0],
+            ..Default::default()
+        };
+        assert!(negative.check().is_err());
+    }
+
+    #[test]
     fn limits_become_controls_and_setpoints_requests() {
         let e = event(serde_json::json!({
             "programID": "p", "priority": 0,

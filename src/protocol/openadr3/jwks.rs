@@ -295,3 +295,45 @@ impl ExternalIssuer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwk(v: serde_json::Value) -> Jwk {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn the_key_decides_the_algorithm_and_symmetric_keys_are_refused() {
+        let ec = serde_json::json!({"kty": "EC", "crv": "P-256", "kid": "a",
+            "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+            "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"});
+        assert_eq!(algorithm(&jwk(ec.clone())), Some(Algorithm::ES256));
+        let mut hs = ec.clone();
+        hs["alg"] = "HS256".into();
+        assert_eq!(algorithm(&jwk(hs)), None);
+        let oct = serde_json::json!({"kty": "oct", "kid": "s", "k": "c2VjcmV0"});
+        assert_eq!(algorithm(&jwk(oct)), None);
+    }
+
+    #[test]
+    fn configuration_is_checked() {
+        assert!(ExternalIssuerConfig::default().check().is_ok());
+        let mut c = ExternalIssuerConfig {
+            jwks_url: "https://idp.example/jwks".into(),
+            issuer: "https://idp.example".into(),
+            audience: "vtn".into(),
+            ..Default::default()
+        };
+        assert!(c.check().is_ok());
+        c.audience.clear();
+        assert!(c.check().unwrap_err().contains("audience"));
+        c.audience = "vtn".into();
+        c.jwks_url = "ftp://idp.example/jwks".into();
+        assert!(c.check().unwrap_err().contains("http"));
+        c.jwks_url = "https://idp.example/jwks".into();
+        c.ven_role = "bl".into();
+        assert!(c.check().unwrap_err().contains("differ"));
+    }
+}

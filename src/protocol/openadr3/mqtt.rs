@@ -171,3 +171,25 @@ pub fn topics(prefix: &str, path: &str, with_create: bool) -> serde_json::Value 
     }
     serde_json::json!({ "topics": topics })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_and_configuration() {
+        assert_eq!(
+            topics("P/", "vens/v1", false),
+            serde_json::json!({"topics": {"UPDATE": "P/vens/v1/update",
+                "DELETE": "P/vens/v1/delete", "ALL": "P/vens/v1/+"}})
+        );
+        let mut c = MqttNotifierConfig {
+            enabled: true,
+            ..Default::default()
+        };
+        assert!(c.check().is_ok());
+        assert_eq!(c.announced_uris(), ["mqtt://127.0.0.1:1883"]);
+        c.topic_prefix = "a/#/".into();
+        assert!(c.check().is_err());
+    }
+}
