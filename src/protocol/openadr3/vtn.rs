@@ -746,21 +746,25 @@ impl Vtn {
             apply::undo(&self.registry, &written).await;
             return Err(err.into());
         }
+        {
+            let mut objs = self.modify();
+            objs.events.insert(id.to_string(), e.clone());
+            self.notify(
+                &objs,
+                Change {
+                    kind: ObjectType::Event,
+                    op: Operation::Update,
+                    json: &e.json,
+                    targets: &e.obj.body.targets,
+                    program_id: Some(&e.obj.body.program_id),
+                    owner: None,
+                },
+            );
+        }
         // The event as it was no longer holds: its limits are replaced by the new ones.
+        // The update itself stands either way; a failure here leaves old limits beside the
+        // new ones (the lowest holds) and is answered 500 so that the BL retries.
         apply::cancel(&self.registry, id, &written.controls).await?;
-        let mut objs = self.modify();
-        objs.events.insert(id.to_string(), e.clone());
-        self.notify(
-            &objs,
-            Change {
-                kind: ObjectType::Event,
-                op: Operation::Update,
-                json: &e.json,
-                targets: &e.obj.body.targets,
-                program_id: Some(&e.obj.body.program_id),
-                owner: None,
-            },
-        );
         Ok(e.json.clone())
     }
 
