@@ -375,12 +375,9 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
     let mut router = api::router(state);
     let mut oadr3_task = None;
     if config.openadr3.enabled {
-        let (vtn, task) = crate::protocol::openadr3::start(
-            &config.openadr3,
-            registry.store().clone(),
-            rx.clone(),
-        )
-        .await?;
+        let (vtn, task) =
+            crate::protocol::openadr3::start(&config.openadr3, registry.clone(), rx.clone())
+                .await?;
         oadr3_task = Some(task);
         router = axum::Router::new()
             .nest(

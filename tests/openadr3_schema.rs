@@ -124,7 +124,14 @@ impl Spec {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_response_matches_the_official_schemas() {
     let db = TestDb::sqlite().await;
-    let (server, base) = start(&db, |_| {}).await;
+    // MQTT notifiers on, so that `/notifiers` and the topic endpoints are checked too (the
+    // responses do not need the broker to be up).
+    let (server, base) = start(&db, |c| {
+        c.openadr3.mqtt.enabled = true;
+        c.openadr3.mqtt.client_id = format!("sy-schema-{}", uuid::Uuid::new_v4().simple());
+        c.openadr3.mqtt.topic_prefix = format!("sy-test/{}/", uuid::Uuid::new_v4().simple());
+    })
+    .await;
     let spec = Spec::load();
 
     // A receiver for notifications of everything.
@@ -151,6 +158,23 @@ async fn every_response_matches_the_official_schemas() {
     let sub = w.bl.create("/subscriptions", everything.clone()).await;
     let id = |v: &Value| v["id"].as_str().unwrap().to_string();
     let pid = w.program["id"].clone();
+    w.ven1.ok("/notifiers").await;
+    w.ven1.ok("/notifiers/mqtt/topics/programs").await;
+    w.bl.ok("/notifiers/mqtt/topics/events").await;
+    w.bl.ok("/notifiers/mqtt/topics/resources").await;
+    w.ven1
+        .ok(&format!(
+            "/notifiers/mqtt/topics/programs/{}/events",
+            pid.as_str().unwrap()
+        ))
+        .await;
+    let v1 = w.ven1_obj["id"].as_str().unwrap();
+    w.ven1
+        .ok(&format!("/notifiers/mqtt/topics/vens/{v1}"))
+        .await;
+    w.ven1
+        .ok(&format!("/notifiers/mqtt/topics/vens/{v1}/events"))
+        .await;
 
     // Every operation, as the role that may do it.
     w.bl.create("/programs", json!({"programName": "Extra", "attributes": [{"type": "NOTE", "values": ["a", 1, 2.5, true, {"x": 1.0, "y": 2.0}]}]})).await;

@@ -160,7 +160,19 @@ impl FromRequestParts<VtnState> for Caller {
         let token = bearer(&parts.headers).ok_or_else(|| {
             OadrError::unauthorized("missing bearer token (Authorization: Bearer <token>)")
         })?;
-        state.tokens.verify(token)
+        // The built-in endpoint signs with HS256 only; anything else can only be the
+        // external issuer's.
+        let external = jsonwebtoken::decode_header(token).is_ok_and(|h| h.alg != Algorithm::HS256);
+        match (&state.external, external) {
+            (Some(issuer), true) => {
+                let caller = issuer.verify(token).await?;
+                if caller.is_bl() {
+                    state.vtn.note_bl_client(&caller.client_id);
+                }
+                Ok(caller)
+            }
+            _ => state.tokens.verify(token),
+        }
     }
 }
 

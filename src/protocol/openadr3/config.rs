@@ -23,6 +23,12 @@ pub struct OpenAdr3Config {
     pub notifications: NotificationConfig,
     /// Most webhook POSTs in flight at once; further deliveries wait their turn.
     pub max_concurrent_deliveries: usize,
+    /// How events reach the engine (`[openadr3.engine]`).
+    pub engine: super::events::EngineConfig,
+    /// An external OAuth2 issuer whose tokens are accepted beside the built-in ones.
+    pub external_issuer: super::jwks::ExternalIssuerConfig,
+    /// MQTT notifications through a broker (`[openadr3.mqtt]`).
+    pub mqtt: super::mqtt::MqttNotifierConfig,
 }
 
 impl Default for OpenAdr3Config {
@@ -35,6 +41,9 @@ impl Default for OpenAdr3Config {
             clients: Vec::new(),
             notifications: NotificationConfig::default(),
             max_concurrent_deliveries: 256,
+            engine: Default::default(),
+            external_issuer: Default::default(),
+            mqtt: Default::default(),
         }
     }
 }

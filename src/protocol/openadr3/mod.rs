@@ -1,24 +1,29 @@
 //! OpenADR 3.1 VTN: the REST/JSON API of the OpenADR 3.1.0 OpenAPI document
 //! (schemas/openadr3/) for programs, events, reports, subscriptions, VENs and resources,
-//! with the OAuth2 client-credentials token endpoint, BL and VEN roles, and webhook
-//! notifications.
+//! with the OAuth2 client-credentials token endpoint (and tokens of an external issuer,
+//! [`jwks`]), BL and VEN roles, webhook and MQTT ([`mqtt`]) notifications, and events
+//! carried to the engine ([`events`], [`apply`]).
 //!
 //! The API is served on the operator API listener under [`PREFIX`] (the document's only
 //! `servers` entry is a mock; the prefix names the protocol and the version so that a later
 //! version can sit beside it). `GET {PREFIX}/openapi.json` serves the document this server
 //! implements: the official one with its `servers` pointing here, the MQTT notifier
-//! paths, which are not offered, removed, and the document's defects corrected as
-//! [`document`] says. docs/openadr3.md has the details.
+//! paths only when MQTT is enabled, and the document's defects corrected as
+//! [`document_for`] says. docs/openadr3.md has the details.
 
 // Handlers return `Result<_, OadrError>`; see api/mod.rs for why the lint is relaxed.
 #![allow(clippy::result_large_err)]
 
+pub mod apply;
 pub mod auth;
 pub mod config;
 pub mod duration;
 pub mod engine;
 pub mod error;
+pub mod events;
+pub mod jwks;
 pub mod model;
+pub mod mqtt;
 pub mod notify;
 pub mod routes;
 pub mod schema;
@@ -26,7 +31,7 @@ pub mod store;
 pub mod validate;
 pub mod vtn;
 
-use crate::store::Store;
+use crate::registry::Registry;
 use auth::TokenIssuer;
 use axum::Router;
 use axum::http::StatusCode;
@@ -50,6 +55,10 @@ const OFFICIAL_DOCUMENT: &str = include_str!("../../../schemas/openadr3/openadr3
 pub struct VtnState {
     pub vtn: Arc<Vtn>,
     pub tokens: Arc<TokenIssuer>,
+    /// Validates tokens of an external OAuth2 issuer, when one is configured.
+    pub external: Option<Arc<jwks::ExternalIssuer>>,
+    /// The MQTT notifier's configuration, when it is enabled.
+    pub mqtt: Option<Arc<mqtt::MqttNotifierConfig>>,
     pub body_limit: usize,
 }
 
@@ -60,14 +69,26 @@ pub enum VtnError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Notifier(#[from] notify::NotifierError),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Loads the VTN from `store` and starts its notifier; the task ends after `shutdown`.
 pub async fn start(
     config: &OpenAdr3Config,
-    store: Store,
+    registry: Registry,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(VtnState, JoinHandle<()>), VtnError> {
+    config.engine.check().map_err(VtnError::Config)?;
+    config.mqtt.check().map_err(VtnError::Config)?;
+    let external = if config.external_issuer.enabled() {
+        Some(Arc::new(
+            jwks::ExternalIssuer::new(config.external_issuer.clone()).map_err(VtnError::Config)?,
+        ))
+    } else {
+        None
+    };
+    let shutdown_mqtt = shutdown.clone();
     let (notifier, task) = notify::spawn(
         notify::Settings::new(&config.notifications, config.max_concurrent_deliveries),
         shutdown,
@@ -78,7 +99,18 @@ pub async fn start(
         .filter(|c| c.role == ClientRole::Bl)
         .map(|c| c.client_id.clone())
         .collect();
-    let vtn = Vtn::open(store, notifier, bl).await?;
+    let (mqtt, task) = if config.mqtt.enabled {
+        let (m, mqtt_task) = mqtt::spawn(&config.mqtt, shutdown_mqtt);
+        // One handle for the caller to wait on: both tasks end after shutdown.
+        let both = tokio::spawn(async move {
+            let _ = task.await;
+            let _ = mqtt_task.await;
+        });
+        (Some(m), both)
+    } else {
+        (None, task)
+    };
+    let vtn = Vtn::open(registry, config.engine.clone(), notifier, mqtt, bl).await?;
     let state = VtnState {
         vtn: Arc::new(vtn),
         tokens: Arc::new(TokenIssuer::new(
@@ -86,20 +118,28 @@ pub async fn start(
             config.token_lifetime_seconds,
             &config.clients,
         )),
+        external,
+        mqtt: config.mqtt.enabled.then(|| Arc::new(config.mqtt.clone())),
         body_limit: config.body_limit_bytes,
     };
     Ok((state, task))
 }
 
-/// The OpenAPI document this server implements.
+/// The OpenAPI document this server implements without the MQTT notifier.
 pub fn document() -> serde_json::Value {
+    document_for(false)
+}
+
+/// The OpenAPI document this server implements; the `/notifiers/mqtt/...` paths are in
+/// it when MQTT notifications are offered.
+pub fn document_for(mqtt: bool) -> serde_json::Value {
     let mut doc: serde_json::Value =
         serde_json::from_str(OFFICIAL_DOCUMENT).expect("the embedded document is JSON");
     doc["servers"] = serde_json::json!([{
         "url": PREFIX,
         "description": "Switchyard OpenADR 3.1 VTN"
     }]);
-    if let Some(paths) = doc["paths"].as_object_mut() {
+    if !mqtt && let Some(paths) = doc["paths"].as_object_mut() {
         paths.retain(|p, _| !p.starts_with("/notifiers/mqtt"));
     }
     // Defects of the official document, corrected so that the document describes what is
@@ -163,10 +203,51 @@ const POSITIVE_DURATION_PATTERN: &str = r"^P(?!(?:0+[YMWD])*(?:T(?:0+[HM])*(?:0+
 
 /// The API's routes, to be nested under [`PREFIX`].
 pub fn router(state: VtnState) -> Router {
+    use auth::Caller;
+    use axum::extract::{Path, State};
     use routes::*;
-    let doc = Arc::new(document());
-    Router::new()
-        .route("/programs", get(list_programs).post(create_program))
+    let doc = Arc::new(document_for(state.mqtt.is_some()));
+    let mut r = Router::new();
+    if state.mqtt.is_some() {
+        const T: &str = "/notifiers/mqtt/topics";
+        for kind in [
+            "programs",
+            "events",
+            "reports",
+            "subscriptions",
+            "vens",
+            "resources",
+        ] {
+            r = r.route(
+                &format!("{T}/{kind}"),
+                get(move |s: State<VtnState>, c: Caller| topics_all(s, c, kind)),
+            );
+        }
+        r = r
+            .route(
+                &format!("{T}/programs/{{programID}}"),
+                get(|s: State<VtnState>, c: Caller, p: Path<String>| {
+                    topics_program(s, c, p, false)
+                }),
+            )
+            .route(
+                &format!("{T}/programs/{{programID}}/events"),
+                get(|s: State<VtnState>, c: Caller, p: Path<String>| topics_program(s, c, p, true)),
+            )
+            .route(
+                &format!("{T}/vens/{{venID}}"),
+                get(|s: State<VtnState>, c: Caller, p: Path<String>| topics_ven(s, c, p, None)),
+            );
+        for kind in ["events", "programs", "resources"] {
+            r = r.route(
+                &format!("{T}/vens/{{venID}}/{kind}"),
+                get(move |s: State<VtnState>, c: Caller, p: Path<String>| {
+                    topics_ven(s, c, p, Some(kind))
+                }),
+            );
+        }
+    }
+    r.route("/programs", get(list_programs).post(create_program))
         .route(
             "/programs/{programID}",
             get(get_program).put(update_program).delete(delete_program),

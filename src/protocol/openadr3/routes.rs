@@ -474,10 +474,64 @@ pub async fn delete_resource(State(s): State<VtnState>, c: Caller, Path(id): Pat
 
 // ----- notifiers -----
 
-/// `GET /notifiers`: webhooks only (MQTT notifications are not offered yet).
-pub async fn notifiers(_c: Caller) -> Res {
-    Ok(json(
-        StatusCode::OK,
-        Bytes::from_static(br#"{"WEBHOOK":true}"#),
-    ))
+/// `GET /notifiers`: webhooks always; MQTT when a broker is configured.
+pub async fn notifiers(State(s): State<VtnState>, _c: Caller) -> Res {
+    let body = match &s.mqtt {
+        None => serde_json::json!({"WEBHOOK": true}),
+        Some(m) => serde_json::json!({
+            "WEBHOOK": true,
+            "MQTT": {
+                "URIS": m.announced_uris(),
+                "serialization": "JSON",
+                "authentication": {"method": "ANONYMOUS"}
+            }
+        }),
+    };
+    Ok(json(StatusCode::OK, Bytes::from(body.to_string())))
+}
+
+fn topics(s: &VtnState, path: &str, with_create: bool) -> Res {
+    let prefix = s.mqtt.as_ref().map_or("", |m| m.topic_prefix.as_str());
+    let body = super::mqtt::topics(prefix, path, with_create);
+    Ok(json(StatusCode::OK, Bytes::from(body.to_string())))
+}
+
+/// `GET /notifiers/mqtt/topics/{programs|events|reports|subscriptions|vens|resources}`.
+pub async fn topics_all(State(s): State<VtnState>, c: Caller, kind: &'static str) -> Res {
+    if kind != "programs" {
+        // read_bl in the document.
+        c.require_bl(&format!("list the topics of all {kind}"))?;
+    }
+    topics(&s, kind, true)
+}
+
+/// `GET /notifiers/mqtt/topics/programs/{programID}[/events]`.
+pub async fn topics_program(
+    State(s): State<VtnState>,
+    c: Caller,
+    Path(id): Path<String>,
+    events: bool,
+) -> Res {
+    path_id("programID", &id)?;
+    s.vtn.get_program(&c, &id)?;
+    if events {
+        topics(&s, &format!("programs/{id}/events"), true)
+    } else {
+        topics(&s, &format!("programs/{id}"), false)
+    }
+}
+
+/// `GET /notifiers/mqtt/topics/vens/{venID}[/events|/programs|/resources]`.
+pub async fn topics_ven(
+    State(s): State<VtnState>,
+    c: Caller,
+    Path(id): Path<String>,
+    sub: Option<&'static str>,
+) -> Res {
+    path_id("venID", &id)?;
+    s.vtn.get_ven(&c, &id)?;
+    match sub {
+        None => topics(&s, &format!("vens/{id}"), false),
+        Some(kind) => topics(&s, &format!("vens/{id}/{kind}"), true),
+    }
 }

@@ -8,14 +8,18 @@
 //! in the store alone. One node owns the VTN's objects: several nodes sharing a PostgreSQL
 //! store would each see only their own writes until restarted (docs/openadr3.md).
 
+use super::apply::{self, Candidates};
 use super::auth::Caller;
 use super::config::ClientRole;
 use super::duration::{INFINITE_SECONDS, now, parse_datetime, seconds};
 use super::error::OadrError;
+use super::events::{EngineConfig, GROUP_PREFIX, SITE_PREFIX};
 use super::model::*;
+use super::mqtt::{MqttNotifier, op_name};
 use super::notify::{Delivery, Notifier};
 use super::store::{self, ReportFilter, Row};
 use super::validate;
+use crate::registry::Registry;
 use crate::store::{Store, StoreError};
 use bytes::Bytes;
 use serde::Serialize;
@@ -214,8 +218,14 @@ pub struct Vtn {
     write: tokio::sync::Mutex<()>,
     notifier: Notifier,
     views: std::sync::Mutex<HashMap<String, EventView>>,
-    /// Client ids of BL clients: their subscriptions hear of every object.
-    bl_clients: HashSet<String>,
+    /// Client ids of BL clients: their subscriptions hear of every object. Configured
+    /// clients, plus external issuer's BL clients as they are seen.
+    bl_clients: RwLock<HashSet<String>>,
+    /// Where events' limits and dispatch requests go.
+    registry: Registry,
+    engine: EngineConfig,
+    /// Publishes every change to the MQTT broker, when configured.
+    mqtt: Option<MqttNotifier>,
 }
 
 fn parse_all<T: DeserializeOwned>(bodies: Vec<String>) -> Result<Vec<T>, StoreError> {
@@ -230,10 +240,13 @@ fn parse_all<T: DeserializeOwned>(bodies: Vec<String>) -> Result<Vec<T>, StoreEr
 impl Vtn {
     /// Loads the stored objects.
     pub async fn open(
-        store: Store,
+        registry: Registry,
+        engine: EngineConfig,
         notifier: Notifier,
+        mqtt: Option<MqttNotifier>,
         bl_clients: HashSet<String>,
     ) -> Result<Self, StoreError> {
+        let store = registry.store().clone();
         let mut objs = Objects::default();
         for p in parse_all::<Program>(store::load(&store, ObjectType::Program).await?)? {
             objs.programs.insert(p.meta.id.clone(), Entry::new(p));
@@ -257,8 +270,27 @@ impl Vtn {
             write: tokio::sync::Mutex::new(()),
             notifier,
             views: Default::default(),
-            bl_clients,
+            bl_clients: RwLock::new(bl_clients),
+            registry,
+            engine,
+            mqtt,
         })
+    }
+
+    /// Records that `client_id` is a BL client (an external issuer's token said so).
+    pub fn note_bl_client(&self, client_id: &str) {
+        if self
+            .bl_clients
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(client_id)
+        {
+            return;
+        }
+        self.bl_clients
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(client_id.to_string());
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Objects> {
@@ -312,6 +344,15 @@ impl Vtn {
             owner,
         } = change;
         let mut body: Option<Bytes> = None;
+        if let Some(m) = &self.mqtt {
+            let b = body
+                .get_or_insert_with(|| notification_body(kind, op, json, targets))
+                .clone();
+            for topic in mqtt_topics(objs, kind, op, json, targets) {
+                m.publish(&topic, &b);
+            }
+        }
+        let bl_clients = self.bl_clients.read().unwrap_or_else(|e| e.into_inner());
         for sub in objs.subscriptions.values() {
             let s = &sub.obj;
             if let (Some(want), Some(have)) = (&s.body.program_id, program_id)
@@ -325,7 +366,7 @@ impl Vtn {
             {
                 continue;
             }
-            if !self.bl_clients.contains(&s.client_id) {
+            if !bl_clients.contains(&s.client_id) {
                 let visible = match owner {
                     Some(o) => o == s.client_id,
                     None => Scope::Ven {
@@ -477,6 +518,9 @@ impl Vtn {
                 .collect();
             (old, events)
         };
+        for e in &events {
+            apply::cancel(&self.registry, &e.obj.meta.id, &[]).await?;
+        }
         let mut ids: Vec<String> = events.iter().map(|e| e.obj.meta.id.clone()).collect();
         ids.push(id.to_string());
         store::delete(&self.store, &ids).await?;
@@ -558,20 +602,89 @@ impl Vtn {
             ));
         }
         if let Some(ts) = req.targets.as_deref().filter(|t| !t.is_empty()) {
-            let known = objs
-                .client_targets
-                .values()
-                .any(|set| ts.iter().any(|t| set.contains(t)));
+            // Registry links (`group:`, `site:`) are checked against the registry later.
+            let known = ts
+                .iter()
+                .any(|t| t.starts_with(GROUP_PREFIX) || t.starts_with(SITE_PREFIX))
+                || objs
+                    .client_targets
+                    .values()
+                    .any(|set| ts.iter().any(|t| set.contains(t)));
             if !known {
                 return Err(OadrError::invalid(
                     "targets",
                     format!(
-                        "{ts:?} match no VEN or resource (neither a venName, a resourceName nor a target assigned to one)"
+                        "{ts:?} match no VEN or resource (neither a venName, a resourceName nor a target assigned to one) and name no registry group or site"
                     ),
                 ));
             }
         }
         Ok(())
+    }
+
+    /// Where the event's targets point in the registry: its own `group:` / `site:`
+    /// targets, and those the BL assigned to the VENs and resources its other targets name
+    /// (by venName or resourceName, or by a target they hold; a VEN brings its resources'
+    /// too). Only BL-assigned targets count, so a VEN cannot steer events to sites it
+    /// chooses.
+    fn candidates(objs: &Objects, req: &EventRequest) -> Candidates {
+        let mut c = Candidates::default();
+        let mut take = |targets: &Option<Vec<String>>| {
+            for t in targets.iter().flatten() {
+                if let Some(g) = t.strip_prefix(GROUP_PREFIX) {
+                    c.groups.push(g.to_string());
+                } else if let Some(s) = t.strip_prefix(SITE_PREFIX) {
+                    c.sites.push(s.to_string());
+                }
+            }
+        };
+        take(&req.targets);
+        let has = |list: &Option<Vec<String>>, t: &String| list.iter().flatten().any(|x| x == t);
+        for t in req.targets.iter().flatten() {
+            if t.starts_with(GROUP_PREFIX) || t.starts_with(SITE_PREFIX) {
+                continue;
+            }
+            for v in objs.vens.values() {
+                if &v.obj.ven_name == t || has(&v.obj.targets, t) {
+                    take(&v.obj.targets);
+                    for r in objs
+                        .resources
+                        .values()
+                        .filter(|r| r.obj.ven_id == v.obj.meta.id)
+                    {
+                        take(&r.obj.targets);
+                    }
+                }
+            }
+            for r in objs.resources.values() {
+                if &r.obj.resource_name == t || has(&r.obj.targets, t) {
+                    take(&r.obj.targets);
+                }
+            }
+        }
+        for list in [&mut c.groups, &mut c.sites] {
+            list.sort();
+            list.dedup();
+        }
+        c
+    }
+
+    /// Checks, plans and writes what `event` asks of the engine. Nothing is written when
+    /// it fails.
+    async fn engage(&self, event: &Event) -> Result<apply::Written, OadrError> {
+        let candidates = Self::candidates(&self.read(), &event.body);
+        let links = apply::resolve(&self.registry, &candidates).await?;
+        let now = crate::domain::now_epoch();
+        let prepared = apply::prepare(
+            &self.registry,
+            &self.engine,
+            &event.meta.id,
+            &event.body,
+            links,
+            now,
+        )
+        .await?;
+        apply::commit(&self.registry, &self.engine, &event.meta.id, &prepared).await
     }
 
     pub async fn create_event(
@@ -587,7 +700,11 @@ impl Vtn {
             meta: new_meta(ObjectType::Event),
             body: req,
         });
-        self.persist_new(event_row(&e)).await?;
+        let written = self.engage(&e.obj).await?;
+        if let Err(err) = self.persist_new(event_row(&e)).await {
+            apply::undo(&self.registry, &written).await;
+            return Err(err.into());
+        }
         let mut objs = self.modify();
         objs.events.insert(e.obj.meta.id.clone(), e.clone());
         self.notify(
@@ -624,20 +741,30 @@ impl Vtn {
             meta: touched(&old.obj.meta),
             body: req,
         });
-        store::update(&self.store, &event_row(&e)).await?;
-        let mut objs = self.modify();
-        objs.events.insert(id.to_string(), e.clone());
-        self.notify(
-            &objs,
-            Change {
-                kind: ObjectType::Event,
-                op: Operation::Update,
-                json: &e.json,
-                targets: &e.obj.body.targets,
-                program_id: Some(&e.obj.body.program_id),
-                owner: None,
-            },
-        );
+        let written = self.engage(&e.obj).await?;
+        if let Err(err) = store::update(&self.store, &event_row(&e)).await {
+            apply::undo(&self.registry, &written).await;
+            return Err(err.into());
+        }
+        {
+            let mut objs = self.modify();
+            objs.events.insert(id.to_string(), e.clone());
+            self.notify(
+                &objs,
+                Change {
+                    kind: ObjectType::Event,
+                    op: Operation::Update,
+                    json: &e.json,
+                    targets: &e.obj.body.targets,
+                    program_id: Some(&e.obj.body.program_id),
+                    owner: None,
+                },
+            );
+        }
+        // The event as it was no longer holds: its limits are replaced by the new ones.
+        // The update itself stands either way; a failure here leaves old limits beside the
+        // new ones (the lowest holds) and is answered 500 so that the BL retries.
+        apply::cancel(&self.registry, id, &written.controls).await?;
         Ok(e.json.clone())
     }
 
@@ -650,6 +777,9 @@ impl Vtn {
             .get(id)
             .cloned()
             .ok_or_else(|| OadrError::not_found("event", id))?;
+        // Limits go first: should the store fail after, the event is still there to be
+        // deleted again, rather than limits outliving their event.
+        apply::cancel(&self.registry, id, &[]).await?;
         store::delete(&self.store, &[id.to_string()]).await?;
         let mut objs = self.modify();
         objs.events.remove(id);
@@ -1330,6 +1460,72 @@ impl Vtn {
     async fn persist_new(&self, row: Row) -> Result<(), StoreError> {
         store::insert(&self.store, &row).await
     }
+}
+
+/// The MQTT topics (below the prefix) a change is published on; see [`super::mqtt`].
+fn mqtt_topics(
+    objs: &Objects,
+    kind: ObjectType,
+    op: Operation,
+    json: &Bytes,
+    targets: &Option<Vec<String>>,
+) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Ids {
+        id: String,
+        #[serde(rename = "programID")]
+        program_id: Option<String>,
+        #[serde(rename = "venID")]
+        ven_id: Option<String>,
+    }
+    let op = op_name(op);
+    let collection = match kind {
+        ObjectType::Program => "programs",
+        ObjectType::Event => "events",
+        ObjectType::Report => "reports",
+        ObjectType::Subscription => "subscriptions",
+        ObjectType::Ven => "vens",
+        ObjectType::Resource => "resources",
+    };
+    let mut out = vec![format!("{collection}/{op}")];
+    let Ok(ids) = serde_json::from_slice::<Ids>(json) else {
+        return out;
+    };
+    // VENs that may read a targeted object hear of it on their own topics.
+    let readers = |out: &mut Vec<String>, what: &str| {
+        for v in objs.vens.values() {
+            let sees = Scope::Ven {
+                client_id: &v.obj.client_id,
+                targets: objs.client_targets.get(&v.obj.client_id),
+            }
+            .sees_targets(targets);
+            if sees {
+                out.push(format!("vens/{}/{what}/{op}", v.obj.meta.id));
+            }
+        }
+    };
+    match kind {
+        ObjectType::Program => {
+            if op != "create" {
+                out.push(format!("programs/{}/{op}", ids.id));
+            }
+            readers(&mut out, "programs");
+        }
+        ObjectType::Event => {
+            if let Some(p) = ids.program_id {
+                out.push(format!("programs/{p}/events/{op}"));
+            }
+            readers(&mut out, "events");
+        }
+        ObjectType::Ven if op != "create" => out.push(format!("vens/{}/{op}", ids.id)),
+        ObjectType::Resource => {
+            if let Some(v) = ids.ven_id {
+                out.push(format!("vens/{v}/resources/{op}"));
+            }
+        }
+        _ => {}
+    }
+    out
 }
 
 fn notification_body(
