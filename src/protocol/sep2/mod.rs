@@ -1,13 +1,14 @@
 //! IEEE 2030.5 (CSIP, CSIP-AUS): the XML wire model and codec, transport security with
 //! certificate identity, EndDevice records, engine-to-wire conversions, the resource
 //! server and its function-set modules (metering mirror, responses, subscriptions with the
-//! notifier that delivers them, device information).
+//! notifier that delivers them, device information), and the cache of rendered poll documents.
 
 pub mod convert;
 pub mod device_info;
 pub mod mirror;
 pub mod model;
 pub mod notifier;
+pub mod poll_cache;
 pub mod proxy;
 pub mod records;
 pub mod responses;

@@ -20,11 +20,12 @@ use super::model::{
     Link, ListLink, Registration, SepResource, Time,
 };
 use super::model::{DerAvailability, DerCapability, DerSettings, DerStatus};
+use super::poll_cache::{PollCache, PollKey};
 use super::records::{DerResource, EndDeviceRecord, get_der_resource, put_der_resource};
 use super::tls::PeerIdentity;
 use super::xml::{self, CsipAusVersion, XmlError};
 use crate::domain::identity::{Lfdi, Sfdi};
-use crate::domain::{IdentityKind, now_epoch};
+use crate::domain::{EpochSeconds, IdentityKind, now_epoch};
 use crate::envelope::records::{ControlProgram, ControlRecord, InForceTarget, applicable};
 use crate::envelope::{event_status, timelines};
 use crate::registry::model::Der as RegistryDer;
@@ -33,7 +34,7 @@ use crate::store::Record;
 use crate::store::record::dynamic;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
@@ -64,6 +65,27 @@ pub struct Sep2Settings {
 pub struct Sep2State {
     pub registry: Registry,
     pub settings: Arc<Sep2Settings>,
+    /// Rendered poll documents (see [`super::poll_cache`]), kept current by `registry`'s
+    /// commit hooks.
+    pub poll_cache: Arc<PollCache>,
+}
+
+impl Sep2State {
+    /// The state for `registry` with a poll cache attached to its commit hooks; bodies live
+    /// at most `cache_max_age_s` seconds and `cache_max_bytes` together (0 turns it off).
+    pub fn new(
+        registry: Registry,
+        settings: Sep2Settings,
+        cache_max_age_s: u32,
+        cache_max_bytes: usize,
+    ) -> Self {
+        let poll_cache = PollCache::attached(&registry, cache_max_age_s, cache_max_bytes);
+        Sep2State {
+            registry,
+            settings: Arc::new(settings),
+            poll_cache,
+        }
+    }
 }
 
 /// A refused or failed 2030.5 request. Bodies are short plain-text reasons; 2030.5 defines
@@ -229,6 +251,46 @@ pub(crate) async fn enabled_end_device(
 pub(crate) fn xml<T: SepResource + Serialize>(state: &Sep2State, value: &T) -> Result<Response> {
     let body = xml::encode(value, state.settings.csipaus)
         .map_err(|e| Sep2Error::Internal(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, SEP_XML)], body).into_response())
+}
+
+/// Encodes a document for the poll cache: its body and when its content may next change.
+pub(crate) fn rendered<T: SepResource + Serialize>(
+    state: &Sep2State,
+    value: &T,
+    valid_until: Option<EpochSeconds>,
+) -> Result<(String, Option<EpochSeconds>)> {
+    let body = xml::encode(value, state.settings.csipaus)
+        .map_err(|e| Sep2Error::Internal(e.to_string()))?;
+    Ok((body, valid_until))
+}
+
+/// Serves a GET from the poll cache, or renders it with `render` and keeps the result.
+///
+/// The cache's generation is read before `render` reads any row, so a write committing
+/// meanwhile makes the new body stale at once (see [`super::poll_cache`]).
+pub(crate) async fn cached<F, Fut>(
+    state: &Sep2State,
+    peer: &PeerIdentity,
+    uri: &Uri,
+    render: F,
+) -> Result<Response>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(String, Option<EpochSeconds>)>>,
+{
+    let now = now_epoch();
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let key = PollKey::new(*peer.lfdi().as_bytes(), path);
+    if let Some(body) = state.poll_cache.get(&key, now) {
+        return Ok(([(header::CONTENT_TYPE, SEP_XML)], body).into_response());
+    }
+    let generation = state.poll_cache.generation();
+    let (body, valid_until) = render().await?;
+    let body = Bytes::from(body);
+    state
+        .poll_cache
+        .put(key, generation, body.clone(), now, valid_until);
     Ok(([(header::CONTENT_TYPE, SEP_XML)], body).into_response())
 }
 
@@ -531,33 +593,42 @@ pub(crate) async fn programs_for(
 async fn fsa_list(
     State(state): State<Sep2State>,
     Extension(peer): Extension<PeerIdentity>,
+    uri: Uri,
     Path(id): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
-    let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
-    let programs = programs_for(&state, &ed).await?.len() as u32;
-    let (all, page) = q.window(vec![fsa_doc(&ed, programs)]);
-    xml(
-        &state,
-        &FunctionSetAssignmentsList {
-            href: Some(format!("/edev/{}/fsa", ed.id)),
-            subscribable: Some(0),
-            all,
-            results: page.len() as u32,
-            poll_rate: Some(state.settings.poll_rate),
-            function_set_assignments: page,
-        },
-    )
+    cached(&state, &peer, &uri, || async {
+        let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
+        let programs = programs_for(&state, &ed).await?.len() as u32;
+        let (all, page) = q.window(vec![fsa_doc(&ed, programs)]);
+        rendered(
+            &state,
+            &FunctionSetAssignmentsList {
+                href: Some(format!("/edev/{}/fsa", ed.id)),
+                subscribable: Some(0),
+                all,
+                results: page.len() as u32,
+                poll_rate: Some(state.settings.poll_rate),
+                function_set_assignments: page,
+            },
+            None,
+        )
+    })
+    .await
 }
 
 async fn fsa(
     State(state): State<Sep2State>,
     Extension(peer): Extension<PeerIdentity>,
+    uri: Uri,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
-    let programs = programs_for(&state, &ed).await?.len() as u32;
-    xml(&state, &fsa_doc(&ed, programs))
+    cached(&state, &peer, &uri, || async {
+        let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
+        let programs = programs_for(&state, &ed).await?.len() as u32;
+        rendered(&state, &fsa_doc(&ed, programs), None)
+    })
+    .await
 }
 
 fn program_doc(ed: &EndDeviceRecord, p: &ControlProgram) -> DerProgram {
@@ -579,11 +650,15 @@ fn program_doc(ed: &EndDeviceRecord, p: &ControlProgram) -> DerProgram {
 async fn program_list(
     State(state): State<Sep2State>,
     Extension(peer): Extension<PeerIdentity>,
+    uri: Uri,
     Path(id): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
-    let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
-    xml(&state, &program_list_doc(&state, &ed, &q).await?)
+    cached(&state, &peer, &uri, || async {
+        let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
+        rendered(&state, &program_list_doc(&state, &ed, &q).await?, None)
+    })
+    .await
 }
 
 /// An EndDevice's DERProgramList, windowed by `q` (also what its notifications carry).
@@ -627,10 +702,14 @@ async fn device_program(
 async fn program(
     State(state): State<Sep2State>,
     Extension(peer): Extension<PeerIdentity>,
+    uri: Uri,
     Path((id, prog)): Path<(String, String)>,
 ) -> Result<Response> {
-    let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
-    xml(&state, &program_doc(&ed, &p))
+    cached(&state, &peer, &uri, || async {
+        let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
+        rendered(&state, &program_doc(&ed, &p), None)
+    })
+    .await
 }
 
 /// The key that randomizes an EndDevice's offsets: the DER or site it controls.
@@ -650,13 +729,15 @@ pub(crate) async fn rating_w(state: &Sep2State, ed: &EndDeviceRecord) -> Result<
     }
 }
 
-/// The program's controls as devices see them, newest first, with completed ones left out.
-pub(crate) async fn control_docs(
+/// The program's controls as devices see them, newest first, with completed ones left out,
+/// and the first instant at which any of them may change status for this EndDevice (None
+/// when none ever will): how long the documents may be cached.
+pub(crate) async fn control_docs_until(
     state: &Sep2State,
     ed: &EndDeviceRecord,
     p: &ControlProgram,
     active_only: bool,
-) -> Result<Vec<super::model::DerControl>> {
+) -> Result<(Vec<super::model::DerControl>, Option<EpochSeconds>)> {
     let records: Vec<ControlRecord> = {
         let mut all = Vec::new();
         let mut after: Option<String> = None;
@@ -682,6 +763,7 @@ pub(crate) async fn control_docs(
     let now = now_epoch();
     let rating = rating_w(state, ed).await?;
     let lines = timelines(&controls, &key, state.settings.seed);
+    let next_change = lines.iter().filter_map(|l| l.next_transition(now)).min();
     let mut docs = Vec::new();
     for (rec, control) in records.iter().zip(controls.iter()) {
         // Completed controls (None) are no longer served.
@@ -720,40 +802,45 @@ pub(crate) async fn control_docs(
             .cmp(&a.creation_time)
             .then(b.m_rid.cmp(&a.m_rid))
     });
-    Ok(docs)
+    Ok((docs, next_change))
 }
 
 async fn control_list(
     State(state): State<Sep2State>,
     Extension(peer): Extension<PeerIdentity>,
+    uri: Uri,
     Path((id, prog)): Path<(String, String)>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
-    list_controls(state, peer, id, prog, q, false).await
+    list_controls(state, peer, uri, id, prog, q, false).await
 }
 
 async fn active_control_list(
     State(state): State<Sep2State>,
     Extension(peer): Extension<PeerIdentity>,
+    uri: Uri,
     Path((id, prog)): Path<(String, String)>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
-    list_controls(state, peer, id, prog, q, true).await
+    list_controls(state, peer, uri, id, prog, q, true).await
 }
 
+/// The poll path: served from the cache until the next write or status change.
 async fn list_controls(
     state: Sep2State,
     peer: PeerIdentity,
+    uri: Uri,
     id: String,
     prog: String,
     q: ListQuery,
     active_only: bool,
 ) -> Result<Response> {
-    let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
-    xml(
-        &state,
-        &control_list_doc(&state, &ed, &p, &q, active_only).await?,
-    )
+    cached(&state, &peer, &uri, || async {
+        let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
+        let (doc, until) = control_list_doc_until(&state, &ed, &p, &q, active_only).await?;
+        rendered(&state, &doc, until)
+    })
+    .await
 }
 
 /// A program's DERControlList (or ActiveDERControlList) for an EndDevice, windowed by `q`
@@ -765,14 +852,27 @@ pub(crate) async fn control_list_doc(
     q: &ListQuery,
     active_only: bool,
 ) -> Result<DerControlList> {
-    let docs: Vec<_> = control_docs(state, ed, p, active_only)
+    Ok(control_list_doc_until(state, ed, p, q, active_only)
         .await?
+        .0)
+}
+
+/// [`control_list_doc`] with the instant its content may next change.
+async fn control_list_doc_until(
+    state: &Sep2State,
+    ed: &EndDeviceRecord,
+    p: &ControlProgram,
+    q: &ListQuery,
+    active_only: bool,
+) -> Result<(DerControlList, Option<EpochSeconds>)> {
+    let (docs, until) = control_docs_until(state, ed, p, active_only).await?;
+    let docs: Vec<_> = docs
         .into_iter()
         .filter(|c| q.a.is_none_or(|a| c.creation_time > a))
         .collect();
     let (all, page) = q.window(docs);
     let segment = if active_only { "actderc" } else { "derc" };
-    Ok(DerControlList {
+    let doc = DerControlList {
         href: Some(format!("/edev/{}/derp/{}/{segment}", ed.id, p.id)),
         // Only the full list takes subscriptions: the active list changes with the clock
         // as well as with writes, and nothing would notify the clock's changes.
@@ -780,33 +880,42 @@ pub(crate) async fn control_list_doc(
         all,
         results: page.len() as u32,
         der_controls: page,
-    })
+    };
+    Ok((doc, until))
 }
 
 async fn control(
     State(state): State<Sep2State>,
     Extension(peer): Extension<PeerIdentity>,
+    uri: Uri,
     Path((id, prog, mrid)): Path<(String, String, String)>,
 ) -> Result<Response> {
-    let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
-    let doc = control_docs(&state, &ed, &p, false)
-        .await?
-        .into_iter()
-        .find(|c| c.m_rid.eq_ignore_ascii_case(&mrid))
-        .ok_or(Sep2Error::NotFound)?;
-    xml(&state, &doc)
+    cached(&state, &peer, &uri, || async {
+        let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
+        let (docs, until) = control_docs_until(&state, &ed, &p, false).await?;
+        let doc = docs
+            .into_iter()
+            .find(|c| c.m_rid.eq_ignore_ascii_case(&mrid))
+            .ok_or(Sep2Error::NotFound)?;
+        rendered(&state, &doc, until)
+    })
+    .await
 }
 
 async fn default_control(
     State(state): State<Sep2State>,
     Extension(peer): Extension<PeerIdentity>,
+    uri: Uri,
     Path((id, prog)): Path<(String, String)>,
 ) -> Result<Response> {
-    let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
-    let doc = default_control_doc(&state, &ed, &p)
-        .await?
-        .ok_or(Sep2Error::NotFound)?;
-    xml(&state, &doc)
+    cached(&state, &peer, &uri, || async {
+        let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
+        let doc = default_control_doc(&state, &ed, &p)
+            .await?
+            .ok_or(Sep2Error::NotFound)?;
+        rendered(&state, &doc, None)
+    })
+    .await
 }
 
 /// A program's DefaultDERControl for an EndDevice, or None while the program has none.
