@@ -86,12 +86,18 @@ async fn writes_show_on_the_next_poll(db: TestDb) {
     assert!(first.contains("all=\"1\""), "{first}");
     assert_eq!(statuses(&first), vec![1]);
     let (_, again) = dev.get(&derc).await;
-    assert_eq!(again, first, "a repeated poll is answered with the same document");
+    assert_eq!(
+        again, first,
+        "a repeated poll is answered with the same document"
+    );
 
     // A new control.
     control(&ops, "p1", now() + 3600, 600, 2000.0).await;
     let (_, doc) = dev.get(&derc).await;
-    assert!(doc.contains("all=\"2\""), "the new control is listed: {doc}");
+    assert!(
+        doc.contains("all=\"2\""),
+        "the new control is listed: {doc}"
+    );
     assert_eq!(statuses(&doc), vec![0, 1]);
 
     // A cancellation.
@@ -104,7 +110,11 @@ async fn writes_show_on_the_next_poll(db: TestDb) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let (_, doc) = dev.get(&derc).await;
-    assert_eq!(statuses(&doc), vec![0, 2], "the cancellation is seen: {doc}");
+    assert_eq!(
+        statuses(&doc),
+        vec![0, 2],
+        "the cancellation is seen: {doc}"
+    );
     let (_, active) = dev.get(&format!("/edev/{id}/derp/p1/actderc?l=10")).await;
     assert!(active.contains("all=\"0\""), "{active}");
 
@@ -143,7 +153,10 @@ async fn writes_show_on_the_next_poll(db: TestDb) {
     )
     .await;
     let (_, programs) = dev.get(&derp).await;
-    assert!(programs.contains("all=\"1\""), "not a member yet: {programs}");
+    assert!(
+        programs.contains("all=\"1\""),
+        "not a member yet: {programs}"
+    );
     let (s, _) = dev.get(&format!("/edev/{id}/derp/f2/derc?l=10")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     ops_patch(
@@ -232,7 +245,10 @@ async fn status_changes_show_without_a_write(db: TestDb) {
     assert!(active.contains("all=\"1\""), "{active}");
     wait_until(start + 2).await;
     let (_, doc) = dev.get(&derc).await;
-    assert!(doc.contains("all=\"0\""), "completed, no longer listed: {doc}");
+    assert!(
+        doc.contains("all=\"0\""),
+        "completed, no longer listed: {doc}"
+    );
     server.stop().await.unwrap();
 }
 

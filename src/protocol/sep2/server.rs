@@ -21,14 +21,14 @@ use super::model::{
 };
 use super::model::{DerAvailability, DerCapability, DerSettings, DerStatus};
 use super::poll_cache::{PollCache, PollKey};
+use super::read_model::ReadModel;
 use super::records::{DerResource, EndDeviceRecord, get_der_resource, put_der_resource};
 use super::tls::PeerIdentity;
 use super::xml::{self, CsipAusVersion, XmlError};
 use crate::domain::identity::{Lfdi, Sfdi};
 use crate::domain::{EpochSeconds, IdentityKind, now_epoch};
-use crate::envelope::records::{ControlProgram, ControlRecord, InForceTarget, applicable};
+use crate::envelope::records::{ControlProgram, ControlRecord};
 use crate::envelope::{event_status, timelines};
-use crate::registry::model::Der as RegistryDer;
 use crate::registry::{Registry, RegistryError};
 use crate::store::Record;
 use crate::store::record::dynamic;
@@ -68,11 +68,15 @@ pub struct Sep2State {
     /// Rendered poll documents (see [`super::poll_cache`]), kept current by `registry`'s
     /// commit hooks.
     pub poll_cache: Arc<PollCache>,
+    /// The registry rows the poll path renders from (see [`super::read_model`]).
+    pub read_model: Arc<ReadModel>,
 }
 
 impl Sep2State {
-    /// The state for `registry` with a poll cache attached to its commit hooks; bodies live
-    /// at most `cache_max_age_s` seconds and `cache_max_bytes` together (0 turns it off).
+    /// The state for `registry` with the read model and the poll cache attached to its commit
+    /// hooks; entries live at most `cache_max_age_s` seconds, cached bodies take at most
+    /// `cache_max_bytes` together. `cache_max_age_s == 0` turns both off: every request
+    /// reads the database.
     pub fn new(
         registry: Registry,
         settings: Sep2Settings,
@@ -80,10 +84,12 @@ impl Sep2State {
         cache_max_bytes: usize,
     ) -> Self {
         let poll_cache = PollCache::attached(&registry, cache_max_age_s, cache_max_bytes);
+        let read_model = ReadModel::attached(&registry, cache_max_age_s);
         Sep2State {
             registry,
             settings: Arc::new(settings),
             poll_cache,
+            read_model,
         }
     }
 }
@@ -224,8 +230,8 @@ pub(crate) async fn visible_end_device(
     caller: &Caller,
     id: &str,
 ) -> Result<EndDeviceRecord> {
-    let ed: EndDeviceRecord = match state.registry.get(id).await {
-        Ok(ed) => ed,
+    let ed: EndDeviceRecord = match state.read_model.end_device(&state.registry, id).await {
+        Ok(ed) => EndDeviceRecord::clone(&ed),
         Err(RegistryError::NotFound { .. }) => return Err(Sep2Error::NotFound),
         Err(e) => return Err(e.into()),
     };
@@ -565,28 +571,24 @@ fn fsa_doc(ed: &EndDeviceRecord, programs: u32) -> FunctionSetAssignments {
     }
 }
 
-fn target_of(ed: &EndDeviceRecord) -> Option<InForceTarget> {
-    match (&ed.der_id, &ed.site_id) {
-        (Some(d), _) => Some(InForceTarget::Der(d.clone())),
-        (None, Some(s)) => Some(InForceTarget::Site(s.clone())),
-        (None, None) => None,
-    }
-}
-
 /// The control programs that reach an EndDevice, in primacy order.
 pub(crate) async fn programs_for(
     state: &Sep2State,
     ed: &EndDeviceRecord,
 ) -> Result<Vec<ControlProgram>> {
-    let Some(target) = target_of(ed) else {
-        return Ok(Vec::new());
+    // The same reach as `envelope::records::applicable`, from the read model.
+    let reach = match (&ed.der_id, &ed.site_id) {
+        (Some(d), _) => state.read_model.reach(&state.registry, true, d).await?,
+        (None, Some(s)) => state.read_model.reach(&state.registry, false, s).await?,
+        (None, None) => return Ok(Vec::new()),
     };
-    let a = applicable(&state.registry, &target).await?;
     let mut programs = Vec::new();
-    for p in &a.programs {
-        programs.push(state.registry.get::<ControlProgram>(p.id.as_str()).await?);
+    for (kind, id) in &reach.targets {
+        let found = state.read_model.programs(&state.registry, kind, id).await?;
+        programs.extend(found.iter().cloned());
     }
     programs.sort_by(|a, b| a.primacy.cmp(&b.primacy).then(a.id.cmp(&b.id)));
+    programs.dedup_by(|a, b| a.id == b.id);
     Ok(programs)
 }
 
@@ -722,9 +724,11 @@ pub(crate) fn randomization_key(ed: &EndDeviceRecord) -> String {
 
 pub(crate) async fn rating_w(state: &Sep2State, ed: &EndDeviceRecord) -> Result<Option<f64>> {
     match &ed.der_id {
-        Some(d) => Ok(Some(
-            state.registry.get::<RegistryDer>(d).await?.rated_kw * 1000.0,
-        )),
+        Some(d) => Ok(state
+            .read_model
+            .reach(&state.registry, true, d)
+            .await?
+            .rated_w),
         None => Ok(None),
     }
 }
@@ -738,26 +742,8 @@ pub(crate) async fn control_docs_until(
     p: &ControlProgram,
     active_only: bool,
 ) -> Result<(Vec<super::model::DerControl>, Option<EpochSeconds>)> {
-    let records: Vec<ControlRecord> = {
-        let mut all = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = state
-                .registry
-                .list::<ControlRecord>(
-                    &[("program_id", p.id.clone().into())],
-                    after.as_deref(),
-                    1000,
-                )
-                .await?;
-            all.extend(page.items);
-            match page.next_after {
-                Some(n) => after = Some(n),
-                None => break,
-            }
-        }
-        all
-    };
+    let records: Arc<Vec<ControlRecord>> =
+        state.read_model.controls(&state.registry, &p.id).await?;
     let controls: Vec<_> = records.iter().map(ControlRecord::to_control).collect();
     let key = randomization_key(ed);
     let now = now_epoch();
@@ -924,10 +910,12 @@ pub(crate) async fn default_control_doc(
     ed: &EndDeviceRecord,
     p: &ControlProgram,
 ) -> Result<Option<DefaultDerControl>> {
-    let d: crate::envelope::records::DefaultControlRecord = match state.registry.get(&p.id).await {
-        Ok(d) => d,
-        Err(RegistryError::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let Some(d) = state
+        .read_model
+        .default_control(&state.registry, &p.id)
+        .await?
+    else {
+        return Ok(None);
     };
     let rating = rating_w(state, ed).await?;
     Ok(Some(DefaultDerControl {
