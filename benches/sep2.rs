@@ -945,6 +945,8 @@ struct Fixture {
     registry: Registry,
     server: RunningServer,
     sep2: SocketAddr,
+    /// The same server with less kept in memory: (row label, server, 2030.5 address).
+    variants: Vec<(&'static str, RunningServer, SocketAddr)>,
     /// The DERControlList of each poller, as served.
     bodies: Vec<Bytes>,
 }
@@ -1004,6 +1006,21 @@ async fn fixture(settings: &Settings, table: &mut Table) -> Result<Fixture> {
     create_programs(&registry, &pollers).await?;
     let server = app::start(&config, registry.clone()).await?;
     let sep2 = server.sep2_addr.context("2030.5 server not started")?;
+    // The same registry served twice more: with the read model but no cached bodies (every
+    // poll renders, as when each of a million devices polls once per pollRate), and with
+    // neither (every poll reads the database).
+    let mut variants = Vec::new();
+    for (label, seconds, bytes) in [
+        ("read model only, every body rendered", 60, 0),
+        ("nothing in memory, every poll reads the store", 0, 0),
+    ] {
+        let mut c = config.clone();
+        c.sep2.poll_cache_seconds = seconds;
+        c.sep2.poll_cache_bytes = bytes;
+        let s = app::start(&c, registry.clone()).await?;
+        let addr = s.sep2_addr.context("2030.5 server not started")?;
+        variants.push((label, s, addr));
+    }
 
     // Every poller's list must hold the four controls, with the current one active.
     let mut bodies = Vec::new();
@@ -1041,6 +1058,7 @@ async fn fixture(settings: &Settings, table: &mut Table) -> Result<Fixture> {
         registry,
         server,
         sep2,
+        variants,
         bodies,
     })
 }
@@ -1176,6 +1194,32 @@ async fn bench_polls(
             ),
         );
         sep2.push((suite, run));
+    }
+    for (label, _, addr) in &f.variants {
+        let suite = Suite::Tls12Ccm8;
+        let run = load(
+            client,
+            poll_targets(f, *addr, Some(suite), n)?,
+            Mode::KeepAlive,
+            settings.seconds,
+        )
+        .await?;
+        expect_suite(&run, suite)?;
+        let errors = if run.errors > 0 {
+            format!("; {} ERRORS", run.errors)
+        } else {
+            String::new()
+        };
+        table.add(
+            &format!("2030.5 server, DERControlList, {}, {label}", suite.short()),
+            format!("{:.0}/s", run.rate()),
+            &format!(
+                "{}; {}; {}{errors}",
+                run.latency_note(),
+                run.cpu_note(),
+                suite_note(&run)
+            ),
+        );
     }
 
     let ccm = &sep2[0].1;
@@ -1643,8 +1687,8 @@ async fn bench_handshakes(
             "",
         );
     }
-    // For comparison only: what session resumption (the server's default in-memory session
-    // cache; clients keep their tickets) saves. Not what the target asks for.
+    // For comparison only: what session resumption (the server's session tickets and
+    // session cache; clients keep their tickets) saves. Not what the target asks for.
     for suite in [Suite::Tls12Ccm8, Suite::Tls13Gcm] {
         let mut configs = Vec::new();
         for p in &f.pollers {
@@ -1848,6 +1892,9 @@ fn main() -> Result<()> {
             bench_records(&f, &mut table)?;
         }
         f.server.stop().await.map_err(|e| anyhow!("{e}"))?;
+        for (_, s, _) in f.variants {
+            s.stop().await.map_err(|e| anyhow!("{e}"))?;
+        }
         anyhow::Ok(())
     })?;
     drop(client_rt);
