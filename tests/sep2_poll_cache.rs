@@ -1,9 +1,9 @@
 //! The 2030.5 poll path serves rendered documents from memory; these tests hold it to what a
 //! device must see: every write through the operator API (a new control, a cancellation, a
-//! default, enabling and disabling an EndDevice, a group membership change, the EndDevice's
-//! removal, an aggregator losing a device) shows on the very next poll, a control changing
-//! status with the clock shows without any write, and a body rendered for one certificate is
-//! never served to another. Real mutual TLS, on SQLite and PostgreSQL.
+//! ramp time, a default, enabling and disabling an EndDevice, a group membership change, the
+//! EndDevice's removal, an aggregator losing a device) shows on the very next poll, a control
+//! changing status with the clock shows without any write, and a body rendered for one
+//! certificate is never served to another. Real mutual TLS, on SQLite and PostgreSQL.
 
 mod common;
 
@@ -117,6 +117,30 @@ async fn writes_show_on_the_next_poll(db: TestDb) {
     );
     let (_, active) = dev.get(&format!("/edev/{id}/derp/p1/actderc?l=10")).await;
     assert!(active.contains("all=\"0\""), "{active}");
+
+    // A ramp time goes out as rampTms (hundredths of a second); one that rampTms cannot
+    // carry is refused and nothing is stored.
+    let r = Client::new()
+        .post(format!("{ops}/api/v1/controls"))
+        .bearer_auth(common::OPERATOR_TOKEN)
+        .json(&json!({"program_id": "p1", "start": now() + 7200, "duration_s": 600, "modes": {"exp_lim_w": 1000.0, "ramp_s": 700.0}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    assert!(r.text().await.unwrap().contains("ramp_s"));
+    let (_, doc) = dev.get(&derc).await;
+    assert!(doc.contains("all=\"2\""), "nothing stored: {doc}");
+    assert!(!doc.contains("rampTms"), "{doc}");
+    ops_post(
+        &ops,
+        "/api/v1/controls",
+        json!({"program_id": "p1", "start": now() + 7200, "duration_s": 600, "modes": {"exp_lim_w": 1000.0, "ramp_s": 30.0}}),
+    )
+    .await;
+    let (_, doc) = dev.get(&derc).await;
+    assert!(doc.contains("all=\"3\""), "{doc}");
+    assert!(doc.contains("<rampTms>3000</rampTms>"), "{doc}");
 
     // A default control appears, then changes.
     let (s, _) = dev.get(&format!("/edev/{id}/derp/p1/dderc")).await;
