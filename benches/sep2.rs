@@ -11,7 +11,9 @@
 //! `SWITCHYARD_BENCH_POOL` replaces the store pool size (default: the configuration's).
 //!
 //! The server is the real one (`app::start` over a SQLite file in a temporary directory,
-//! with the default pool size); the load generator runs in the same process on a runtime
+//! with the default pool size), started three times over the same registry: as configured by
+//! default (read model and cache of rendered bodies), with the read model only, and with
+//! neither (`poll_cache_seconds = 0`, every poll reads the store); the load generator runs in the same process on a runtime
 //! of its own, speaking HTTP/1.1 with hyper's client over tokio-rustls with certificates
 //! issued by the development PKI. Everything talks over 127.0.0.1, so client and server
 //! share the machine's cores: absolute figures depend on the machine and on whatever else
