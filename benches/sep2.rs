@@ -11,7 +11,9 @@
 //! `SWITCHYARD_BENCH_POOL` replaces the store pool size (default: the configuration's).
 //!
 //! The server is the real one (`app::start` over a SQLite file in a temporary directory,
-//! with the default pool size); the load generator runs in the same process on a runtime
+//! with the default pool size), started three times over the same registry: as configured by
+//! default (read model and cache of rendered bodies), with the read model only, and with
+//! neither (`poll_cache_seconds = 0`, every poll reads the store); the load generator runs in the same process on a runtime
 //! of its own, speaking HTTP/1.1 with hyper's client over tokio-rustls with certificates
 //! issued by the development PKI. Everything talks over 127.0.0.1, so client and server
 //! share the machine's cores: absolute figures depend on the machine and on whatever else
@@ -945,6 +947,8 @@ struct Fixture {
     registry: Registry,
     server: RunningServer,
     sep2: SocketAddr,
+    /// The same server with less kept in memory: (row label, server, 2030.5 address).
+    variants: Vec<(&'static str, RunningServer, SocketAddr)>,
     /// The DERControlList of each poller, as served.
     bodies: Vec<Bytes>,
 }
@@ -1004,6 +1008,21 @@ async fn fixture(settings: &Settings, table: &mut Table) -> Result<Fixture> {
     create_programs(&registry, &pollers).await?;
     let server = app::start(&config, registry.clone()).await?;
     let sep2 = server.sep2_addr.context("2030.5 server not started")?;
+    // The same registry served twice more: with the read model but no cached bodies (every
+    // poll renders, as when each of a million devices polls once per pollRate), and with
+    // neither (every poll reads the database).
+    let mut variants = Vec::new();
+    for (label, seconds, bytes) in [
+        ("read model only, every body rendered", 60, 0),
+        ("nothing in memory, every poll reads the store", 0, 0),
+    ] {
+        let mut c = config.clone();
+        c.sep2.poll_cache_seconds = seconds;
+        c.sep2.poll_cache_bytes = bytes;
+        let s = app::start(&c, registry.clone()).await?;
+        let addr = s.sep2_addr.context("2030.5 server not started")?;
+        variants.push((label, s, addr));
+    }
 
     // Every poller's list must hold the four controls, with the current one active.
     let mut bodies = Vec::new();
@@ -1041,6 +1060,7 @@ async fn fixture(settings: &Settings, table: &mut Table) -> Result<Fixture> {
         registry,
         server,
         sep2,
+        variants,
         bodies,
     })
 }
@@ -1176,6 +1196,32 @@ async fn bench_polls(
             ),
         );
         sep2.push((suite, run));
+    }
+    for (label, _, addr) in &f.variants {
+        let suite = Suite::Tls12Ccm8;
+        let run = load(
+            client,
+            poll_targets(f, *addr, Some(suite), n)?,
+            Mode::KeepAlive,
+            settings.seconds,
+        )
+        .await?;
+        expect_suite(&run, suite)?;
+        let errors = if run.errors > 0 {
+            format!("; {} ERRORS", run.errors)
+        } else {
+            String::new()
+        };
+        table.add(
+            &format!("2030.5 server, DERControlList, {}, {label}", suite.short()),
+            format!("{:.0}/s", run.rate()),
+            &format!(
+                "{}; {}; {}{errors}",
+                run.latency_note(),
+                run.cpu_note(),
+                suite_note(&run)
+            ),
+        );
     }
 
     let ccm = &sep2[0].1;
@@ -1440,16 +1486,20 @@ async fn bench_breakdown(
     );
 
     // The whole handler (routing, store, event status, XML) without TCP, TLS or HTTP parsing.
-    let state = Sep2State {
-        registry: registry.clone(),
-        settings: Arc::new(Sep2Settings {
+    // The poll cache is off here: this row measures what a poll costs when its document
+    // is not cached (a device's first poll, or the first after a write).
+    let state = Sep2State::new(
+        registry.clone(),
+        Sep2Settings {
             poll_rate: 900,
             post_rate: 300,
             csipaus: Some(CsipAusVersion::V1_3),
             body_limit: 64 * 1024,
             seed: switchyard::api::envelopes::RANDOMIZATION_SEED,
-        }),
-    };
+        },
+        0,
+        0,
+    );
     let app = router(state);
     let requests: Arc<Vec<(PeerIdentity, String, usize)>> = Arc::new(
         f.pollers
@@ -1639,8 +1689,8 @@ async fn bench_handshakes(
             "",
         );
     }
-    // For comparison only: what session resumption (the server's default in-memory session
-    // cache; clients keep their tickets) saves. Not what the target asks for.
+    // For comparison only: what session resumption (the server's session tickets and
+    // session cache; clients keep their tickets) saves. Not what the target asks for.
     for suite in [Suite::Tls12Ccm8, Suite::Tls13Gcm] {
         let mut configs = Vec::new();
         for p in &f.pollers {
@@ -1844,6 +1894,9 @@ fn main() -> Result<()> {
             bench_records(&f, &mut table)?;
         }
         f.server.stop().await.map_err(|e| anyhow!("{e}"))?;
+        for (_, s, _) in f.variants {
+            s.stop().await.map_err(|e| anyhow!("{e}"))?;
+        }
         anyhow::Ok(())
     })?;
     drop(client_rt);

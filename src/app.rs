@@ -133,16 +133,18 @@ async fn start_sep2(
     let addr = listener.local_addr().map_err(AppError::Serve)?;
     // Taken before the listener serves, so no write a client can cause is missed.
     let changes = registry.subscribe_changes();
-    let state = sep2::server::Sep2State {
+    let state = sep2::server::Sep2State::new(
         registry,
-        settings: Arc::new(sep2::server::Sep2Settings {
+        sep2::server::Sep2Settings {
             poll_rate: s.poll_rate_seconds,
             post_rate: s.post_rate_seconds,
             csipaus,
             body_limit: s.body_limit_bytes,
             seed: crate::api::envelopes::RANDOMIZATION_SEED,
-        }),
-    };
+        },
+        s.poll_cache_seconds,
+        s.poll_cache_bytes,
+    );
     let notifier = notifier::spawn(
         state.clone(),
         notify_tls,

@@ -54,6 +54,12 @@ pub struct Sep2Config {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Delivery of notifications to subscribers.
     pub notifications: NotificationConfig,
+    /// Longest time a rendered poll document (DERControlList, DERProgramList, ...) is
+    /// served from memory, seconds; writes through this server invalidate it at once, this
+    /// bounds how late writes by other processes are seen. 0 turns the cache off.
+    pub poll_cache_seconds: u32,
+    /// Memory for cached poll documents, bytes.
+    pub poll_cache_bytes: usize,
 }
 
 /// How the 2030.5 server delivers notifications (`[sep2.notifications]`).
@@ -97,6 +103,8 @@ impl Default for Sep2Config {
             proxy_header: "x-client-cert".into(),
             trusted_proxies: Vec::new(),
             notifications: NotificationConfig::default(),
+            poll_cache_seconds: 60,
+            poll_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -31,7 +31,6 @@ const NOT_SERVED: &[&str] = &[
     // Subscriptions are served for a device's DER programs, controls and defaults; the
     // CSIP-AUS procedures also subscribe to the EndDeviceList and other lists (not yet).
     "subscription",
-    "ramp-time",
     "poll-rate-control",
     "post-rate-control",
     "fsa-per-program",

@@ -208,6 +208,7 @@ fn expected_identity(cert: &IssuedCertificate) -> String {
 struct Exchange {
     version: rustls::ProtocolVersion,
     suite: rustls::CipherSuite,
+    kind: Option<rustls::HandshakeKind>,
     status_line: String,
     body: Vec<u8>,
 }
@@ -240,9 +241,10 @@ async fn exchange(
         let (_, session) = tls.get_ref();
         let version = session.protocol_version().expect("version");
         let suite = session.negotiated_cipher_suite().expect("suite").suite();
-        Ok::<_, io::Error>((version, suite, response))
+        let kind = session.handshake_kind();
+        Ok::<_, io::Error>((version, suite, kind, response))
     };
-    let (version, suite, response) = tokio::time::timeout(EXCHANGE_TIMEOUT, run)
+    let (version, suite, kind, response) = tokio::time::timeout(EXCHANGE_TIMEOUT, run)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "exchange timed out"))??;
     let split = response
@@ -253,6 +255,7 @@ async fn exchange(
     Ok(Exchange {
         version,
         suite,
+        kind,
         status_line: head.lines().next().unwrap_or_default().to_owned(),
         body: response[split + 4..].to_vec(),
     })
@@ -325,6 +328,46 @@ async fn rustls_client_negotiates_each_suite_and_gets_its_lfdi() {
         .expect("default client");
     assert_eq!(ex.version, rustls::ProtocolVersion::TLSv1_3);
     assert_eq!(ex.suite, gcm13().suite());
+    server.shutdown().await;
+}
+
+/// Reconnecting devices resume their session (tickets for TLS 1.2 and 1.3) instead of paying
+/// for a full handshake, and the resumed session carries the same certificate identity.
+#[tokio::test]
+async fn sessions_resume_with_the_same_identity() {
+    let pki = TestPki::new();
+    let server = TestServer::start(&pki).await;
+    let second = pki
+        .ca
+        .issue(&IssueRequest::new(CertKind::Device, "inverter-2"))
+        .expect("second device");
+    for suite in [ccm8(), gcm12(), gcm13()] {
+        let config = pki.client_with(&pki.device, &[suite]);
+        let first = get_dcap(config.clone(), server.addr).await.expect("first");
+        assert_eq!(first.kind, Some(rustls::HandshakeKind::Full));
+        let again = get_dcap(config.clone(), server.addr).await.expect("again");
+        assert_eq!(
+            again.kind,
+            Some(rustls::HandshakeKind::Resumed),
+            "{:?}",
+            suite.suite()
+        );
+        assert_eq!(again.suite, suite.suite());
+        assert_eq!(
+            String::from_utf8_lossy(&again.body),
+            expected_identity(&pki.device),
+            "the resumed session is still the device"
+        );
+        // Another device's connection is its own, full handshake with its own identity.
+        let other = get_dcap(pki.client_with(&second, &[suite]), server.addr)
+            .await
+            .expect("other");
+        assert_eq!(other.kind, Some(rustls::HandshakeKind::Full));
+        assert_eq!(
+            String::from_utf8_lossy(&other.body),
+            expected_identity(&second)
+        );
+    }
     server.shutdown().await;
 }
 

@@ -101,9 +101,6 @@ impl Operator {
     /// Why Switchyard's operator API cannot perform `action`, if it cannot.
     pub fn unsupported(action: &OperatorAction) -> Option<&'static str> {
         match action {
-            OperatorAction::Control {
-                ramp_tms: Some(_), ..
-            } => Some("controls with a ramp time (rampTms) cannot be created"),
             OperatorAction::Access { .. } => Some(
                 "a client's access cannot be withdrawn (an EndDevice can only be disabled, and stays visible)",
             ),
@@ -153,10 +150,15 @@ impl Operator {
                 randomize_start_s,
                 randomize_duration_s,
                 modes,
+                ramp_tms,
                 ..
             } => {
                 let program = self.program(role, primacy.unwrap_or(1)).await?;
-                let modes = modes_json(modes, vars)?;
+                let mut modes = modes_json(modes, vars)?;
+                if let (Some(t), Some(m)) = (ramp_tms, modes.as_object_mut()) {
+                    // rampTms is hundredths of a second; the operator API takes seconds.
+                    m.insert("ramp_s".into(), json!(f64::from(*t) / 100.0));
+                }
                 let fixture = self.fixture(role).await?;
                 let (start, duration) = match state {
                     ControlState::Active => (

@@ -136,6 +136,10 @@ pub struct ControlModes {
     /// A reserve of stored energy, in Wh, that the device must keep (in the manner of
     /// 2030.5 setMinWh): dispatch must not discharge below it.
     pub min_wh: Option<f64>,
+    /// Not a mode: how long the device should take to move to this control's values, in
+    /// seconds (2030.5 rampTms, sent in hundredths of a second, 0 to 655.35 s). It neither
+    /// makes a control non-empty nor takes part in superseding.
+    pub ramp_s: Option<f64>,
 }
 
 /// How several values of one mode combine when more than one source sets it.

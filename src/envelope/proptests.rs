@@ -60,6 +60,8 @@ fn modes() -> impl Strategy<Value = ControlModes> {
                 load_lim_w,
                 storage_target_w,
                 min_wh,
+                // Not a mode; the engine's rules never read it.
+                ramp_s: None,
             },
         )
 }

@@ -92,6 +92,8 @@ impl InForce {
             load_lim_w: v(&self.load_lim_w),
             storage_target_w: v(&self.storage_target_w),
             min_wh: v(&self.min_wh),
+            // A ramp belongs to the control that asked for it, not to the resolved limits.
+            ramp_s: None,
         }
     }
 

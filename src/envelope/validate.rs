@@ -40,6 +40,9 @@ pub enum ValidationError {
     /// An identifier that is empty.
     #[error("{field}: must not be empty")]
     EmptyId { field: &'static str },
+    /// A ramp time 2030.5 cannot carry (rampTms is hundredths of a second in a UInt16).
+    #[error("modes.ramp_s: must be a number of seconds from 0 to 655.35, got {value}")]
+    RampOutOfRange { value: f64 },
 }
 
 impl ValidationError {
@@ -56,9 +59,13 @@ impl ValidationError {
             ValidationError::RandomizedAway { .. } => "randomize_duration_s".to_string(),
             ValidationError::NoModeSet => "modes".to_string(),
             ValidationError::EmptyId { field } => (*field).to_string(),
+            ValidationError::RampOutOfRange { .. } => "modes.ramp_s".to_string(),
         }
     }
 }
+
+/// The longest ramp 2030.5 can send: 65535 hundredths of a second.
+pub const MAX_RAMP_S: f64 = 655.35;
 
 fn finite(mode: Mode, value: f64) -> Result<f64, ValidationError> {
     if value.is_finite() {
@@ -113,6 +120,11 @@ impl ControlModes {
         non_negative(Mode::LoadLimW, self.load_lim_w)?;
         signed(Mode::StorageTargetW, self.storage_target_w)?;
         non_negative(Mode::MinWh, self.min_wh)?;
+        if let Some(value) = self.ramp_s
+            && !(value.is_finite() && (0.0..=MAX_RAMP_S).contains(&value))
+        {
+            return Err(ValidationError::RampOutOfRange { value });
+        }
         Ok(())
     }
 }

@@ -633,6 +633,8 @@ pub async fn import_csv<R: std::io::Read>(
         return Ok(report);
     }
     tx.commit().await?;
+    // New DERs can join groups; caches derived from the registry must not outlive that.
+    registry.announce_bulk_write("ders");
     Ok(report)
 }
 

@@ -122,12 +122,17 @@ pub struct Change {
 /// it cares about; writers never wait for receivers.
 pub const CHANGE_FEED_CAPACITY: usize = 1024;
 
+/// A function run synchronously after each committed write, before the write returns to
+/// its caller (see [`Registry::on_commit`]).
+pub type CommitHook = Arc<dyn Fn(&Change) + Send + Sync>;
+
 /// The registry service: the store plus in-memory indexes built from it.
 #[derive(Clone)]
 pub struct Registry {
     store: Store,
     identities: Arc<IdentityIndex>,
     changes: broadcast::Sender<Change>,
+    hooks: Arc<std::sync::RwLock<Vec<CommitHook>>>,
 }
 
 impl Registry {
@@ -139,6 +144,7 @@ impl Registry {
             store,
             identities,
             changes,
+            hooks: Arc::default(),
         })
     }
 
@@ -157,11 +163,42 @@ impl Registry {
     /// Announces a committed write. Having no receivers is normal (nothing listens unless
     /// a protocol that pushes is enabled), so a send error is not one.
     fn announce<E: Entity>(&self, key: &str, kind: ChangeKind) {
-        let _ = self.changes.send(Change {
+        let change = Change {
             collection: E::COLLECTION,
             key: key.to_string(),
             kind,
+        };
+        self.run_hooks(&change);
+        let _ = self.changes.send(change);
+    }
+
+    /// Registers `hook` to run after every write committed through this registry (and its
+    /// clones), synchronously, before the write returns. Unlike the change feed it cannot
+    /// lag, so a cache invalidated from here never serves a write's caller stale data. Hooks
+    /// must be cheap and must not block: they run on the writer's task.
+    pub fn on_commit(&self, hook: CommitHook) {
+        self.hooks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
+    }
+
+    /// Tells the commit hooks (not the change feed) that rows of `collection` were written
+    /// in bulk, outside the per-record write path (CSV import). The key is empty.
+    pub fn announce_bulk_write(&self, collection: &'static str) {
+        self.run_hooks(&Change {
+            collection,
+            key: String::new(),
+            kind: ChangeKind::Created,
         });
+    }
+
+    fn run_hooks(&self, change: &Change) {
+        // A hook that panicked cannot have left the list half-updated.
+        let hooks = self.hooks.read().unwrap_or_else(|p| p.into_inner());
+        for hook in hooks.iter() {
+            hook(change);
+        }
     }
 
     pub fn store(&self) -> &Store {

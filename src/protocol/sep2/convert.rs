@@ -68,6 +68,9 @@ pub fn control_base(
         op_mod_gen_lim_w: opt_power(modes.gen_lim_w)?,
         op_mod_load_lim_w: opt_power(modes.load_lim_w)?,
         op_mod_storage_target_w: opt_power(modes.storage_target_w)?,
+        ramp_tms: modes
+            .ramp_s
+            .map(|s| (s * 100.0).round().clamp(0.0, f64::from(u16::MAX)) as u16),
         ..DerControlBase::default()
     })
 }

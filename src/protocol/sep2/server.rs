@@ -20,20 +20,21 @@ use super::model::{
     Link, ListLink, Registration, SepResource, Time,
 };
 use super::model::{DerAvailability, DerCapability, DerSettings, DerStatus};
+use super::poll_cache::{PollCache, PollKey};
+use super::read_model::ReadModel;
 use super::records::{DerResource, EndDeviceRecord, get_der_resource, put_der_resource};
 use super::tls::PeerIdentity;
 use super::xml::{self, CsipAusVersion, XmlError};
 use crate::domain::identity::{Lfdi, Sfdi};
-use crate::domain::{IdentityKind, now_epoch};
-use crate::envelope::records::{ControlProgram, ControlRecord, InForceTarget, applicable};
+use crate::domain::{EpochSeconds, IdentityKind, now_epoch};
+use crate::envelope::records::{ControlProgram, ControlRecord};
 use crate::envelope::{event_status, timelines};
-use crate::registry::model::Der as RegistryDer;
 use crate::registry::{Registry, RegistryError};
 use crate::store::Record;
 use crate::store::record::dynamic;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
@@ -64,6 +65,33 @@ pub struct Sep2Settings {
 pub struct Sep2State {
     pub registry: Registry,
     pub settings: Arc<Sep2Settings>,
+    /// Rendered poll documents (see [`super::poll_cache`]), kept current by `registry`'s
+    /// commit hooks.
+    pub poll_cache: Arc<PollCache>,
+    /// The registry rows the poll path renders from (see [`super::read_model`]).
+    pub read_model: Arc<ReadModel>,
+}
+
+impl Sep2State {
+    /// The state for `registry` with the read model and the poll cache attached to its commit
+    /// hooks; entries live at most `cache_max_age_s` seconds, cached bodies take at most
+    /// `cache_max_bytes` together. `cache_max_age_s == 0` turns both off: every request
+    /// reads the database.
+    pub fn new(
+        registry: Registry,
+        settings: Sep2Settings,
+        cache_max_age_s: u32,
+        cache_max_bytes: usize,
+    ) -> Self {
+        let poll_cache = PollCache::attached(&registry, cache_max_age_s, cache_max_bytes);
+        let read_model = ReadModel::attached(&registry, cache_max_age_s);
+        Sep2State {
+            registry,
+            settings: Arc::new(settings),
+            poll_cache,
+            read_model,
+        }
+    }
 }
 
 /// A refused or failed 2030.5 request. Bodies are short plain-text reasons; 2030.5 defines
@@ -202,8 +230,8 @@ pub(crate) async fn visible_end_device(
     caller: &Caller,
     id: &str,
 ) -> Result<EndDeviceRecord> {
-    let ed: EndDeviceRecord = match state.registry.get(id).await {
-        Ok(ed) => ed,
+    let ed: EndDeviceRecord = match state.read_model.end_device(&state.registry, id).await {
+        Ok(ed) => EndDeviceRecord::clone(&ed),
         Err(RegistryError::NotFound { .. }) => return Err(Sep2Error::NotFound),
         Err(e) => return Err(e.into()),
     };
@@ -229,6 +257,46 @@ pub(crate) async fn enabled_end_device(
 pub(crate) fn xml<T: SepResource + Serialize>(state: &Sep2State, value: &T) -> Result<Response> {
     let body = xml::encode(value, state.settings.csipaus)
         .map_err(|e| Sep2Error::Internal(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, SEP_XML)], body).into_response())
+}
+
+/// Encodes a document for the poll cache: its body and when its content may next change.
+pub(crate) fn rendered<T: SepResource + Serialize>(
+    state: &Sep2State,
+    value: &T,
+    valid_until: Option<EpochSeconds>,
+) -> Result<(String, Option<EpochSeconds>)> {
+    let body = xml::encode(value, state.settings.csipaus)
+        .map_err(|e| Sep2Error::Internal(e.to_string()))?;
+    Ok((body, valid_until))
+}
+
+/// Serves a GET from the poll cache, or renders it with `render` and keeps the result.
+///
+/// The cache's generation is read before `render` reads any row, so a write committing
+/// meanwhile makes the new body stale at once (see [`super::poll_cache`]).
+pub(crate) async fn cached<F, Fut>(
+    state: &Sep2State,
+    peer: &PeerIdentity,
+    uri: &Uri,
+    render: F,
+) -> Result<Response>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(String, Option<EpochSeconds>)>>,
+{
+    let now = now_epoch();
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let key = PollKey::new(*peer.lfdi().as_bytes(), path);
+    if let Some(body) = state.poll_cache.get(&key, now) {
+        return Ok(([(header::CONTENT_TYPE, SEP_XML)], body).into_response());
+    }
+    let generation = state.poll_cache.generation();
+    let (body, valid_until) = render().await?;
+    let body = Bytes::from(body);
+    state
+        .poll_cache
+        .put(key, generation, body.clone(), now, valid_until);
     Ok(([(header::CONTENT_TYPE, SEP_XML)], body).into_response())
 }
 
@@ -503,61 +571,66 @@ fn fsa_doc(ed: &EndDeviceRecord, programs: u32) -> FunctionSetAssignments {
     }
 }
 
-fn target_of(ed: &EndDeviceRecord) -> Option<InForceTarget> {
-    match (&ed.der_id, &ed.site_id) {
-        (Some(d), _) => Some(InForceTarget::Der(d.clone())),
-        (None, Some(s)) => Some(InForceTarget::Site(s.clone())),
-        (None, None) => None,
-    }
-}
-
 /// The control programs that reach an EndDevice, in primacy order.
 pub(crate) async fn programs_for(
     state: &Sep2State,
     ed: &EndDeviceRecord,
 ) -> Result<Vec<ControlProgram>> {
-    let Some(target) = target_of(ed) else {
-        return Ok(Vec::new());
+    // The same reach as `envelope::records::applicable`, from the read model.
+    let reach = match (&ed.der_id, &ed.site_id) {
+        (Some(d), _) => state.read_model.reach(&state.registry, true, d).await?,
+        (None, Some(s)) => state.read_model.reach(&state.registry, false, s).await?,
+        (None, None) => return Ok(Vec::new()),
     };
-    let a = applicable(&state.registry, &target).await?;
     let mut programs = Vec::new();
-    for p in &a.programs {
-        programs.push(state.registry.get::<ControlProgram>(p.id.as_str()).await?);
+    for (kind, id) in &reach.targets {
+        let found = state.read_model.programs(&state.registry, kind, id).await?;
+        programs.extend(found.iter().cloned());
     }
     programs.sort_by(|a, b| a.primacy.cmp(&b.primacy).then(a.id.cmp(&b.id)));
+    programs.dedup_by(|a, b| a.id == b.id);
     Ok(programs)
 }
 
 async fn fsa_list(
     State(state): State<Sep2State>,
     Extension(peer): Extension<PeerIdentity>,
+    uri: Uri,
     Path(id): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
-    let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
-    let programs = programs_for(&state, &ed).await?.len() as u32;
-    let (all, page) = q.window(vec![fsa_doc(&ed, programs)]);
-    xml(
-        &state,
-        &FunctionSetAssignmentsList {
-            href: Some(format!("/edev/{}/fsa", ed.id)),
-            subscribable: Some(0),
-            all,
-            results: page.len() as u32,
-            poll_rate: Some(state.settings.poll_rate),
-            function_set_assignments: page,
-        },
-    )
+    cached(&state, &peer, &uri, || async {
+        let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
+        let programs = programs_for(&state, &ed).await?.len() as u32;
+        let (all, page) = q.window(vec![fsa_doc(&ed, programs)]);
+        rendered(
+            &state,
+            &FunctionSetAssignmentsList {
+                href: Some(format!("/edev/{}/fsa", ed.id)),
+                subscribable: Some(0),
+                all,
+                results: page.len() as u32,
+                poll_rate: Some(state.settings.poll_rate),
+                function_set_assignments: page,
+            },
+            None,
+        )
+    })
+    .await
 }
 
 async fn fsa(
     State(state): State<Sep2State>,
     Extension(peer): Extension<PeerIdentity>,
+    uri: Uri,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
-    let programs = programs_for(&state, &ed).await?.len() as u32;
-    xml(&state, &fsa_doc(&ed, programs))
+    cached(&state, &peer, &uri, || async {
+        let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
+        let programs = programs_for(&state, &ed).await?.len() as u32;
+        rendered(&state, &fsa_doc(&ed, programs), None)
+    })
+    .await
 }
 
 fn program_doc(ed: &EndDeviceRecord, p: &ControlProgram) -> DerProgram {
@@ -579,11 +652,15 @@ fn program_doc(ed: &EndDeviceRecord, p: &ControlProgram) -> DerProgram {
 async fn program_list(
     State(state): State<Sep2State>,
     Extension(peer): Extension<PeerIdentity>,
+    uri: Uri,
     Path(id): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
-    let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
-    xml(&state, &program_list_doc(&state, &ed, &q).await?)
+    cached(&state, &peer, &uri, || async {
+        let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
+        rendered(&state, &program_list_doc(&state, &ed, &q).await?, None)
+    })
+    .await
 }
 
 /// An EndDevice's DERProgramList, windowed by `q` (also what its notifications carry).
@@ -627,10 +704,14 @@ async fn device_program(
 async fn program(
     State(state): State<Sep2State>,
     Extension(peer): Extension<PeerIdentity>,
+    uri: Uri,
     Path((id, prog)): Path<(String, String)>,
 ) -> Result<Response> {
-    let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
-    xml(&state, &program_doc(&ed, &p))
+    cached(&state, &peer, &uri, || async {
+        let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
+        rendered(&state, &program_doc(&ed, &p), None)
+    })
+    .await
 }
 
 /// The key that randomizes an EndDevice's offsets: the DER or site it controls.
@@ -643,45 +724,32 @@ pub(crate) fn randomization_key(ed: &EndDeviceRecord) -> String {
 
 pub(crate) async fn rating_w(state: &Sep2State, ed: &EndDeviceRecord) -> Result<Option<f64>> {
     match &ed.der_id {
-        Some(d) => Ok(Some(
-            state.registry.get::<RegistryDer>(d).await?.rated_kw * 1000.0,
-        )),
+        Some(d) => Ok(state
+            .read_model
+            .reach(&state.registry, true, d)
+            .await?
+            .rated_w),
         None => Ok(None),
     }
 }
 
-/// The program's controls as devices see them, newest first, with completed ones left out.
-pub(crate) async fn control_docs(
+/// The program's controls as devices see them, newest first, with completed ones left out,
+/// and the first instant at which any of them may change status for this EndDevice (None
+/// when none ever will): how long the documents may be cached.
+pub(crate) async fn control_docs_until(
     state: &Sep2State,
     ed: &EndDeviceRecord,
     p: &ControlProgram,
     active_only: bool,
-) -> Result<Vec<super::model::DerControl>> {
-    let records: Vec<ControlRecord> = {
-        let mut all = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = state
-                .registry
-                .list::<ControlRecord>(
-                    &[("program_id", p.id.clone().into())],
-                    after.as_deref(),
-                    1000,
-                )
-                .await?;
-            all.extend(page.items);
-            match page.next_after {
-                Some(n) => after = Some(n),
-                None => break,
-            }
-        }
-        all
-    };
+) -> Result<(Vec<super::model::DerControl>, Option<EpochSeconds>)> {
+    let records: Arc<Vec<ControlRecord>> =
+        state.read_model.controls(&state.registry, &p.id).await?;
     let controls: Vec<_> = records.iter().map(ControlRecord::to_control).collect();
     let key = randomization_key(ed);
     let now = now_epoch();
     let rating = rating_w(state, ed).await?;
     let lines = timelines(&controls, &key, state.settings.seed);
+    let next_change = lines.iter().filter_map(|l| l.next_transition(now)).min();
     let mut docs = Vec::new();
     for (rec, control) in records.iter().zip(controls.iter()) {
         // Completed controls (None) are no longer served.
@@ -720,40 +788,45 @@ pub(crate) async fn control_docs(
             .cmp(&a.creation_time)
             .then(b.m_rid.cmp(&a.m_rid))
     });
-    Ok(docs)
+    Ok((docs, next_change))
 }
 
 async fn control_list(
     State(state): State<Sep2State>,
     Extension(peer): Extension<PeerIdentity>,
+    uri: Uri,
     Path((id, prog)): Path<(String, String)>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
-    list_controls(state, peer, id, prog, q, false).await
+    list_controls(state, peer, uri, id, prog, q, false).await
 }
 
 async fn active_control_list(
     State(state): State<Sep2State>,
     Extension(peer): Extension<PeerIdentity>,
+    uri: Uri,
     Path((id, prog)): Path<(String, String)>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
-    list_controls(state, peer, id, prog, q, true).await
+    list_controls(state, peer, uri, id, prog, q, true).await
 }
 
+/// The poll path: served from the cache until the next write or status change.
 async fn list_controls(
     state: Sep2State,
     peer: PeerIdentity,
+    uri: Uri,
     id: String,
     prog: String,
     q: ListQuery,
     active_only: bool,
 ) -> Result<Response> {
-    let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
-    xml(
-        &state,
-        &control_list_doc(&state, &ed, &p, &q, active_only).await?,
-    )
+    cached(&state, &peer, &uri, || async {
+        let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
+        let (doc, until) = control_list_doc_until(&state, &ed, &p, &q, active_only).await?;
+        rendered(&state, &doc, until)
+    })
+    .await
 }
 
 /// A program's DERControlList (or ActiveDERControlList) for an EndDevice, windowed by `q`
@@ -765,14 +838,27 @@ pub(crate) async fn control_list_doc(
     q: &ListQuery,
     active_only: bool,
 ) -> Result<DerControlList> {
-    let docs: Vec<_> = control_docs(state, ed, p, active_only)
+    Ok(control_list_doc_until(state, ed, p, q, active_only)
         .await?
+        .0)
+}
+
+/// [`control_list_doc`] with the instant its content may next change.
+async fn control_list_doc_until(
+    state: &Sep2State,
+    ed: &EndDeviceRecord,
+    p: &ControlProgram,
+    q: &ListQuery,
+    active_only: bool,
+) -> Result<(DerControlList, Option<EpochSeconds>)> {
+    let (docs, until) = control_docs_until(state, ed, p, active_only).await?;
+    let docs: Vec<_> = docs
         .into_iter()
         .filter(|c| q.a.is_none_or(|a| c.creation_time > a))
         .collect();
     let (all, page) = q.window(docs);
     let segment = if active_only { "actderc" } else { "derc" };
-    Ok(DerControlList {
+    let doc = DerControlList {
         href: Some(format!("/edev/{}/derp/{}/{segment}", ed.id, p.id)),
         // Only the full list takes subscriptions: the active list changes with the clock
         // as well as with writes, and nothing would notify the clock's changes.
@@ -780,33 +866,42 @@ pub(crate) async fn control_list_doc(
         all,
         results: page.len() as u32,
         der_controls: page,
-    })
+    };
+    Ok((doc, until))
 }
 
 async fn control(
     State(state): State<Sep2State>,
     Extension(peer): Extension<PeerIdentity>,
+    uri: Uri,
     Path((id, prog, mrid)): Path<(String, String, String)>,
 ) -> Result<Response> {
-    let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
-    let doc = control_docs(&state, &ed, &p, false)
-        .await?
-        .into_iter()
-        .find(|c| c.m_rid.eq_ignore_ascii_case(&mrid))
-        .ok_or(Sep2Error::NotFound)?;
-    xml(&state, &doc)
+    cached(&state, &peer, &uri, || async {
+        let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
+        let (docs, until) = control_docs_until(&state, &ed, &p, false).await?;
+        let doc = docs
+            .into_iter()
+            .find(|c| c.m_rid.eq_ignore_ascii_case(&mrid))
+            .ok_or(Sep2Error::NotFound)?;
+        rendered(&state, &doc, until)
+    })
+    .await
 }
 
 async fn default_control(
     State(state): State<Sep2State>,
     Extension(peer): Extension<PeerIdentity>,
+    uri: Uri,
     Path((id, prog)): Path<(String, String)>,
 ) -> Result<Response> {
-    let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
-    let doc = default_control_doc(&state, &ed, &p)
-        .await?
-        .ok_or(Sep2Error::NotFound)?;
-    xml(&state, &doc)
+    cached(&state, &peer, &uri, || async {
+        let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
+        let doc = default_control_doc(&state, &ed, &p)
+            .await?
+            .ok_or(Sep2Error::NotFound)?;
+        rendered(&state, &doc, None)
+    })
+    .await
 }
 
 /// A program's DefaultDERControl for an EndDevice, or None while the program has none.
@@ -815,10 +910,12 @@ pub(crate) async fn default_control_doc(
     ed: &EndDeviceRecord,
     p: &ControlProgram,
 ) -> Result<Option<DefaultDerControl>> {
-    let d: crate::envelope::records::DefaultControlRecord = match state.registry.get(&p.id).await {
-        Ok(d) => d,
-        Err(RegistryError::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let Some(d) = state
+        .read_model
+        .default_control(&state.registry, &p.id)
+        .await?
+    else {
+        return Ok(None);
     };
     let rating = rating_w(state, ed).await?;
     Ok(Some(DefaultDerControl {
