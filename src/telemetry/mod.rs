@@ -11,6 +11,7 @@
 //! day ahead of the server's clock), is refused with a [`TelemetryError`] that names the
 //! problem, and a batch with one bad reading stores nothing.
 
+pub mod align;
 pub mod store;
 
 use crate::domain::{EpochSeconds, string_enum};
