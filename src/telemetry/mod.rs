@@ -12,6 +12,7 @@
 //! problem, and a batch with one bad reading stores nothing.
 
 pub mod align;
+pub mod gaps;
 pub mod store;
 
 use crate::domain::{EpochSeconds, string_enum};
@@ -155,6 +156,12 @@ pub enum TelemetryError {
         from: EpochSeconds,
         to: EpochSeconds,
     },
+    /// A report range longer than its limit.
+    #[error("time range of {seconds} s is longer than the {max} s allowed")]
+    RangeTooLong { seconds: i64, max: i64 },
+    /// A setting that must be a positive number of seconds.
+    #[error("{0} must be positive")]
+    NotPositive(&'static str),
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
