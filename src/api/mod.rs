@@ -13,6 +13,7 @@ pub mod extras;
 pub mod openapi;
 pub mod problem;
 pub mod resources;
+pub mod telemetry;
 
 use crate::envelope::records::{ControlProgram, ControlRecord, DefaultControlRecord};
 use crate::protocol::sep2::mirror::MirrorUsagePointRecord;
@@ -75,6 +76,7 @@ pub fn router(state: AppState) -> Router {
     extras::register(&mut api);
     envelopes::register(&mut api);
     dispatch::register(&mut api);
+    telemetry::register(&mut api);
     let ApiBuilder { router, mut doc } = api;
     extras::document_public(&mut doc);
     let document = Arc::new(doc.finish());

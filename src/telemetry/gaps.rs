@@ -108,6 +108,8 @@ pub struct GapQuery {
     pub late_after_s: Option<i64>,
     /// Also report these sources (e.g. a group's DERs) when they sent nothing.
     pub expected_sources: Vec<String>,
+    /// Report only `expected_sources` (a group's DERs), not every source that reported.
+    pub only_expected: bool,
     /// Leave out sources with no gap and no late reading.
     pub problems_only: bool,
 }
@@ -302,6 +304,10 @@ pub async fn report(
         }
     }
 
+    if q.only_expected {
+        let keep: std::collections::BTreeSet<&String> = q.expected_sources.iter().collect();
+        by_source.retain(|s, _| keep.contains(s));
+    }
     let mut sources = Vec::with_capacity(by_source.len());
     for (source_id, arrivals) in &by_source {
         // The last instants before the range: the anchor of a leading gap, and history for

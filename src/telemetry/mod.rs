@@ -13,6 +13,7 @@
 
 pub mod align;
 pub mod gaps;
+pub mod revisions;
 pub mod store;
 
 use crate::domain::{EpochSeconds, string_enum};
@@ -162,6 +163,9 @@ pub enum TelemetryError {
     /// A setting that must be a positive number of seconds.
     #[error("{0} must be positive")]
     NotPositive(&'static str),
+    /// Alignment refused its range or rules.
+    #[error(transparent)]
+    Align(#[from] align::AlignError),
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -44,6 +44,8 @@ CREATE TABLE telemetry_revisions (
     new_value         DOUBLE PRECISION,
     old_quality       TEXT NOT NULL,
     new_quality       TEXT NOT NULL,
+    old_samples       BIGINT NOT NULL,
+    new_samples       BIGINT NOT NULL,
     cause_instant     BIGINT NOT NULL,
     cause_value       DOUBLE PRECISION NOT NULL,
     cause_received_at BIGINT NOT NULL,
