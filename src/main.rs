@@ -91,6 +91,11 @@ enum Command {
         #[command(subcommand)]
         what: GreenbuttonWhat,
     },
+    /// Telemetry quality reports (docs/telemetry.md).
+    Telemetry {
+        #[command(subcommand)]
+        what: TelemetryWhat,
+    },
 }
 
 #[derive(Subcommand)]
@@ -143,6 +148,39 @@ enum SettlementWhat {
 }
 
 #[derive(Subcommand)]
+enum TelemetryWhat {
+    /// Gap and lateness report per source: expected interval, missing intervals, late
+    /// readings and how late (exit status 0 whatever it finds).
+    Gaps {
+        /// Range start: epoch seconds or RFC 3339.
+        #[arg(long, value_parser = parse_instant)]
+        from: i64,
+        /// Range end (exclusive): epoch seconds or RFC 3339; clipped to now.
+        #[arg(long, value_parser = parse_instant)]
+        to: i64,
+        /// Only this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only the DERs of this group, including those that sent nothing.
+        #[arg(long)]
+        group: Option<String>,
+        /// Expected interval for every source, seconds (default: configured, else inferred).
+        #[arg(long)]
+        interval_s: Option<i64>,
+        /// Late when it arrived more than this after its instant, seconds (default: the
+        /// expected interval).
+        #[arg(long)]
+        late_after_s: Option<i64>,
+        /// Leave out sources with no gap and no late reading.
+        #[arg(long)]
+        problems_only: bool,
+        /// Print the report as JSON (the API's shape) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum GreenbuttonWhat {
     /// The OAuth2 Third Party client.
     Connect {
@@ -178,6 +216,16 @@ enum ConnectWhat {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Epoch seconds or an RFC 3339 instant.
+fn parse_instant(s: &str) -> Result<i64, String> {
+    if let Ok(n) = s.parse::<i64>() {
+        return Ok(n);
+    }
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|e| format!("expected epoch seconds or RFC 3339 (2026-01-31T00:00:00Z): {e}"))
 }
 
 #[derive(Subcommand)]
@@ -1273,6 +1321,58 @@ async fn main() -> Result<()> {
             what: SimWhat::Metering(args),
         } => sim_metering(*args)?,
         Command::Settlement { what } => settlement_cmd(&config, what).await?,
+        Command::Telemetry {
+            what:
+                TelemetryWhat::Gaps {
+                    from,
+                    to,
+                    source,
+                    group,
+                    interval_s,
+                    late_after_s,
+                    problems_only,
+                    json,
+                },
+        } => {
+            use switchyard::telemetry::gaps;
+            let registry = app::open_registry(&config).await?;
+            let mut q = gaps::GapQuery {
+                from,
+                to,
+                source_id: source,
+                interval_s,
+                late_after_s,
+                problems_only,
+                ..Default::default()
+            };
+            gaps::validate(&q)?;
+            if let Some(g) = group {
+                registry
+                    .get::<switchyard::registry::model::Group>(&g)
+                    .await?;
+                let mut after: Option<String> = None;
+                loop {
+                    let page = registry
+                        .group_members(&g, after.as_deref(), switchyard::registry::MAX_PAGE)
+                        .await?;
+                    q.expected_sources
+                        .extend(page.items.into_iter().map(|d| d.id));
+                    match page.next_after {
+                        Some(n) => after = Some(n),
+                        None => break,
+                    }
+                }
+                q.only_expected = true;
+            }
+            let report =
+                gaps::report(registry.store(), &q, switchyard::domain::now_epoch()).await?;
+            registry.store().close().await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_gap_report(&report);
+            }
+        }
     }
     Ok(())
 }
@@ -1439,4 +1539,42 @@ async fn settlement_cmd(config: &Config, what: SettlementWhat) -> Result<()> {
     }
     store.close().await;
     Ok(())
+fn print_gap_report(r: &switchyard::telemetry::gaps::GapReport) {
+    println!(
+        "{:<32} {:>10} {:>9} {:>8} {:>8} {:>6} {:>12}",
+        "source", "interval_s", "readings", "missing", "gaps", "late", "max_late_s"
+    );
+    for s in &r.sources {
+        let interval = match (s.expected_interval_s, s.interval_origin) {
+            (Some(i), switchyard::telemetry::gaps::IntervalOrigin::Inferred) => format!("~{i}"),
+            (Some(i), _) => i.to_string(),
+            (None, _) => "?".to_string(),
+        };
+        println!(
+            "{:<32} {:>10} {:>9} {:>8} {:>8} {:>6} {:>12}",
+            s.source_id,
+            interval,
+            s.readings,
+            s.missing_readings,
+            s.gaps.len(),
+            s.late_readings,
+            s.max_lateness_s.map_or("-".to_string(), |m| m.to_string())
+        );
+        for g in &s.gaps {
+            println!(
+                "    gap {} .. {}: {} missing",
+                g.from, g.to, g.missing_readings
+            );
+        }
+    }
+    println!(
+        "{} sources, {} with gaps ({} readings missing), {} with late readings ({} late); range {} .. {} (~ = inferred interval)",
+        r.sources.len(),
+        r.sources_with_gaps,
+        r.missing_readings,
+        r.sources_with_late_readings,
+        r.late_readings,
+        r.from,
+        r.to
+    );
 }

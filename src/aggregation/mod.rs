@@ -1,11 +1,12 @@
 //! Aggregation: live virtual meters for the control room and virtual metering accounts.
 //!
 //! Engine code: plain numbers in, plain numbers out, no protocol types; only
-//! [`accounts_store`] touches the store.
+//! [`accounts_store`] and [`live`] touch the store.
 //!
 //! - [`estimate`]: the live aggregate of a group from each device's latest readings, with a
 //!   selectable estimator (`latest-sum`, `subset-latest`, `ramp-adjusted`, `timeshifted`,
-//!   `schedule-aware`) and an uncertainty band.
+//!   `schedule-aware`) and an uncertainty band; [`live`] feeds it a registry group's
+//!   latest readings and commands in force from the store.
 //! - [`response`]: the per-class response model (delay, delay jitter, ramp, compliance)
 //!   that `schedule-aware` uses to say what a device is doing after a command.
 //! - [`sim`]: a Monte Carlo simulator of a portfolio dispatched with a simultaneous or
@@ -23,6 +24,7 @@ pub mod accounts;
 pub mod accounts_store;
 pub mod allocate;
 pub mod estimate;
+pub mod live;
 pub mod response;
 pub mod sim;
 pub mod sim_report;

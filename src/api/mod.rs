@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod problem;
 pub mod resources;
 pub mod settlement;
+pub mod telemetry;
 
 use crate::envelope::records::{ControlProgram, ControlRecord, DefaultControlRecord};
 use crate::protocol::sep2::mirror::MirrorUsagePointRecord;
@@ -79,6 +80,7 @@ pub fn router(state: AppState) -> Router {
     envelopes::register(&mut api);
     dispatch::register(&mut api);
     settlement::register(&mut api);
+    telemetry::register(&mut api);
     let ApiBuilder { router, mut doc } = api;
     extras::document_public(&mut doc);
     let document = Arc::new(doc.finish());

@@ -11,6 +11,9 @@
 //! day ahead of the server's clock), is refused with a [`TelemetryError`] that names the
 //! problem, and a batch with one bad reading stores nothing.
 
+pub mod align;
+pub mod gaps;
+pub mod revisions;
 pub mod store;
 
 use crate::domain::{EpochSeconds, string_enum};
@@ -154,6 +157,15 @@ pub enum TelemetryError {
         from: EpochSeconds,
         to: EpochSeconds,
     },
+    /// A report range longer than its limit.
+    #[error("time range of {seconds} s is longer than the {max} s allowed")]
+    RangeTooLong { seconds: i64, max: i64 },
+    /// A setting that must be a positive number of seconds.
+    #[error("{0} must be positive")]
+    NotPositive(&'static str),
+    /// Alignment refused its range or rules.
+    #[error(transparent)]
+    Align(#[from] align::AlignError),
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),

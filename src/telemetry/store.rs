@@ -109,6 +109,8 @@ pub async fn insert_in(
         // Both engines count only the rows actually inserted, not the skipped conflicts.
         inserted += q.execute(&mut *conn).await?.rows_affected();
     }
+    // Late data revises stored aggregates in the same transaction (telemetry::revisions).
+    super::revisions::revise_in(&mut *conn, readings, now).await?;
     Ok(InsertOutcome {
         inserted,
         duplicates: readings.len() as u64 - inserted,
