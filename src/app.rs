@@ -43,6 +43,8 @@ pub enum AppError {
     Mqtt(#[from] crate::protocol::mqtt::MqttError),
     #[error("SunSpec: {0}")]
     SunSpec(#[from] crate::protocol::sunspec::config::SunSpecConfigError),
+    #[error("telemetry writer: {0}")]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
 }
 
 /// Opens the configured store (applying migrations) and the registry over it.
@@ -223,6 +225,13 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
     } else {
         (None, None, None)
     };
+    // One durable writer for all telemetry producers (bulk API, MQTT): group commit, and
+    // an answer only after the commit.
+    let telemetry = crate::telemetry::TelemetryWriter::start(
+        registry.store(),
+        crate::telemetry::WriterSettings::default(),
+    )
+    .await?;
     // The MQTT ingest connects in the background: an unreachable broker is retried with
     // backoff rather than keeping the operator API down.
     let mqtt = if config.mqtt.enabled {
@@ -230,6 +239,7 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
         Some(crate::protocol::mqtt::MqttIngest::start(
             &config.mqtt,
             registry.store().clone(),
+            telemetry.clone(),
         )?)
     } else {
         None
@@ -254,6 +264,7 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
         auth: Arc::new(Authenticator::new(&config.api.tokens)),
         body_limit: config.server.body_limit_bytes,
         import_limit: config.server.import_limit_bytes,
+        telemetry: telemetry.clone(),
     };
     let mut router = api::router(state);
     let mut oadr3_task = None;
@@ -310,6 +321,8 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
             poller.stop().await;
             let _ = recorder.await;
         }
+        // Every producer has stopped: what is queued is written before the store closes.
+        telemetry.close().await;
         registry.store().close().await;
         tracing::info!("store closed");
         served

@@ -13,6 +13,7 @@ pub mod extras;
 pub mod openapi;
 pub mod problem;
 pub mod resources;
+pub mod telemetry;
 
 use crate::envelope::records::{ControlProgram, ControlRecord, DefaultControlRecord};
 use crate::protocol::sep2::mirror::MirrorUsagePointRecord;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// Largest accepted CSV import body, bytes (imports are legitimately large).
     pub import_limit: usize,
+    /// The durable telemetry writer (bulk ingest answers after its commit).
+    pub telemetry: crate::telemetry::TelemetryWriter,
 }
 
 /// Collects routes and their documentation together.
@@ -75,6 +78,7 @@ pub fn router(state: AppState) -> Router {
     extras::register(&mut api);
     envelopes::register(&mut api);
     dispatch::register(&mut api);
+    telemetry::register(&mut api);
     let ApiBuilder { router, mut doc } = api;
     extras::document_public(&mut doc);
     let document = Arc::new(doc.finish());
