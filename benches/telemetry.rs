@@ -85,11 +85,12 @@ where
     let mut marks = vec![Duration::ZERO];
     let mut next_mark = WINDOW;
     while acked.load(Ordering::Relaxed) < n {
-        if tasks.iter().any(|t| t.is_finished()) && acked.load(Ordering::Relaxed) < n {
-            // A producer ended early: only with an error. Surface it.
-            for t in tasks.iter_mut().filter(|t| t.is_finished()) {
+        if tasks.iter().all(|t| t.is_finished()) && acked.load(Ordering::Relaxed) < n {
+            // Every producer ended without all readings acknowledged: one failed.
+            for t in tasks {
                 t.await??;
             }
+            bail!("producers ended early");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
         while acked.load(Ordering::Relaxed) >= next_mark {
