@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use switchyard::protocol::mqtt::decode::decode_into;
 use switchyard::protocol::mqtt::{MqttConfig, MqttIngest};
 use switchyard::store::Store;
+use switchyard::telemetry::{TelemetryWriter, WriterSettings};
 
 const DEVICES: usize = 1000;
 const WINDOW: u64 = 400;
@@ -160,7 +161,8 @@ async fn end_to_end(
         ack_after_store,
         ..Default::default()
     };
-    let ingest = MqttIngest::start(&cfg, store.clone())?;
+    let writer = TelemetryWriter::start(&store, WriterSettings::default()).await?;
+    let ingest = MqttIngest::start(&cfg, store.clone(), writer.clone())?;
     ingest.ready(Duration::from_secs(10)).await?;
     let pubc = publisher(&format!(
         "sy-bench-{tag}-pub-{devices_per_publish}-{ack_after_store}"
@@ -178,6 +180,7 @@ async fn end_to_end(
         bail!("unexpected outcome: {s:?}");
     }
     ingest.stop().await;
+    writer.close().await;
     // Leave no persistent session behind on the shared broker.
     let mut o = MqttOptions::new(&cfg.client_id, BROKER.0, BROKER.1);
     o.set_clean_session(true);

@@ -47,6 +47,8 @@ pub enum AppError {
     GreenButton(#[from] crate::protocol::greenbutton::connect::ConnectError),
     #[error("OpenADR 2.0b VTN: {0}")]
     OpenAdr2(String),
+    #[error("telemetry writer: {0}")]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
 }
 
 /// Opens the configured store (applying migrations) and the registry over it.
@@ -290,6 +292,13 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
     } else {
         (None, None, None)
     };
+    // One durable writer for all telemetry producers (bulk API, MQTT): group commit, and
+    // an answer only after the commit.
+    let telemetry = crate::telemetry::TelemetryWriter::start(
+        registry.store(),
+        crate::telemetry::WriterSettings::default(),
+    )
+    .await?;
     // The MQTT ingest connects in the background: an unreachable broker is retried with
     // backoff rather than keeping the operator API down.
     let mqtt = if config.mqtt.enabled {
@@ -297,6 +306,7 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
         Some(Arc::new(crate::protocol::mqtt::MqttIngest::start(
             &config.mqtt,
             registry.store().clone(),
+            telemetry.clone(),
         )?))
     } else {
         None
@@ -372,6 +382,7 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
         body_limit: config.server.body_limit_bytes,
         import_limit: config.server.import_limit_bytes,
         dispatch: executor.as_ref().map(|(e, _)| e.clone()),
+        telemetry: telemetry.clone(),
     };
     let app_state = state.clone();
     let mut router = api::router(state);
@@ -447,6 +458,8 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
             poller.stop().await;
             let _ = recorder.await;
         }
+        // Every producer has stopped: what is queued is written before the store closes.
+        telemetry.close().await;
         registry.store().close().await;
         tracing::info!("store closed");
         served

@@ -1539,6 +1539,8 @@ async fn settlement_cmd(config: &Config, what: SettlementWhat) -> Result<()> {
     }
     store.close().await;
     Ok(())
+}
+
 fn print_gap_report(r: &switchyard::telemetry::gaps::GapReport) {
     println!(
         "{:<32} {:>10} {:>9} {:>8} {:>8} {:>6} {:>12}",

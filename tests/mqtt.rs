@@ -10,7 +10,9 @@ use std::time::Duration;
 use switchyard::envelope::model::ControlModes;
 use switchyard::protocol::mqtt::payload::{AckMessage, AckStatus, CommandMessage};
 use switchyard::protocol::mqtt::{MqttConfig, MqttError, MqttIngest, quarantine};
-use switchyard::telemetry::{self, Measurand, Quality, SourceKind};
+use switchyard::telemetry::{
+    self, Measurand, Quality, SourceKind, TelemetryWriter, WriterSettings,
+};
 use tokio::sync::mpsc;
 
 const BROKER: (&str, u16) = ("127.0.0.1", 1883);
@@ -118,6 +120,12 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
+async fn writer(db: &TestDb) -> TelemetryWriter {
+    TelemetryWriter::start(&db.store, WriterSettings::default())
+        .await
+        .unwrap()
+}
+
 fn now() -> i64 {
     switchyard::domain::now_epoch()
 }
@@ -127,7 +135,7 @@ async fn telemetry_single_and_gateway_batches_are_stored_in_si(db: TestDb) {
         return;
     }
     let cfg = config();
-    let ingest = MqttIngest::start(&cfg, db.store.clone()).unwrap();
+    let ingest = MqttIngest::start(&cfg, db.store.clone(), writer(&db).await).unwrap();
     ingest.ready(WAIT).await.unwrap();
     let (pubc, _rx) = peer(&format!("{}-dev", cfg.client_id), &[]).await;
     let t = now() - 60;
@@ -198,7 +206,7 @@ async fn malformed_messages_are_quarantined_and_ingest_continues(db: TestDb) {
         return;
     }
     let cfg = config();
-    let ingest = MqttIngest::start(&cfg, db.store.clone()).unwrap();
+    let ingest = MqttIngest::start(&cfg, db.store.clone(), writer(&db).await).unwrap();
     ingest.ready(WAIT).await.unwrap();
     let (pubc, _rx) = peer(&format!("{}-dev", cfg.client_id), &[]).await;
     let topic = ingest.topics().telemetry("bad-dev");
@@ -279,7 +287,7 @@ async fn command_round_trip_with_ack_and_retained_state(db: TestDb) {
         return;
     }
     let cfg = config();
-    let ingest = MqttIngest::start(&cfg, db.store.clone()).unwrap();
+    let ingest = MqttIngest::start(&cfg, db.store.clone(), writer(&db).await).unwrap();
     ingest.ready(WAIT).await.unwrap();
     let topics = ingest.topics().clone();
     let (device, mut inbox) = peer(
@@ -379,7 +387,7 @@ async fn reconnects_and_keeps_the_session(db: TestDb) {
         return;
     }
     let cfg = config();
-    let ingest = MqttIngest::start(&cfg, db.store.clone()).unwrap();
+    let ingest = MqttIngest::start(&cfg, db.store.clone(), writer(&db).await).unwrap();
     ingest.ready(WAIT).await.unwrap();
     let topics = ingest.topics().clone();
     let (pubc, _rx) = peer(&format!("{}-dev", cfg.client_id), &[]).await;
@@ -423,7 +431,7 @@ async fn reconnects_and_keeps_the_session(db: TestDb) {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let ingest = MqttIngest::start(&cfg, db.store.clone()).unwrap();
+    let ingest = MqttIngest::start(&cfg, db.store.clone(), writer(&db).await).unwrap();
     eventually("the message queued while away", async || {
         ingest.stats().messages == 1
     })
@@ -447,7 +455,7 @@ async fn acknowledging_on_receipt_still_stores_everything(db: TestDb) {
         ack_after_store: false,
         ..config()
     };
-    let ingest = MqttIngest::start(&cfg, db.store.clone()).unwrap();
+    let ingest = MqttIngest::start(&cfg, db.store.clone(), writer(&db).await).unwrap();
     ingest.ready(WAIT).await.unwrap();
     let (pubc, _rx) = peer(&format!("{}-dev", cfg.client_id), &[]).await;
     let t = now() - 100;

@@ -15,6 +15,7 @@ pub mod problem;
 pub mod resources;
 pub mod settlement;
 pub mod telemetry;
+pub mod telemetry_ingest;
 
 use crate::envelope::records::{ControlProgram, ControlRecord, DefaultControlRecord};
 use crate::protocol::sep2::mirror::MirrorUsagePointRecord;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub import_limit: usize,
     /// The dispatch executor, when `switchyard serve` runs one.
     pub dispatch: Option<crate::dispatch::execute::Executor>,
+    /// The durable telemetry writer (bulk ingest answers after its commit).
+    pub telemetry: crate::telemetry::TelemetryWriter,
 }
 
 /// Collects routes and their documentation together.
@@ -81,6 +84,7 @@ pub fn router(state: AppState) -> Router {
     dispatch::register(&mut api);
     settlement::register(&mut api);
     telemetry::register(&mut api);
+    telemetry_ingest::register(&mut api);
     let ApiBuilder { router, mut doc } = api;
     extras::document_public(&mut doc);
     let document = Arc::new(doc.finish());

@@ -63,6 +63,18 @@ impl StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    url: Url,
+}
+
+/// The URL a store was opened with, for modules that open a native connection of their own
+/// (the telemetry writer); shown redacted by `Debug`.
+#[derive(Clone)]
+struct Url(std::sync::Arc<str>);
+
+impl std::fmt::Debug for Url {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact(&self.0))
+    }
 }
 
 /// The shared schema migrations, embedded in the binary.
@@ -99,7 +111,11 @@ impl Store {
                     })
                     .connect_with(options)
                     .await?;
-                Store { pool, backend }
+                Store {
+                    pool,
+                    backend,
+                    url: Url(url.into()),
+                }
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -107,7 +123,11 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(options)
                     .await?;
-                Store { pool, backend }
+                Store {
+                    pool,
+                    backend,
+                    url: Url(url.into()),
+                }
             }
         };
         MIGRATOR.run(&store.pool).await?;
@@ -117,6 +137,11 @@ impl Store {
     /// The underlying pool, for modules that run their own queries.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The URL the store was opened with (it may hold a password: never log it unredacted).
+    pub fn url(&self) -> &str {
+        &self.url.0
     }
 
     /// Which engine is behind this store.

@@ -15,6 +15,7 @@ pub mod align;
 pub mod gaps;
 pub mod revisions;
 pub mod store;
+pub mod writer;
 
 use crate::domain::{EpochSeconds, string_enum};
 use crate::store::StoreError;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub use store::{InsertOutcome, insert_batch, insert_in, query};
+pub use writer::{TelemetryWriter, WriterSettings, WriterStats};
 
 /// How far ahead of the server's clock a reading may be stamped, seconds. Device clocks
 /// drift and time zones get misconfigured, but a reading from more than a day in the future
@@ -169,6 +171,12 @@ pub enum TelemetryError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The telemetry writer's transaction failed; nothing of the job was stored.
+    #[error("telemetry not stored: {0}")]
+    WriteFailed(String),
+    /// The telemetry writer has stopped (the server is shutting down).
+    #[error("the telemetry writer has stopped")]
+    WriterClosed,
 }
 
 impl From<sqlx::Error> for TelemetryError {
@@ -181,7 +189,12 @@ impl TelemetryError {
     /// True when the readings themselves were refused (the caller sent something wrong),
     /// false when storage failed.
     pub fn is_invalid_input(&self) -> bool {
-        !matches!(self, TelemetryError::Store(_))
+        !matches!(
+            self,
+            TelemetryError::Store(_)
+                | TelemetryError::WriteFailed(_)
+                | TelemetryError::WriterClosed
+        )
     }
 }
 

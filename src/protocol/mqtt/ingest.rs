@@ -1,15 +1,19 @@
 //! The MQTT transport: one broker connection that ingests telemetry into the engine's
 //! readings and publishes engine commands, with acknowledgements correlated back.
 //!
-//! Two tasks share the connection. The connection task drives rumqttc's event loop,
+//! Three tasks share the connection. The connection task drives rumqttc's event loop,
 //! (re)subscribes on every connect and reconnects with exponential backoff; it hands every
-//! incoming message to the writer task in arrival order. The writer drains what has
-//! arrived (up to `max_batch` messages), decodes it, stores all readings and all
-//! quarantined messages in one transaction, and only then acknowledges the messages to the
-//! broker (manual acks). So a message is never lost between broker and database: if
-//! Switchyard stops or the database fails before the commit, the broker delivers it again
-//! in the persistent session, and the readings table's key makes the repeat a no-op.
-//! Messages of one device are stored in the order the broker delivered them.
+//! incoming message to the writer task in arrival order. The writer task drains what has
+//! arrived (up to `max_batch` messages), decodes it and queues the readings in the durable
+//! [`TelemetryWriter`] (group commit, shared with the other producers), without waiting.
+//! The acker task waits for each batch's commit in order, stores the batch's quarantined
+//! messages, and only then acknowledges the messages to the broker (manual acks, PUBACK
+//! after commit). So a message is never lost between broker and database: if Switchyard
+//! stops or the database fails before the commit, the broker delivers it again in the
+//! persistent session, and the readings table's key makes the repeat a no-op. Messages of
+//! one device are stored in the order the broker delivered them (the writer keeps its
+//! queue's order), except that a batch whose transaction failed is written again after
+//! the batches queued behind it.
 
 use super::config::{MqttConfig, MqttConfigError};
 use super::decode::decode_into;
@@ -19,7 +23,7 @@ use super::topics::{Incoming, Topics, valid_segment};
 use crate::domain::{EpochSeconds, now_epoch};
 use crate::envelope::model::ControlModes;
 use crate::store::Store;
-use crate::telemetry::{self, Reading, TelemetryError};
+use crate::telemetry::{self, Reading, TelemetryError, TelemetryWriter};
 use rumqttc::{AsyncClient, Event, Packet, Publish, QoS, SubscribeFilter};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -154,7 +158,11 @@ impl MqttIngest {
     /// Starts the connection and writer tasks. Returns at once: the connection is made
     /// (and remade) in the background, so an unreachable broker delays ingest but does not
     /// stop the server. [`MqttIngest::ready`] waits for the subscriptions.
-    pub fn start(config: &MqttConfig, store: Store) -> Result<MqttIngest, MqttError> {
+    pub fn start(
+        config: &MqttConfig,
+        store: Store,
+        telemetry: TelemetryWriter,
+    ) -> Result<MqttIngest, MqttError> {
         let options = config.options()?;
         let (client, mut eventloop) = AsyncClient::new(options, config.max_batch.max(1024) * 2);
         // Acknowledgements go out one small packet each; without TCP_NODELAY, Nagle's
@@ -196,6 +204,7 @@ impl MqttIngest {
                 max_batch: config.max_batch.max(1),
                 ack_after_store: config.ack_after_store,
                 retention: i64::from(config.quarantine_retention_days) * 86_400,
+                telemetry,
             }
             .run(rx, stop_rx),
         );
@@ -370,6 +379,7 @@ struct Writer {
     max_batch: usize,
     ack_after_store: bool,
     retention: i64,
+    telemetry: TelemetryWriter,
 }
 
 /// What one batch decoded to.
@@ -381,8 +391,37 @@ struct Decoded {
     acks: Vec<(AckMessage, oneshot::Sender<AckMessage>)>,
 }
 
+/// A batch handed to the telemetry writer, waiting for its commit before the broker is
+/// told.
+struct InFlight {
+    committed: Option<telemetry::writer::Pending>,
+    decoded: Decoded,
+    messages: Vec<Publish>,
+    now: EpochSeconds,
+}
+
+/// Batches queued in the telemetry writer but not yet acknowledged. Small: the broker's
+/// in-flight window bounds unacknowledged messages anyway.
+const IN_FLIGHT_BATCHES: usize = 64;
+
 impl Writer {
+    /// Takes what has arrived, decodes it and queues its readings in the telemetry writer
+    /// without waiting for the commit: the acker waits, in order, while the next messages
+    /// are already being decoded and queued, so the broker's in-flight window is not idle
+    /// during a commit.
     async fn run(self, mut rx: mpsc::UnboundedReceiver<Publish>, mut stop: watch::Receiver<bool>) {
+        let (to_acker, acked) = mpsc::channel(IN_FLIGHT_BATCHES);
+        let acker = tokio::spawn(
+            Acker {
+                store: self.store.clone(),
+                client: self.client.clone(),
+                counters: self.counters.clone(),
+                telemetry: self.telemetry.clone(),
+                ack_after_store: self.ack_after_store,
+                retention: self.retention,
+            }
+            .run(acked, stop.clone()),
+        );
         let mut batch: Vec<Publish> = Vec::with_capacity(self.max_batch);
         loop {
             let first = tokio::select! {
@@ -399,25 +438,31 @@ impl Writer {
             }
             let now = now_epoch();
             let decoded = self.decode(&batch, now);
-            if !self.store_with_retry(&decoded, now, &mut stop).await {
+            let committed = if decoded.readings.is_empty() {
+                None
+            } else {
+                // Waits only when the writer's queue is full (backpressure up to the
+                // broker, which holds the unacknowledged messages).
+                match self.telemetry.enqueue(decoded.readings.clone()).await {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "MQTT telemetry not queued; the broker will deliver it again");
+                        break;
+                    }
+                }
+            };
+            let flight = InFlight {
+                committed,
+                decoded,
+                messages: std::mem::take(&mut batch),
+                now,
+            };
+            if to_acker.send(flight).await.is_err() {
                 break;
             }
-            bump(&self.counters.messages, decoded.messages);
-            bump(&self.counters.quarantined, decoded.quarantine.len() as u64);
-            for (ack, waiter) in decoded.acks {
-                bump(&self.counters.acks_matched, 1);
-                let _ = waiter.send(ack);
-            }
-            if !self.ack_after_store {
-                batch.clear();
-            }
-            for p in batch.drain(..) {
-                // A failed ack is redelivered by the broker and deduplicated on store.
-                if let Err(e) = self.client.ack(&p).await {
-                    tracing::debug!(error = %e, "MQTT ack not queued");
-                }
-            }
         }
+        drop(to_acker);
+        let _ = acker.await;
     }
 
     fn decode(&self, batch: &[Publish], now: EpochSeconds) -> Decoded {
@@ -463,51 +508,108 @@ impl Writer {
             }
         }
     }
+}
 
-    /// Stores the batch, retrying with backoff while the database fails; false when asked
-    /// to stop first (the batch stays unacknowledged and will be delivered again).
-    async fn store_with_retry(
-        &self,
-        d: &Decoded,
-        now: EpochSeconds,
-        stop: &mut watch::Receiver<bool>,
-    ) -> bool {
-        let mut wait = Duration::from_millis(100);
-        loop {
-            match self.store(d, now).await {
-                Ok(outcome) => {
-                    bump(&self.counters.readings_inserted, outcome.inserted);
-                    bump(&self.counters.readings_duplicate, outcome.duplicates);
-                    return true;
-                }
-                Err(e) => {
-                    bump(&self.counters.store_retries, 1);
-                    tracing::error!(error = %e, retry_in = ?wait, "storing MQTT telemetry failed");
-                    tokio::select! {
-                        _ = stop.wait_for(|s| *s) => return false,
-                        _ = tokio::time::sleep(wait) => {}
+/// Waits for each batch's commit, in order, then stores its quarantined messages, answers
+/// command waiters and acknowledges the messages to the broker.
+struct Acker {
+    store: Store,
+    client: AsyncClient,
+    counters: Arc<Counters>,
+    telemetry: TelemetryWriter,
+    ack_after_store: bool,
+    retention: i64,
+}
+
+impl Acker {
+    async fn run(self, mut batches: mpsc::Receiver<InFlight>, mut stop: watch::Receiver<bool>) {
+        while let Some(flight) = batches.recv().await {
+            let InFlight {
+                committed,
+                decoded,
+                messages,
+                now,
+            } = flight;
+            if !self.settle(committed, &decoded, now, &mut stop).await {
+                // Stopping with the database failing: what is left stays unacknowledged
+                // and the broker delivers it again next time.
+                break;
+            }
+            bump(&self.counters.messages, decoded.messages);
+            bump(&self.counters.quarantined, decoded.quarantine.len() as u64);
+            for (ack, waiter) in decoded.acks {
+                bump(&self.counters.acks_matched, 1);
+                let _ = waiter.send(ack);
+            }
+            if self.ack_after_store {
+                for p in &messages {
+                    // A failed ack is redelivered by the broker and deduplicated on store.
+                    if let Err(e) = self.client.ack(p).await {
+                        tracing::debug!(error = %e, "MQTT ack not queued");
                     }
-                    wait = (wait * 2).min(Duration::from_secs(30));
                 }
             }
         }
     }
 
-    async fn store(
+    /// Waits for the readings' commit (resubmitting them, with backoff, when the writer's
+    /// transaction failed) and stores the quarantine; false when asked to stop first.
+    async fn settle(
         &self,
+        mut committed: Option<telemetry::writer::Pending>,
         d: &Decoded,
         now: EpochSeconds,
-    ) -> Result<telemetry::InsertOutcome, TelemetryError> {
-        if d.readings.is_empty() && d.quarantine.is_empty() {
-            return Ok(Default::default());
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let mut wait = Duration::from_millis(100);
+        let mut stored = d
+            .readings
+            .is_empty()
+            .then(telemetry::InsertOutcome::default);
+        loop {
+            let failed = match stored {
+                None => {
+                    let result = match committed.take() {
+                        Some(p) => p.committed().await,
+                        None => self.telemetry.submit(d.readings.clone()).await,
+                    };
+                    match result {
+                        Ok(outcome) => {
+                            bump(&self.counters.readings_inserted, outcome.inserted);
+                            bump(&self.counters.readings_duplicate, outcome.duplicates);
+                            stored = Some(outcome);
+                            None
+                        }
+                        Err(e) => Some(e),
+                    }
+                }
+                Some(_) => None,
+            };
+            let failed = match failed {
+                Some(e) => Some(e),
+                None => self.store_quarantine(d, now).await.err(),
+            };
+            let Some(e) = failed else {
+                return true;
+            };
+            bump(&self.counters.store_retries, 1);
+            tracing::error!(error = %e, retry_in = ?wait, "storing MQTT telemetry failed");
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return false,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    async fn store_quarantine(&self, d: &Decoded, now: EpochSeconds) -> Result<(), TelemetryError> {
+        if d.quarantine.is_empty() {
+            return Ok(());
         }
         let mut tx = self.store.pool().begin().await?;
-        let outcome = telemetry::insert_in(&mut tx, &d.readings, now).await?;
-        if !d.quarantine.is_empty() {
-            quarantine::insert_in(&mut tx, &d.quarantine).await?;
-            quarantine::expire_in(&mut tx, now - self.retention).await?;
-        }
+        quarantine::insert_in(&mut tx, &d.quarantine).await?;
+        quarantine::expire_in(&mut tx, now - self.retention).await?;
         tx.commit().await?;
-        Ok(outcome)
+        Ok(())
     }
 }
