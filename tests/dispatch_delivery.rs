@@ -594,7 +594,16 @@ async fn sep2_der_gets_a_dercontrol_that_stop_cancels(db: TestDb) {
             .unwrap()
             .clone()
     };
-    eventually("a DERControl for e1", async || !controls().await.is_empty()).await;
+    // On a timeout the plan's delivery record says why (failed, never sent, released).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while controls().await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for a DERControl for e1; delivery: {}",
+            api.delivery(&plan).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let c = controls().await;
     assert_eq!(c.len(), 1, "{c:?}");
     assert!(approx(&c[0]["modes"]["fixed_w"], 4000.0), "{c:?}");

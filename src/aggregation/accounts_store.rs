@@ -49,7 +49,7 @@ pub async fn create(
 ) -> Result<(), AccountStoreError> {
     account.validate()?;
     let rate = signed(account.credit_rate_millicents_per_kwh, "credit rate")?;
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let inserted = dynamic(
         "INSERT INTO virtual_accounts (id, interval_s, credit_rate_millicents_per_kwh, rule, created_at) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING"
@@ -158,7 +158,7 @@ pub async fn record(
         }
     }
     let mut out = RecordOutcome::default();
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     for a in audits {
         let json = serde_json::to_string(a).expect("audits serialize");
         let latest = dynamic(

@@ -548,7 +548,7 @@ pub async fn import_csv<R: std::io::Read>(
 
     // What exists is read inside the import's transaction, so the groups whose
     // memberships are computed here are the ones the commit applies to.
-    let mut tx = registry.store().pool().begin().await?;
+    let mut tx = registry.store().begin_write().await?;
     let mut ex = load_existing(&mut tx).await?;
     let (to_writer, mut from_reader) = tokio::sync::mpsc::channel::<Batch>(2);
     let writer = tokio::spawn(async move {

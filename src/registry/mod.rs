@@ -219,7 +219,7 @@ impl Registry {
         validate_fields(&rec)?;
         let now = now_epoch();
         rec.set_times(now, now);
-        let mut tx = self.store.pool().begin().await.map_err(StoreError::from)?;
+        let mut tx = self.store.begin_write().await.map_err(StoreError::from)?;
         if record::get::<E>(&mut tx, rec.key()).await?.is_some() {
             return Err(RegistryError::Conflict {
                 field: E::KEY.to_string(),
@@ -285,7 +285,7 @@ impl Registry {
         F: FnOnce(&E) -> Result<E, RegistryError> + Send,
     {
         let key = &E::canonical_key(key);
-        let mut tx = self.store.pool().begin().await.map_err(StoreError::from)?;
+        let mut tx = self.store.begin_write().await.map_err(StoreError::from)?;
         let old: E = record::get(&mut tx, key)
             .await?
             .ok_or_else(|| not_found::<E>(key))?;
@@ -311,7 +311,7 @@ impl Registry {
     /// Deletes a record; refused with [`RegistryError::InUse`] while others refer to it.
     pub async fn delete<E: Entity>(&self, key: &str) -> Result<(), RegistryError> {
         let key = &E::canonical_key(key);
-        let mut tx = self.store.pool().begin().await.map_err(StoreError::from)?;
+        let mut tx = self.store.begin_write().await.map_err(StoreError::from)?;
         let old: E = record::get(&mut tx, key)
             .await?
             .ok_or_else(|| not_found::<E>(key))?;

@@ -139,6 +139,18 @@ impl Store {
         &self.pool
     }
 
+    /// Begins a transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and then writes fails
+    /// with SQLITE_BUSY_SNAPSHOT (517, "database is locked", not retried by the busy
+    /// timeout) whenever another connection committed in between, which concurrent
+    /// writers (telemetry, dispatch delivery, the API) make routine.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// The URL the store was opened with (it may hold a password: never log it unredacted).
     pub fn url(&self) -> &str {
         &self.url.0

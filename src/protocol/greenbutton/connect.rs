@@ -869,7 +869,7 @@ impl Client {
         let next_since = next_since.unwrap_or(started);
         let context_json =
             serde_json::to_string(&context).map_err(|e| ConnectError::Corrupt(e.to_string()))?;
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         let outcome = telemetry::insert_in(&mut tx, &readings, now)
             .await
             .map_err(ImportError::from)?;

@@ -129,7 +129,7 @@ pub async fn store_all(
     for r in &all {
         r.validate(now)?;
     }
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let outcome = telemetry::insert_in(&mut tx, &all, now).await?;
     tx.commit().await?;
     Ok(outcome)

@@ -452,7 +452,7 @@ impl Vtn {
             report_only: m.report_only,
             registered_at: now,
         };
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         if existing.is_some() {
             // A new registration starts over: report points and requests are registered
             // again by the VEN, and it should be sent its events again.
@@ -546,7 +546,7 @@ impl Vtn {
                 ),
             )));
         }
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         for t in [
             "oadr2_vens",
             "oadr2_deliveries",
@@ -606,7 +606,7 @@ impl Vtn {
             definition: def,
         };
         let body = serde_json::to_string(&event).expect("events serialize");
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         let inserted = dynamic(
             "INSERT INTO oadr2_events (event_id, modification_number, status, ends_at, created_at, body) \
              VALUES ($1, 0, 'active', $2, $3, $4)"
@@ -732,7 +732,7 @@ impl Vtn {
         if only_new && !fresh {
             return Ok(None);
         }
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         for e in &events {
             dynamic("DELETE FROM oadr2_deliveries WHERE ven_id = $1 AND event_id = $2".into())
                 .bind(ven.ven_id.clone())
@@ -802,7 +802,7 @@ impl Vtn {
                 )));
             }
         }
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         for r in &responses {
             dynamic("DELETE FROM oadr2_event_responses WHERE event_id = $1 AND ven_id = $2".into())
                 .bind(r.qualified_event_id.event_id.clone())
@@ -872,7 +872,7 @@ impl Vtn {
         .await?;
         if !rows.is_empty() {
             let mut requests = Vec::new();
-            let mut tx = self.store.pool().begin().await?;
+            let mut tx = self.store.begin_write().await?;
             for r in &rows {
                 let body: ReportRequest = serde_json::from_str(&text(r, "body")?)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -984,7 +984,7 @@ impl Vtn {
                 });
             }
         }
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         // A registration replaces what the VEN registered before.
         for t in ["oadr2_report_points", "oadr2_report_requests"] {
             dynamic(format!("DELETE FROM {t} WHERE ven_id = $1"))
@@ -1049,7 +1049,7 @@ impl Vtn {
                 )));
             }
         }
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         for id in ids {
             dynamic(
                 "UPDATE oadr2_report_requests SET acknowledged = 1 \
@@ -1142,7 +1142,7 @@ impl Vtn {
             rows.push((r, mapped.values, mapped.readings.len(), mapped.online));
             readings.extend(mapped.readings);
         }
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         for (r, values, n, online) in &rows {
             dynamic(
                 "INSERT INTO oadr2_report_updates (id, ven_id, report_request_id, report_specifier_id, \

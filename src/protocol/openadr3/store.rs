@@ -56,7 +56,7 @@ pub async fn save_report(
     readings: &[crate::telemetry::Reading],
     now: crate::domain::EpochSeconds,
 ) -> Result<(), StoreError> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let sql = if replace {
         "UPDATE oadr3_objects SET object_type = $2, unique_key = $3, program_id = $4, \
          event_id = $5, client_name = $6, client_id = $7, body = $8 WHERE id = $1"
@@ -96,7 +96,7 @@ pub async fn update(store: &Store, row: &Row) -> Result<(), StoreError> {
 
 /// Deletes objects by id, in one transaction.
 pub async fn delete(store: &Store, ids: &[String]) -> Result<(), StoreError> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     for id in ids {
         dynamic("DELETE FROM oadr3_objects WHERE id = $1".into())
             .bind(id.clone())

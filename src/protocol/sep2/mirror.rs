@@ -757,7 +757,7 @@ async fn create(
     let now = now_epoch();
     let rec = record_from(&posted, &ed, now)?;
 
-    let mut tx = state.registry.store().pool().begin().await?;
+    let mut tx = state.registry.store().begin_write().await?;
     // ON CONFLICT rather than check-then-insert: two simultaneous first posts of the same
     // mRID must both end up at the one usage point.
     let placeholders: Vec<String> = (1..=MirrorUsagePointRecord::COLUMNS.len())
@@ -837,7 +837,7 @@ async fn post_readings(
     let bytes = body_bytes(&state, body).await?;
     let posted = read_meter_readings(&state, &headers, &bytes)?;
     let now = now_epoch();
-    let mut tx = state.registry.store().pool().begin().await?;
+    let mut tx = state.registry.store().begin_write().await?;
     let created = apply_meter_readings(&mut tx, &rec.id, &posted, now).await?;
     tx.commit().await?;
     if created > 0 {

@@ -242,7 +242,7 @@ pub async fn put_der_resource(
     body: &str,
     now: EpochSeconds,
 ) -> Result<(), StoreError> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     sqlx::query("DELETE FROM sep2_der_resources WHERE end_device_id = $1 AND kind = $2")
         .bind(end_device.to_string())
         .bind(kind.segment())
