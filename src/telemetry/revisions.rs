@@ -182,7 +182,7 @@ pub async fn compute(
     )?;
     let closed = (now - req.max_gap_s).div_euclid(step) * step;
     let to = req.to.min(closed);
-    let mut tx = store.begin_write().await?;
+    let mut tx = store.pool().begin().await?;
     if to > req.from {
         let pts = load_span(&mut tx, &req.source_id, req.measurand, req.from, to).await?;
         let aligned = align::align(

@@ -52,7 +52,7 @@ pub async fn insert_batch(
     for r in readings {
         r.validate(now)?;
     }
-    let mut tx = store.begin_write().await?;
+    let mut tx = store.pool().begin().await?;
     let outcome = insert_in(&mut tx, readings, now).await?;
     tx.commit().await?;
     Ok(outcome)

@@ -297,7 +297,7 @@ impl Sink {
             }
             Sink::Pool(store) => {
                 // The Any statements are per job already (insert_in counts exactly).
-                let mut tx = store.begin_write().await?;
+                let mut tx = store.pool().begin().await?;
                 let mut counts = Vec::with_capacity(jobs.len());
                 for job in jobs {
                     let outcome = super::store::insert_in(&mut tx, &job.readings, now).await?;
@@ -318,7 +318,7 @@ impl Sink {
 /// logged (the aggregates can be recomputed through the API) rather than failing the jobs.
 async fn revise_after_commit(store: &Store, jobs: &[Job], now: EpochSeconds) {
     let result = async {
-        let mut tx = store.begin_write().await?;
+        let mut tx = store.pool().begin().await?;
         for job in jobs {
             super::revisions::revise_in(&mut tx, &job.readings, now).await?;
         }

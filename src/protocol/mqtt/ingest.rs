@@ -606,7 +606,7 @@ impl Acker {
         if d.quarantine.is_empty() {
             return Ok(());
         }
-        let mut tx = self.store.begin_write().await?;
+        let mut tx = self.store.pool().begin().await?;
         quarantine::insert_in(&mut tx, &d.quarantine).await?;
         quarantine::expire_in(&mut tx, now - self.retention).await?;
         tx.commit().await?;
