@@ -17,7 +17,9 @@ pub mod settlement;
 pub mod telemetry;
 pub mod telemetry_ingest;
 
+use crate::envelope::curve_records::DerCurveRecord;
 use crate::envelope::records::{ControlProgram, ControlRecord, DefaultControlRecord};
+use crate::protocol::sep2::log_events::LogEventRecord;
 use crate::protocol::sep2::mirror::MirrorUsagePointRecord;
 use crate::protocol::sep2::records::EndDeviceRecord;
 use crate::registry::Registry;
@@ -76,9 +78,11 @@ pub fn router(state: AppState) -> Router {
     resources::register::<ControlProgram>(&mut api);
     resources::register::<ControlRecord>(&mut api);
     resources::register::<DefaultControlRecord>(&mut api);
+    resources::register::<DerCurveRecord>(&mut api);
     resources::register::<EndDeviceRecord>(&mut api);
     // Devices create mirror usage points over 2030.5; the operator reads and clears them.
     resources::register_read_delete::<MirrorUsagePointRecord>(&mut api);
+    resources::register_read_delete::<LogEventRecord>(&mut api);
     extras::register(&mut api);
     envelopes::register(&mut api);
     dispatch::register(&mut api);

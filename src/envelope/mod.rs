@@ -14,7 +14,11 @@
 //! - [`status`]: event rules (scheduled, active, superseded, cancelled, completed).
 //! - [`resolve`]: [`limits_in_force`], which combines the controls in force.
 //! - [`scale`]: 16-bit decimal scaling for the 2030.5 codec.
+//! - [`curves`]: DER curves (volt-var, freq-watt, ...), carried to devices, not evaluated;
+//!   [`curve_records`] stores them and checks the links controls make to them.
 
+pub mod curve_records;
+pub mod curves;
 pub mod model;
 pub mod randomize;
 pub mod records;

@@ -5,8 +5,10 @@
 //! encodings (percentages of rated power, power-of-ten multipliers, booleans with inverted
 //! meanings) into these types at the edge; nothing here knows a wire format.
 
+use super::curves::CurveType;
 use crate::domain::EpochSeconds;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 macro_rules! string_id {
@@ -140,6 +142,15 @@ pub struct ControlModes {
     /// seconds (2030.5 rampTms, sent in hundredths of a second, 0 to 655.35 s). It neither
     /// makes a control non-empty nor takes part in superseding.
     pub ramp_s: Option<f64>,
+    /// Curve modes (2030.5 opModVoltVar, opModFreqWatt, ...): the id of the DER curve each
+    /// one switches on, keyed by curve type. The curve must belong to the same program and be
+    /// of that type. The engine carries these to devices and never evaluates them: they do
+    /// not change [`crate::envelope::limits_in_force`]. A curve mode does make a control
+    /// non-empty, and two controls linking curves of the same type share that mode for
+    /// superseding.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub curves: BTreeMap<CurveType, String>,
 }
 
 /// How several values of one mode combine when more than one source sets it.
@@ -261,9 +272,9 @@ impl ControlModes {
         Mode::ALL.into_iter().filter(|m| self.is_set(*m))
     }
 
-    /// Whether no mode is set.
+    /// Whether no mode is set (curve modes included).
     pub fn is_empty(&self) -> bool {
-        self.set_modes().next().is_none()
+        self.set_modes().next().is_none() && self.curves.is_empty()
     }
 
     /// Whether both sets name at least one common mode (the 2030.5 condition, together with
@@ -272,6 +283,7 @@ impl ControlModes {
         Mode::ALL
             .into_iter()
             .any(|m| self.is_set(m) && other.is_set(m))
+            || self.curves.keys().any(|t| other.curves.contains_key(t))
     }
 }
 

@@ -62,6 +62,8 @@ fn modes() -> impl Strategy<Value = ControlModes> {
                 min_wh,
                 // Not a mode; the engine's rules never read it.
                 ramp_s: None,
+                // Carried, never resolved: the properties are about limits.
+                curves: Default::default(),
             },
         )
 }

@@ -298,7 +298,16 @@ impl Entity for ControlRecord {
             self.id = uuid::Uuid::new_v4().simple().to_string();
         }
         self.id = self.id.to_ascii_uppercase();
+        super::curve_records::normalize_links(&mut self.modes);
         Ok(())
+    }
+
+    /// Linked curves must exist, be of the linking mode's type and belong to this program.
+    fn check<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+    ) -> impl std::future::Future<Output = Result<(), RegistryError>> + Send + 'a {
+        super::curve_records::check_links(conn, &self.program_id, &self.modes)
     }
 
     fn validate(&self, c: &mut Checker) {
@@ -427,6 +436,19 @@ impl Entity for DefaultControlRecord {
     const FILTERS: &'static [Filter] = &[];
 
     crate::registry::entity::common_accessors!(program_id);
+
+    fn prepare(&mut self) -> Result<(), RegistryError> {
+        super::curve_records::normalize_links(&mut self.modes);
+        Ok(())
+    }
+
+    /// Linked curves must exist, be of the linking mode's type and belong to this program.
+    fn check<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+    ) -> impl std::future::Future<Output = Result<(), RegistryError>> + Send + 'a {
+        super::curve_records::check_links(conn, &self.program_id, &self.modes)
+    }
 
     fn validate(&self, c: &mut Checker) {
         let d = DefaultControl {

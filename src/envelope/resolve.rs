@@ -94,6 +94,8 @@ impl InForce {
             min_wh: v(&self.min_wh),
             // A ramp belongs to the control that asked for it, not to the resolved limits.
             ramp_s: None,
+            // Curves are carried to devices, not resolved into limits.
+            curves: Default::default(),
         }
     }
 

@@ -1,12 +1,11 @@
 //! The documents an EndDevice writes about itself: DeviceInformation, the CSIP-AUS
 //! ConnectionPoint (which carries the site's NMI and so links the device to its site in
-//! the registry), and its LogEventList.
+//! the registry). Its LogEventList is [`super::log_events`].
 
-use super::model::{ConnectionPoint, DeviceInformation, LogEventList};
+use super::model::{ConnectionPoint, DeviceInformation};
 use super::records::{DerResource, EndDeviceRecord, get_der_resource, put_der_resource};
 use super::server::{
-    ListQuery, Result, SEP_XML, Sep2Error, Sep2State, body_bytes, caller, enabled_end_device,
-    read_xml, xml,
+    Result, SEP_XML, Sep2Error, Sep2State, body_bytes, caller, enabled_end_device, read_xml, xml,
 };
 use super::tls::PeerIdentity;
 use super::xml as codec;
@@ -14,7 +13,7 @@ use crate::domain::now_epoch;
 use crate::registry::model::Site;
 use crate::store::Value;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -25,7 +24,6 @@ pub fn routes() -> Router<Sep2State> {
     Router::new()
         .route("/edev/{edev}/di", get(get_di).put(put_di))
         .route("/edev/{edev}/cp", get(get_cp).put(put_cp))
-        .route("/edev/{edev}/lel", get(log_events))
 }
 
 async fn get_di(
@@ -155,29 +153,6 @@ fn is_nmi(s: &str) -> bool {
         11 => b[..10].iter().all(body_ok) && b[10].is_ascii_digit(),
         _ => false,
     }
-}
-
-async fn log_events(
-    State(state): State<Sep2State>,
-    Extension(peer): Extension<PeerIdentity>,
-    Path(id): Path<String>,
-    Query(q): Query<ListQuery>,
-) -> Result<Response> {
-    let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
-    // Switchyard raises no log events for devices yet; the list exists so clients that
-    // follow the link get a valid, empty answer.
-    let (all, page) = q.window(Vec::<super::model::LogEvent>::new());
-    xml(
-        &state,
-        &LogEventList {
-            href: Some(format!("/edev/{}/lel", ed.id)),
-            subscribable: Some(0),
-            all,
-            results: page.len() as u32,
-            poll_rate: Some(state.settings.poll_rate),
-            ..LogEventList::default()
-        },
-    )
 }
 
 async fn stored(state: &Sep2State, ed: &EndDeviceRecord, kind: DerResource) -> Result<Response> {

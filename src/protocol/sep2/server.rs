@@ -8,16 +8,17 @@
 //!
 //! Served: DeviceCapability, Time, EndDeviceList (GET, POST registration), EndDevice,
 //! Registration, FunctionSetAssignments, DERProgram, DERControl (all / active), DefaultDERControl,
-//! DERCurveList, DERList / DER and the DER information resources (PUT/GET). Function sets in
-//! their own modules add the metering mirror ([`super::mirror`]), responses
+//! DERList / DER and the DER information resources (PUT/GET). Function sets in
+//! their own modules add DER curves ([`super::curves`]), log events ([`super::log_events`]),
+//! the metering mirror ([`super::mirror`]), responses
 //! ([`super::responses`]), subscriptions ([`super::subscriptions`]) and device information
 //! ([`super::device_info`]). Every GET also answers HEAD.
 
 use super::convert::{self, mrid_for};
 use super::model::{
-    DefaultDerControl, Der, DerControlList, DerCurveList, DerList, DerProgram, DerProgramList,
-    DeviceCapability, EndDevice, EndDeviceList, FunctionSetAssignments, FunctionSetAssignmentsList,
-    Link, ListLink, Registration, SepResource, Time,
+    DefaultDerControl, Der, DerControlList, DerList, DerProgram, DerProgramList, DeviceCapability,
+    EndDevice, EndDeviceList, FunctionSetAssignments, FunctionSetAssignmentsList, Link, ListLink,
+    Registration, SepResource, Time,
 };
 use super::model::{DerAvailability, DerCapability, DerSettings, DerStatus};
 use super::poll_cache::{PollCache, PollKey};
@@ -185,7 +186,6 @@ pub fn router(state: Sep2State) -> Router {
         .route("/edev/{edev}/derp/{prog}/actderc", get(active_control_list))
         .route("/edev/{edev}/derp/{prog}/derc/{mrid}", get(control))
         .route("/edev/{edev}/derp/{prog}/dderc", get(default_control))
-        .route("/edev/{edev}/derp/{prog}/dc", get(curve_list))
         .route("/edev/{edev}/der", get(der_list))
         .route("/edev/{edev}/der/1", get(der))
         .route("/edev/{edev}/der/1/dercap", get(get_dercap).put(put_dercap))
@@ -193,6 +193,8 @@ pub fn router(state: Sep2State) -> Router {
         .route("/edev/{edev}/der/1/ders", get(get_ders).put(put_ders))
         .route("/edev/{edev}/der/1/dera", get(get_dera).put(put_dera))
         .merge(super::subscriptions::routes())
+        .merge(super::curves::routes())
+        .merge(super::log_events::routes())
         // Function sets implemented in their own modules add their routes here.
         .merge(super::device_info::routes())
         .merge(super::mirror::routes())
@@ -644,7 +646,8 @@ fn program_doc(ed: &EndDeviceRecord, p: &ControlProgram) -> DerProgram {
         active_der_control_list_link: Some(ListLink::new(format!("{base}/actderc"))),
         default_der_control_link: Some(Link::new(format!("{base}/dderc"))),
         der_control_list_link: Some(ListLink::new(format!("{base}/derc"))),
-        der_curve_list_link: Some(ListLink::with_all(format!("{base}/dc"), 0)),
+        // No count: curves are not part of the cached poll path (see super::curves).
+        der_curve_list_link: Some(ListLink::new(super::curves::list_href(&ed.id, &p.id))),
         primacy: p.primacy,
     }
 }
@@ -686,7 +689,7 @@ pub(crate) async fn program_list_doc(
 }
 
 /// The EndDevice and one of its programs, or 404.
-async fn device_program(
+pub(crate) async fn device_program(
     state: &Sep2State,
     peer: &PeerIdentity,
     id: &str,
@@ -774,14 +777,20 @@ pub(crate) async fn control_docs_until(
             crate::envelope::EventStatus::Scheduled => rec.created_at,
         };
         let base = format!("/edev/{}/derp/{}/derc/{}", ed.id, p.id, rec.id);
-        docs.push(convert::der_control(
+        let mut doc = convert::der_control(
             rec,
             status,
             status_time,
             base,
             Some(super::responses::response_list_href(&p.id)),
             rating,
-        )?);
+        )?;
+        super::curves::attach_links(
+            &mut doc.der_control_base,
+            &rec.modes.curves,
+            &super::curves::list_href(&ed.id, &p.id),
+        );
+        docs.push(doc);
     }
     docs.sort_by(|a, b| {
         b.creation_time
@@ -918,12 +927,18 @@ pub(crate) async fn default_control_doc(
         return Ok(None);
     };
     let rating = rating_w(state, ed).await?;
+    let mut base = convert::control_base(&d.modes, rating)?;
+    super::curves::attach_links(
+        &mut base,
+        &d.modes.curves,
+        &super::curves::list_href(&ed.id, &p.id),
+    );
     Ok(Some(DefaultDerControl {
         href: Some(format!("/edev/{}/derp/{}/dderc", ed.id, p.id)),
         subscribable: Some(1),
         m_rid: mrid_for(&format!("dderc:{}", p.id)),
         description: Some(format!("{} default", p.name)),
-        der_control_base: convert::control_base(&d.modes, rating)?,
+        der_control_base: base,
         // setGradW is hundredths of a percent of setMaxW per second.
         set_grad_w: d
             .modes
@@ -931,23 +946,6 @@ pub(crate) async fn default_control_doc(
             .map(|g| (g * 100.0).round().clamp(0.0, u16::MAX as f64) as u16),
         ..DefaultDerControl::default()
     }))
-}
-
-async fn curve_list(
-    State(state): State<Sep2State>,
-    Extension(peer): Extension<PeerIdentity>,
-    Path((id, prog)): Path<(String, String)>,
-) -> Result<Response> {
-    let (ed, p) = device_program(&state, &peer, &id, &prog).await?;
-    xml(
-        &state,
-        &DerCurveList {
-            href: Some(format!("/edev/{}/derp/{}/dc", ed.id, p.id)),
-            all: 0,
-            results: 0,
-            ..DerCurveList::default()
-        },
-    )
 }
 
 fn der_doc(ed: &EndDeviceRecord) -> Der {
