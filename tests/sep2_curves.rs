@@ -12,6 +12,7 @@ use common::xsd::{Doc, schemas, validate};
 use common::{OPERATOR_TOKEN, TestDb};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
+use switchyard::protocol::sep2::log_events::{self, LogEventRecord};
 use switchyard::protocol::sep2::xml::CsipAusVersion;
 
 on_both_backends!(
@@ -499,4 +500,31 @@ async fn log_events_are_kept_per_device(db: TestDb) {
     );
 
     validate_served("log-events", dev.take_docs());
+
+    // A device keeps its newest 1,000 events: the oldest arrivals make way.
+    let registry = db.registry().await;
+    for i in 0..log_events::MAX_PER_DEVICE {
+        registry
+            .create(LogEventRecord {
+                id: String::new(),
+                end_device_id: sfdi.to_string(),
+                seq: 0,
+                created_date_time: 1_900_001_000 + i,
+                details: None,
+                extended_data: None,
+                function_set: 0,
+                log_event_code: 0,
+                log_event_id: (i % 65_536) as u16,
+                log_event_pen: 0,
+                profile_id: 1,
+                created_at: 0,
+                updated_at: 0,
+            })
+            .await
+            .unwrap();
+    }
+    let (_, list) = dev.get(&format!("{lel}?l=1")).await;
+    assert!(list.contains("all=\"1000\" results=\"1\""), "{list}");
+    let (s, _) = dev.get(&first).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "the first arrival was dropped");
 }

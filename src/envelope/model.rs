@@ -437,6 +437,28 @@ mod tests {
     }
 
     #[test]
+    fn curve_modes_count_as_modes_without_entering_the_limits() {
+        let vv = |id: &str| ControlModes {
+            curves: [(CurveType::VoltVar, id.to_string())].into(),
+            ..Default::default()
+        };
+        // A control that only links a curve is a real control...
+        assert!(!vv("A").is_empty());
+        assert_eq!(vv("A").set_modes().count(), 0);
+        // ...and a newer one linking another volt-var curve shares its mode (supersedes).
+        assert!(vv("A").shares_mode_with(&vv("B")));
+        let vw = ControlModes {
+            curves: [(CurveType::VoltWatt, "C".to_string())].into(),
+            ..Default::default()
+        };
+        assert!(!vv("A").shares_mode_with(&vw));
+        // Stored controls written before curves existed still read.
+        let old: ControlModes = serde_json::from_str(r#"{"exp_lim_w":1500.0}"#).unwrap();
+        assert!(old.curves.is_empty());
+        assert!(!serde_json::to_string(&old).unwrap().contains("curves"));
+    }
+
+    #[test]
     fn every_mode_has_a_distinct_field_name() {
         let mut names: Vec<_> = Mode::ALL.iter().map(|m| m.as_str()).collect();
         names.sort_unstable();
