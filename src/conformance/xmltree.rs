@@ -256,11 +256,21 @@ impl Element {
         self.children.iter().find(|c| c.name == name)
     }
 
+    /// For a 2030.5 Notification's `Resource`, the type its `xsi:type` names: such an
+    /// element is selected by that type's name, as the document it carries would be.
+    fn resource_type(&self) -> Option<&str> {
+        if self.name != "Resource" {
+            return None;
+        }
+        let t = self.attr("type")?;
+        Some(t.rsplit_once(':').map_or(t, |(_, local)| local))
+    }
+
     fn matches(&self, step: &PathStep) -> bool {
         match step {
             PathStep::Any => true,
             PathStep::Name { name, pred } => {
-                self.name == *name
+                (self.name == *name || self.resource_type() == Some(name.as_str()))
                     && pred.as_ref().is_none_or(|(k, v)| {
                         self.relative(k).is_ok_and(|nodes| {
                             nodes.iter().any(|n| n.text().eq_ignore_ascii_case(v))

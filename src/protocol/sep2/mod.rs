@@ -5,10 +5,12 @@
 
 pub mod convert;
 pub mod device_info;
+pub mod function_sets;
 pub mod mirror;
 pub mod model;
 pub mod notifier;
 pub mod poll_cache;
+pub mod poll_rates;
 pub mod proxy;
 pub mod read_model;
 pub mod records;
