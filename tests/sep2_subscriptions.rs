@@ -908,6 +908,42 @@ async fn list_subscriptions_notify_only_what_the_subscriber_sees(db: TestDb) {
     );
     assert!(!got[0].body.contains(&pki.other.lfdi.to_hex()));
 
+    // `limit` bounds the items a list notification carries: two programs in the default
+    // DERProgramList, one per notification.
+    let (s, _, body) = dev
+        .subscribe_xml(
+            &id,
+            &subscription(
+                &format!("/edev/{id}/derp"),
+                &format!("{rx_base}/ok/dev-derp"),
+                0,
+                1,
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    for (p, primacy) in [("p2", 2), ("p3", 3)] {
+        f.post(
+            "/api/v1/control-programs",
+            json!({"id": p, "name": p, "primacy": primacy, "target_kind": "site", "target_id": "s1"}),
+        )
+        .await;
+    }
+    let deadline = Instant::now() + WAIT;
+    let both = loop {
+        let got = rx.at("/ok/dev-derp");
+        if let Some(n) = got.iter().find(|r| r.body.contains("all=\"2\"")) {
+            break n.body.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no notification with both programs: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(both.contains("results=\"1\""), "{both}");
+    assert_eq!(both.matches("<DERProgram ").count(), 1, "{both}");
+
     if let Some(schemas) = schemas() {
         let mut docs = std::mem::take(&mut *dev.docs.lock().unwrap());
         for (i, r) in rx

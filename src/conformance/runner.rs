@@ -1218,6 +1218,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn notification_checks_see_the_latest_per_resource() {
+        let n = |res: &str, v: u32| {
+            (
+                Some(SEP_XML.to_owned()),
+                format!(
+                    "<Notification><subscribedResource>{res}</subscribedResource><v>{v}</v></Notification>"
+                ),
+            )
+        };
+        let kept = latest_per_resource(vec![n("/edev", 1), n("/a/derc", 2), n("/edev", 3)]);
+        let bodies: Vec<&str> = kept.iter().map(|d| d.1.as_str()).collect();
+        assert_eq!(bodies.len(), 2);
+        assert!(bodies[0].contains("<v>2</v>") && bodies[1].contains("<v>3</v>"));
+        // Documents that name no resource are all kept.
+        let odd = (None, "<x/>".to_owned());
+        assert_eq!(latest_per_resource(vec![odd.clone(), odd]).len(), 2);
+    }
+
+    #[test]
     fn documents_need_the_media_type_namespace_and_a_decodable_root() {
         let time = br#"<Time xmlns="urn:ieee:std:2030.5:ns"><currentTime>1</currentTime><dstEndTime>0</dstEndTime><dstOffset>0</dstOffset><dstStartTime>0</dstStartTime><quality>4</quality><tzOffset>0</tzOffset></Time>"#;
         assert!(validate_document("/tm", Some("application/sep+xml"), time).is_ok());

@@ -380,6 +380,27 @@ mod tests {
     }
 
     #[test]
+    fn a_notification_resource_is_selected_by_its_xsi_type() {
+        let root = parse(
+            r#"<Notification xmlns="urn:ieee:std:2030.5:ns" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><subscribedResource>/edev</subscribedResource><Resource xsi:type="EndDeviceList" all="1" results="1" pollRate="30"><EndDevice><lFDI>AB</lFDI></EndDevice></Resource><status>0</status></Notification>"#,
+        )
+        .unwrap();
+        let lists = root.select("EndDeviceList").unwrap();
+        assert_eq!(lists.len(), 1);
+        assert_eq!(
+            root.select("EndDeviceList/@pollRate").unwrap()[0].text(),
+            "30"
+        );
+        assert_eq!(
+            root.select("Notification/Resource/EndDevice")
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(root.select("DERControlList").unwrap().is_empty());
+    }
+
+    #[test]
     fn selections_predicates_and_attributes() {
         let root = parse(LIST).unwrap();
         assert_eq!(root.select("DERControl").unwrap().len(), 2);
