@@ -874,6 +874,20 @@ async fn list_subscriptions_notify_only_what_the_subscriber_sees(db: TestDb) {
     );
     let (_, default) = dev.get(&format!("/edev/{id}/derp?l=10")).await;
     assert!(default.contains("all=\"0\""), "{default}");
+    // That list can be watched too; a FunctionSetAssignments the EndDevice lacks cannot.
+    let set_derp = format!("/edev/{id}/fsa/doe-fsa/derp");
+    let (s, _, body) = dev
+        .subscribe(&id, &set_derp, &format!("{rx_base}/ok/dev-setderp"))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (s, _, body) = dev
+        .subscribe(
+            &id,
+            &format!("/edev/{id}/fsa/nope/derp"),
+            &format!("{rx_base}/ok/x"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(
         dev.get(&format!("/edev/{id}/fsa/nope")).await.0,
         StatusCode::NOT_FOUND
@@ -943,6 +957,37 @@ async fn list_subscriptions_notify_only_what_the_subscriber_sees(db: TestDb) {
     };
     assert!(both.contains("results=\"1\""), "{both}");
     assert_eq!(both.matches("<DERProgram ").count(), 1, "{both}");
+
+    // The operator puts the program back: the subscription to the list that went away
+    // gets a Notification with status 4 (resource deleted), and is removed.
+    let (s, body) = f
+        .call(
+            Method::DELETE,
+            "/api/v1/sep2-function-sets/doe-fsa",
+            json!({}),
+        )
+        .await;
+    assert!(s.is_success(), "{s} {body}");
+    let got = rx.wait_for("/ok/dev-setderp", 1).await;
+    let gone = got.last().unwrap();
+    assert!(gone.body.contains("<status>4</status>"), "{}", gone.body);
+    assert!(
+        gone.body.contains(&format!(
+            "<subscribedResource>{set_derp}</subscribedResource>"
+        )),
+        "{}",
+        gone.body
+    );
+    // The removal follows the notification; wait for it, bounded.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, subs) = dev.get(&format!("/edev/{id}/sub?l=10")).await;
+        if !subs.contains(&set_derp) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still subscribed: {subs}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     if let Some(schemas) = schemas() {
         let mut docs = std::mem::take(&mut *dev.docs.lock().unwrap());

@@ -55,7 +55,8 @@ use super::poll_rates::PollRateRecord;
 use super::records::EndDeviceRecord;
 use super::server::{
     Caller, ListQuery, SEP_XML, Sep2Error, Sep2State, control_list_doc, default_control_doc,
-    end_device_list_doc, fsa_list_doc, program_list_doc, programs_for,
+    end_device_list_doc, fsa_list_doc, function_set, program_list_doc, programs_for,
+    set_program_list_doc,
 };
 use super::subscriptions::{Subscribed, SubscriptionRecord};
 use super::xml;
@@ -212,7 +213,9 @@ pub fn affects(s: &Subscribed, end_device: &str, a: &Affects) -> bool {
         Affects::Default(p) => matches!(s, Subscribed::Default { program, .. } if program == p),
         Affects::Program(p) => match s {
             Subscribed::EndDeviceList => false,
-            Subscribed::ProgramList { .. } | Subscribed::FunctionSets { .. } => true,
+            Subscribed::ProgramList { .. }
+            | Subscribed::SetProgramList { .. }
+            | Subscribed::FunctionSets { .. } => true,
             Subscribed::Controls { program, .. } | Subscribed::Default { program, .. } => {
                 program == p
             }
@@ -518,7 +521,7 @@ impl Dispatcher {
                 Affects::Program(p) => {
                     binds.push(p.clone());
                     clauses.push(format!(
-                        "(program_id = ${} OR resource_kind IN ('derp', 'fsa'))",
+                        "(program_id = ${} OR resource_kind IN ('derp', 'fsa', 'fsaderp'))",
                         binds.len()
                     ));
                 }
@@ -662,6 +665,20 @@ async fn render(
         }
         (Subscribed::ProgramList { .. }, _) => {
             notification(state, sub, program_list_doc(state, &ed, &window).await?)?
+        }
+        (Subscribed::SetProgramList { fsa, .. }, _) => {
+            // The FunctionSetAssignments is gone when its record is deleted or its program
+            // no longer reaches the EndDevice.
+            let set = match function_set(state, &ed, fsa).await {
+                Ok(set) => set,
+                Err(Sep2Error::NotFound) => return Ok(Rendered::Gone(cancellation(state, sub)?)),
+                Err(e) => return Err(e),
+            };
+            notification(
+                state,
+                sub,
+                set_program_list_doc(state, &ed, &set, &window).await?,
+            )?
         }
         (Subscribed::Controls { .. }, Some(p)) => notification(
             state,

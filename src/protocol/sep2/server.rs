@@ -625,7 +625,11 @@ pub(crate) async fn function_sets_for(
 }
 
 /// One FunctionSetAssignments of an EndDevice, or 404. The default one always exists.
-async fn function_set(state: &Sep2State, ed: &EndDeviceRecord, fsa: &str) -> Result<FunctionSet> {
+pub(crate) async fn function_set(
+    state: &Sep2State,
+    ed: &EndDeviceRecord,
+    fsa: &str,
+) -> Result<FunctionSet> {
     let programs = programs_for(state, ed).await?;
     let sets = function_sets::arrange(&state.registry, programs).await?;
     if let Some(found) = sets.iter().find(|s| s.id == fsa) {
@@ -778,7 +782,7 @@ pub(crate) async fn program_list_doc(
     set_program_list_doc(state, ed, &set, q).await
 }
 
-async fn set_program_list_doc(
+pub(crate) async fn set_program_list_doc(
     state: &Sep2State,
     ed: &EndDeviceRecord,
     set: &FunctionSet,
@@ -788,8 +792,7 @@ async fn set_program_list_doc(
     let (all, page) = q.window(docs);
     Ok(DerProgramList {
         href: Some(fsa_program_list_href(ed, &set.id)),
-        // Only the default set's list can be subscribed to (see super::subscriptions).
-        subscribable: Some(u8::from(set.id == DEFAULT_FSA)),
+        subscribable: Some(1),
         all,
         results: page.len() as u32,
         poll_rate: Some(state.poll_rate("DERProgramList").await?),

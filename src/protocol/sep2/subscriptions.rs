@@ -11,6 +11,7 @@
 //! EndDeviceList (`/edev`, as the subscribing certificate sees it: a device its own
 //! EndDevice, an aggregator the EndDevices it registered), and of the same EndDevice its
 //! FunctionSetAssignmentsList (`/edev/{id}/fsa`), its DERProgramList (`/edev/{id}/derp`),
+//! the DERProgramList of a FunctionSetAssignments placed apart (`/edev/{id}/fsa/{f}/derp`),
 //! and for a program it can see, the DERControlList (`/edev/{id}/derp/{p}/derc`) and the
 //! DefaultDERControl (`/edev/{id}/derp/{p}/dderc`). Only non-conditional subscriptions with XML encoding are
 //! taken. Anything else is a 400 that names the field, and nothing is stored. Posting the
@@ -20,10 +21,11 @@
 //!
 //! Delivery is [`super::notifier`]'s job; this module only keeps the subscriptions.
 
+use super::function_sets::DEFAULT_FSA;
 use super::model::{Subscription, SubscriptionList};
 use super::server::{
-    ListQuery, Result, Sep2Error, Sep2State, body_bytes, caller, enabled_end_device, programs_for,
-    read_xml, visible_end_device, xml,
+    ListQuery, Result, Sep2Error, Sep2State, body_bytes, caller, enabled_end_device, function_set,
+    programs_for, read_xml, visible_end_device, xml,
 };
 use super::tls::PeerIdentity;
 use crate::domain::EpochSeconds;
@@ -67,7 +69,7 @@ pub enum SubscriptionError {
     /// The resource cannot be subscribed to (or is not a 2030.5 path at all).
     #[error(
         "'{0}' cannot be subscribed to; subscribable are /edev, /edev/{{id}}/fsa, \
-         /edev/{{id}}/derp, /edev/{{id}}/derp/{{program}}/derc and \
+         /edev/{{id}}/derp, /edev/{{id}}/fsa/{{fsa}}/derp, /edev/{{id}}/derp/{{program}}/derc and \
          /edev/{{id}}/derp/{{program}}/dderc"
     )]
     NotSubscribable(String),
@@ -86,6 +88,9 @@ pub enum Subscribed {
     EndDeviceList,
     /// `/edev/{id}/fsa`: the EndDevice's FunctionSetAssignmentsList.
     FunctionSets { end_device: String },
+    /// `/edev/{id}/fsa/{fsa}/derp`: the DERProgramList of a FunctionSetAssignments placed
+    /// apart (never the default one, `1`, whose list is `/edev/{id}/derp`).
+    SetProgramList { end_device: String, fsa: String },
     /// `/edev/{id}/derp`: the EndDevice's DERProgramList.
     ProgramList { end_device: String },
     /// `/edev/{id}/derp/{program}/derc`: a program's DERControlList.
@@ -122,6 +127,12 @@ impl Subscribed {
             ["edev", id, "fsa"] if ok(id) => Ok(Subscribed::FunctionSets {
                 end_device: id.to_string(),
             }),
+            ["edev", id, "fsa", f, "derp"] if ok(id) && ok(f) && *f != DEFAULT_FSA => {
+                Ok(Subscribed::SetProgramList {
+                    end_device: id.to_string(),
+                    fsa: f.to_string(),
+                })
+            }
             ["edev", id, "derp"] if ok(id) => Ok(Subscribed::ProgramList {
                 end_device: id.to_string(),
             }),
@@ -142,6 +153,9 @@ impl Subscribed {
         match self {
             Subscribed::EndDeviceList => "/edev".to_string(),
             Subscribed::FunctionSets { end_device } => format!("/edev/{end_device}/fsa"),
+            Subscribed::SetProgramList { end_device, fsa } => {
+                format!("/edev/{end_device}/fsa/{fsa}/derp")
+            }
             Subscribed::ProgramList { end_device } => format!("/edev/{end_device}/derp"),
             Subscribed::Controls {
                 end_device,
@@ -159,6 +173,7 @@ impl Subscribed {
         match self {
             Subscribed::EndDeviceList => "edev",
             Subscribed::FunctionSets { .. } => "fsa",
+            Subscribed::SetProgramList { .. } => "fsaderp",
             Subscribed::ProgramList { .. } => "derp",
             Subscribed::Controls { .. } => "derc",
             Subscribed::Default { .. } => "dderc",
@@ -170,6 +185,7 @@ impl Subscribed {
         match self {
             Subscribed::EndDeviceList => None,
             Subscribed::FunctionSets { end_device }
+            | Subscribed::SetProgramList { end_device, .. }
             | Subscribed::ProgramList { end_device }
             | Subscribed::Controls { end_device, .. }
             | Subscribed::Default { end_device, .. } => Some(end_device),
@@ -181,6 +197,7 @@ impl Subscribed {
         match self {
             Subscribed::EndDeviceList
             | Subscribed::FunctionSets { .. }
+            | Subscribed::SetProgramList { .. }
             | Subscribed::ProgramList { .. } => None,
             Subscribed::Controls { program, .. } | Subscribed::Default { program, .. } => {
                 Some(program)
@@ -240,7 +257,8 @@ pub struct SubscriptionRecord {
     pub seq: u32,
     /// The watched resource's path (normalized from what the client sent).
     pub subscribed_resource: String,
-    /// `edev`, `fsa`, `derp`, `derc` or `dderc`; derived from `subscribed_resource`.
+    /// `edev`, `fsa`, `fsaderp`, `derp`, `derc` or `dderc`; derived from
+    /// `subscribed_resource`.
     #[serde(default)]
     pub resource_kind: String,
     /// The control program of `derc` and `dderc` subscriptions; derived.
@@ -610,6 +628,17 @@ async fn create(
             ed.id
         )));
     }
+    if let Ok(Subscribed::SetProgramList { fsa, .. }) = rec.subscribed()
+        && matches!(
+            function_set(&state, &ed, &fsa).await,
+            Err(Sep2Error::NotFound)
+        )
+    {
+        return Err(Sep2Error::BadRequest(format!(
+            "subscribedResource: EndDevice {} has no FunctionSetAssignments '{fsa}'",
+            ed.id
+        )));
+    }
 
     let existing = of_end_device(&state, &ed.id).await?.into_iter().find(|s| {
         s.subscribed_resource == rec.subscribed_resource
@@ -692,6 +721,20 @@ mod tests {
         );
         assert_eq!((fsa.kind(), fsa.end_device()), ("fsa", Some("7")));
         assert_eq!(fsa.program(), None);
+        let set = Subscribed::parse("/edev/7/fsa/doe-fsa/derp").unwrap();
+        assert_eq!(
+            set,
+            Subscribed::SetProgramList {
+                end_device: "7".into(),
+                fsa: "doe-fsa".into()
+            }
+        );
+        assert_eq!(
+            (set.kind(), set.path().as_str()),
+            ("fsaderp", "/edev/7/fsa/doe-fsa/derp")
+        );
+        // The default set's list has its own path.
+        assert!(Subscribed::parse("/edev/7/fsa/1/derp").is_err());
     }
 
     #[test]
