@@ -15,10 +15,11 @@ use crate::envelope::records::ControlProgram;
 use crate::registry::entity::{Entity, Filter, Reference, common_accessors, text_filter};
 use crate::registry::validate::Checker;
 use crate::registry::{Registry, RegistryError};
-use crate::store::record::{int, text};
+use crate::store::record::{dynamic, int, text};
 use crate::store::{Record, StoreError, Value};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
+use std::collections::HashMap;
 use utoipa::ToSchema;
 
 /// The `{fsa}` of the default FunctionSetAssignments.
@@ -142,16 +143,33 @@ pub async fn arrange(
         programs: Vec::new(),
     };
     let mut apart = Vec::new();
+    // One query for all the programs: an EndDeviceList renders this for every EndDevice.
+    let own: HashMap<String, FunctionSetRecord> = if programs.is_empty() {
+        HashMap::new()
+    } else {
+        let marks: Vec<String> = (1..=programs.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE program_id IN ({})",
+            FunctionSetRecord::COLUMNS.join(", "),
+            FunctionSetRecord::TABLE,
+            marks.join(", ")
+        );
+        let mut q = dynamic(sql);
+        for p in &programs {
+            q = q.bind(p.id.clone());
+        }
+        q.fetch_all(registry.store().pool())
+            .await
+            .map_err(StoreError::from)?
+            .iter()
+            .map(|row| FunctionSetRecord::from_row(row).map(|f| (f.program_id.clone(), f)))
+            .collect::<Result<_, StoreError>>()?
+    };
     for p in programs {
-        let own = registry
-            .list::<FunctionSetRecord>(&[("program_id", p.id.clone().into())], None, 1)
-            .await?
-            .items
-            .pop();
-        match own {
+        match own.get(&p.id) {
             Some(f) => apart.push(FunctionSet {
-                id: f.id,
-                description: f.description,
+                id: f.id.clone(),
+                description: f.description.clone(),
                 programs: vec![p],
             }),
             None => default.programs.push(p),
