@@ -79,7 +79,7 @@ pub struct NotificationConfig {
 impl Default for NotificationConfig {
     fn default() -> Self {
         NotificationConfig {
-            max_attempts: 6,
+            max_attempts: 12,
             initial_backoff_ms: 1000,
             max_backoff_seconds: 60,
             timeout_seconds: 10,

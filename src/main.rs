@@ -468,6 +468,13 @@ struct Sep2ConformanceArgs {
     /// Per-request timeout, seconds.
     #[arg(long, default_value_t = 15)]
     timeout_s: u64,
+    /// Multiply procedure waits and the timing of controls the operator set-up creates by
+    /// this (e.g. 0.05 runs an hour-long procedure in three minutes; 1 is real time).
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Run a repeated step at most this many times (the 72-hour procedure repeats 4320).
+    #[arg(long)]
+    max_repeats: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -898,6 +905,11 @@ async fn conformance_sep2(a: Sep2ConformanceArgs) -> Result<bool> {
     config.request_timeout = std::time::Duration::from_secs(a.timeout_s.max(1));
     config.notify_listen = a.notify_listen;
     config.notify_url = a.notify_url;
+    if !(a.time_scale.is_finite() && a.time_scale > 0.0) {
+        bail!("--time-scale must be a positive number");
+    }
+    config.time_scale = a.time_scale;
+    config.max_repeats = a.max_repeats;
     if !config.only.is_empty() {
         let unknown: Vec<&String> = config
             .only

@@ -33,6 +33,7 @@ on_both_backends!(
     dead_and_stalled_endpoints_do_not_delay_healthy_ones,
     refused_subscriptions_store_nothing,
     change_feed_announces_every_commit,
+    list_subscriptions_notify_only_what_the_subscriber_sees,
 );
 
 /// Longest any single wait in these tests may take.
@@ -295,6 +296,32 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// Sends `body` and returns the status and the answer (for refusals).
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (StatusCode, serde_json::Value) {
+        let ct = if method == Method::PATCH {
+            "application/merge-patch+json"
+        } else {
+            "application/json"
+        };
+        let r = self
+            .ops
+            .request(method, format!("{}{path}", self.api))
+            .bearer_auth(OPERATOR_TOKEN)
+            .header("content-type", ct)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or_default())
+    }
+
     async fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
         let r = self
             .ops
@@ -718,4 +745,269 @@ async fn change_feed_announces_every_commit(db: TestDb) {
         .map(|c| c.kind)
         .collect();
     assert_eq!(kinds, [ChangeKind::Created, ChangeKind::Deleted]);
+}
+
+/// Subscriptions to the EndDeviceList and the FunctionSetAssignmentsList: a change to one
+/// client's EndDevice is notified to that client only; poll rates and FunctionSetAssignments
+/// set by the operator are served and notified; refusals name the field.
+async fn list_subscriptions_notify_only_what_the_subscriber_sees(db: TestDb) {
+    let pki = pki();
+    let f = setup(&db, &pki, 10).await;
+    let (rx, rx_base) = Receiver::start().await;
+    let dev = Sep2::new(&pki, &pki.device, &f.sep2_base);
+    let other = Sep2::new(&pki, &pki.other, &f.sep2_base);
+    let (id, other_id) = (f.device_id.clone(), f.other_id.clone());
+
+    // Both lists say they take subscriptions.
+    let (_, edevs) = dev.get("/edev?l=10").await;
+    assert!(edevs.contains("subscribable=\"1\""), "{edevs}");
+    let (_, fsas) = dev.get(&format!("/edev/{id}/fsa?l=10")).await;
+    assert!(fsas.contains("subscribable=\"1\""), "{fsas}");
+
+    for (client, edev, name) in [(&dev, &id, "dev-edev"), (&other, &other_id, "other-edev")] {
+        let (s, loc, body) = client
+            .subscribe(edev, "/edev", &format!("{rx_base}/ok/{name}"))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        assert!(loc.is_some());
+    }
+    let (s, _, body) = dev
+        .subscribe(
+            &id,
+            &format!("/edev/{id}/fsa"),
+            &format!("{rx_base}/ok/dev-fsa"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    // Another EndDevice's list is not the caller's to watch.
+    let (s, _, body) = dev
+        .subscribe(
+            &id,
+            &format!("/edev/{other_id}/fsa"),
+            &format!("{rx_base}/ok/x"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("subscribedResource"), "{body}");
+
+    // The operator changes the other client's EndDevice (its category, which the
+    // EndDevice shows): only that client hears of it, and its list holds its own
+    // EndDevice alone.
+    let (s, body) = f
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/end-devices/{other_id}"),
+            json!({"device_category": "04"}),
+        )
+        .await;
+    assert!(s.is_success(), "{s} {body}");
+    let got = rx.wait_for("/ok/other-edev", 1).await;
+    let n = &got[0].body;
+    assert!(n.contains("xsi:type=\"EndDeviceList\""), "{n}");
+    assert!(
+        n.contains(&format!("<lFDI>{}</lFDI>", pki.other.lfdi.to_hex())),
+        "{n}"
+    );
+    assert!(!n.contains(&pki.device.lfdi.to_hex()), "{n}");
+    assert!(n.contains("all=\"1\""), "{n}");
+
+    // A poll rate for the FunctionSetAssignmentsList is served and notified; the
+    // EndDeviceList subscribers see nothing of it.
+    f.post(
+        "/api/v1/sep2-poll-rates",
+        json!({"resource": "FunctionSetAssignmentsList", "seconds": 120}),
+    )
+    .await;
+    let got = rx.wait_for("/ok/dev-fsa", 1).await;
+    assert!(got[0].body.contains("pollRate=\"120\""), "{}", got[0].body);
+    let (_, fsas) = dev.get(&format!("/edev/{id}/fsa?l=10")).await;
+    assert!(fsas.contains("pollRate=\"120\""), "{fsas}");
+    f.post(
+        "/api/v1/sep2-poll-rates",
+        json!({"resource": "DeviceCapability", "seconds": 300}),
+    )
+    .await;
+    let (_, dcap) = dev.get("/dcap").await;
+    assert!(dcap.contains("pollRate=\"300\""), "{dcap}");
+    let (s, _) = f
+        .call(
+            Method::PATCH,
+            "/api/v1/sep2-poll-rates/DeviceCapability",
+            json!({"seconds": 60}),
+        )
+        .await;
+    assert!(s.is_success());
+    let (_, dcap) = dev.get("/dcap").await;
+    assert!(dcap.contains("pollRate=\"60\""), "{dcap}");
+    for bad in [
+        json!({"resource": "Bogus", "seconds": 60}),
+        json!({"resource": "DERList", "seconds": 0}),
+    ] {
+        let (s, body) = f.call(Method::POST, "/api/v1/sep2-poll-rates", bad).await;
+        assert!(s.is_client_error(), "{s} {body}");
+    }
+    let (_, ders) = dev.get(&format!("/edev/{id}/der?l=10")).await;
+    assert!(
+        ders.contains("pollRate=\"900\""),
+        "unchanged default: {ders}"
+    );
+
+    // The program placed in a FunctionSetAssignments of its own: the list (notified)
+    // holds that one, whose DERProgramList holds the program; the default list is empty.
+    f.post(
+        "/api/v1/sep2-function-sets",
+        json!({"id": "doe-fsa", "program_id": "doe", "description": "DOE programme"}),
+    )
+    .await;
+    let got = rx.wait_for("/ok/dev-fsa", 2).await;
+    let n = &got[1].body;
+    assert!(
+        n.contains(&format!("href=\"/edev/{id}/fsa/doe-fsa\"")),
+        "{n}"
+    );
+    assert!(!n.contains(&format!("href=\"/edev/{id}/fsa/1\"")), "{n}");
+    let (s, derp) = dev.get(&format!("/edev/{id}/fsa/doe-fsa/derp?l=10")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        derp.contains(&format!("href=\"/edev/{id}/derp/doe\"")),
+        "{derp}"
+    );
+    let (_, default) = dev.get(&format!("/edev/{id}/derp?l=10")).await;
+    assert!(default.contains("all=\"0\""), "{default}");
+    // That list can be watched too; a FunctionSetAssignments the EndDevice lacks cannot.
+    let set_derp = format!("/edev/{id}/fsa/doe-fsa/derp");
+    let (s, _, body) = dev
+        .subscribe(&id, &set_derp, &format!("{rx_base}/ok/dev-setderp"))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (s, _, body) = dev
+        .subscribe(
+            &id,
+            &format!("/edev/{id}/fsa/nope/derp"),
+            &format!("{rx_base}/ok/x"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        dev.get(&format!("/edev/{id}/fsa/nope")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (s, body) = f
+        .call(
+            Method::POST,
+            "/api/v1/sep2-function-sets",
+            json!({"id": "1", "program_id": "doe", "description": "x"}),
+        )
+        .await;
+    assert!(s.is_client_error(), "{s} {body}");
+
+    // Still nothing for the client whose EndDevice never changed; its own change arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        rx.at("/ok/dev-edev").is_empty(),
+        "{:?}",
+        rx.at("/ok/dev-edev")
+    );
+    f.call(
+        Method::PATCH,
+        &format!("/api/v1/end-devices/{id}"),
+        json!({"device_category": "08"}),
+    )
+    .await;
+    let got = rx.wait_for("/ok/dev-edev", 1).await;
+    assert!(
+        got[0].body.contains(&pki.device.lfdi.to_hex()),
+        "{}",
+        got[0].body
+    );
+    assert!(!got[0].body.contains(&pki.other.lfdi.to_hex()));
+
+    // `limit` bounds the items a list notification carries: two programs in the default
+    // DERProgramList, one per notification.
+    let (s, _, body) = dev
+        .subscribe_xml(
+            &id,
+            &subscription(
+                &format!("/edev/{id}/derp"),
+                &format!("{rx_base}/ok/dev-derp"),
+                0,
+                1,
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    for (p, primacy) in [("p2", 2), ("p3", 3)] {
+        f.post(
+            "/api/v1/control-programs",
+            json!({"id": p, "name": p, "primacy": primacy, "target_kind": "site", "target_id": "s1"}),
+        )
+        .await;
+    }
+    let deadline = Instant::now() + WAIT;
+    let both = loop {
+        let got = rx.at("/ok/dev-derp");
+        if let Some(n) = got.iter().find(|r| r.body.contains("all=\"2\"")) {
+            break n.body.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no notification with both programs: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(both.contains("results=\"1\""), "{both}");
+    assert_eq!(both.matches("<DERProgram ").count(), 1, "{both}");
+
+    // The operator puts the program back: the subscription to the list that went away
+    // gets a Notification with status 4 (resource deleted), and is removed.
+    let (s, body) = f
+        .call(
+            Method::DELETE,
+            "/api/v1/sep2-function-sets/doe-fsa",
+            json!({}),
+        )
+        .await;
+    assert!(s.is_success(), "{s} {body}");
+    let got = rx.wait_for("/ok/dev-setderp", 1).await;
+    let gone = got.last().unwrap();
+    assert!(gone.body.contains("<status>4</status>"), "{}", gone.body);
+    assert!(
+        gone.body.contains(&format!(
+            "<subscribedResource>{set_derp}</subscribedResource>"
+        )),
+        "{}",
+        gone.body
+    );
+    // The removal follows the notification; wait for it, bounded.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, subs) = dev.get(&format!("/edev/{id}/sub?l=10")).await;
+        if !subs.contains(&set_derp) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still subscribed: {subs}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    if let Some(schemas) = schemas() {
+        let mut docs = std::mem::take(&mut *dev.docs.lock().unwrap());
+        for (i, r) in rx
+            .at("/ok/dev-fsa")
+            .iter()
+            .chain(rx.at("/ok/dev-edev").iter())
+            .enumerate()
+        {
+            docs.push(Doc {
+                name: format!("list-notification-{i}"),
+                xml: r.body.clone(),
+            });
+        }
+        validate(
+            &schemas,
+            schemas.csipaus(CsipAusVersion::V1_3),
+            "list-subscriptions",
+            &docs,
+        );
+    }
+    f.stop().await;
 }

@@ -80,6 +80,10 @@ pub fn router(state: AppState) -> Router {
     resources::register::<DefaultControlRecord>(&mut api);
     resources::register::<DerCurveRecord>(&mut api);
     resources::register::<EndDeviceRecord>(&mut api);
+    // 2030.5 settings the utility changes at run time: poll rates, programs placed in
+    // FunctionSetAssignments of their own.
+    resources::register::<crate::protocol::sep2::poll_rates::PollRateRecord>(&mut api);
+    resources::register::<crate::protocol::sep2::function_sets::FunctionSetRecord>(&mut api);
     // Devices create mirror usage points over 2030.5; the operator reads and clears them.
     resources::register_read_delete::<MirrorUsagePointRecord>(&mut api);
     resources::register_read_delete::<LogEventRecord>(&mut api);

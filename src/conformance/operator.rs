@@ -77,6 +77,8 @@ pub struct Operator {
     rating_w: f64,
     pin: u32,
     fixtures: BTreeMap<Role, Fixture>,
+    /// See [`super::RunnerConfig::time_scale`].
+    time_scale: f64,
 }
 
 impl Operator {
@@ -95,7 +97,17 @@ impl Operator {
             rating_w,
             pin,
             fixtures: BTreeMap::new(),
+            time_scale: 1.0,
         }
+    }
+
+    /// Multiplies the start offsets and durations of the controls it creates by `scale`
+    /// (see [`super::RunnerConfig::time_scale`]).
+    pub fn with_time_scale(mut self, scale: f64) -> Self {
+        if scale.is_finite() && scale > 0.0 {
+            self.time_scale = scale;
+        }
+        self
     }
 
     /// Why Switchyard's operator API cannot perform `action`, if it cannot.
@@ -104,13 +116,7 @@ impl Operator {
             OperatorAction::Access { .. } => Some(
                 "a client's access cannot be withdrawn (an EndDevice can only be disabled, and stays visible)",
             ),
-            OperatorAction::PollRate { .. } => Some(
-                "poll rates are configuration (sep2.poll_rate_seconds), not per resource at run time",
-            ),
             OperatorAction::PostRate { .. } => Some("post rates cannot be set"),
-            OperatorAction::SeparateFunctionSets { .. } => {
-                Some("every program is served in the EndDevice's single FunctionSetAssignments")
-            }
             OperatorAction::ClearMirrors { .. } => Some("MirrorUsagePoints cannot be removed"),
             _ => None,
         }
@@ -159,17 +165,20 @@ impl Operator {
                     // rampTms is hundredths of a second; the operator API takes seconds.
                     m.insert("ramp_s".into(), json!(f64::from(*t) / 100.0));
                 }
+                let time_scale = self.time_scale;
                 let fixture = self.fixture(role).await?;
+                let scale = |s: i64| scale_secs(time_scale, s);
+                let span = |d: u32| u32::try_from(scale(i64::from(d))).unwrap_or(d);
                 let (start, duration) = match state {
                     ControlState::Active => (
-                        now + start_offset_s.unwrap_or(-5),
-                        duration_s.unwrap_or(3600),
+                        now + start_offset_s.map_or(-5, scale),
+                        duration_s.map_or(3600, span),
                     ),
                     ControlState::Scheduled => {
-                        let d = duration_s.unwrap_or(300);
+                        let d = span(duration_s.unwrap_or(300));
                         let s = match start_offset_s {
-                            Some(o) => now + o,
-                            None => (now + 300).max(fixture.schedule_end + 10),
+                            Some(o) => now + scale(*o),
+                            None => (now + scale(300)).max(fixture.schedule_end + scale(10)),
                         };
                         (s, d)
                     }
@@ -231,7 +240,14 @@ impl Operator {
                         )
                         .await?;
                     let items = page["items"].as_array().cloned().unwrap_or_default();
-                    for c in items.iter().filter(|c| c["cancelled_at"].is_null()) {
+                    // A control that has ended is over; cancelling it would bring it back
+                    // into the list as Cancelled.
+                    let running = |c: &&Value| {
+                        let end = c["start"].as_i64().unwrap_or(0)
+                            + c["duration_s"].as_i64().unwrap_or(0);
+                        c["cancelled_at"].is_null() && end > now
+                    };
+                    for c in items.iter().filter(running) {
                         let id = c["id"].as_str().unwrap_or_default();
                         self.call(
                             "POST",
@@ -244,10 +260,46 @@ impl Operator {
                 }
                 Ok(())
             }
+            OperatorAction::PollRate { resource, seconds } => {
+                let path = format!("/api/v1/sep2-poll-rates/{resource}");
+                let set = self
+                    .call(
+                        "PATCH",
+                        &path,
+                        Some(json!({ "seconds": seconds })),
+                        &[StatusCode::NOT_FOUND],
+                    )
+                    .await?;
+                if set.is_null() {
+                    self.call(
+                        "POST",
+                        "/api/v1/sep2-poll-rates",
+                        Some(json!({ "resource": resource, "seconds": seconds })),
+                        &[],
+                    )
+                    .await?;
+                }
+                Ok(())
+            }
+            OperatorAction::SeparateFunctionSets { .. } => {
+                let programs = self.fixture(role).await?.programs.clone();
+                for (id, primacy) in programs {
+                    self.call(
+                        "POST",
+                        "/api/v1/sep2-function-sets",
+                        Some(json!({
+                            "id": format!("{id}-fsa"),
+                            "program_id": id,
+                            "description": format!("Program of primacy {primacy}"),
+                        })),
+                        &[StatusCode::CONFLICT],
+                    )
+                    .await?;
+                }
+                Ok(())
+            }
             OperatorAction::Access { .. }
-            | OperatorAction::PollRate { .. }
             | OperatorAction::PostRate { .. }
-            | OperatorAction::SeparateFunctionSets { .. }
             | OperatorAction::ClearMirrors { .. } => unreachable!("refused above"),
         }
     }
@@ -434,6 +486,16 @@ impl Operator {
         }
         Ok(())
     }
+}
+
+/// `secs` of procedure time as server time under `scale`: whole seconds (what 2030.5
+/// carries), and never 0 for a non-zero span.
+fn scale_secs(scale: f64, secs: i64) -> i64 {
+    if scale == 1.0 || secs == 0 {
+        return secs;
+    }
+    let s = (secs as f64 * scale).round() as i64;
+    if s == 0 { secs.signum() } else { s }
 }
 
 /// Envelope values as the operator API's `modes` object (SI units; setGradW converted from

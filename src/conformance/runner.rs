@@ -65,6 +65,16 @@ pub struct RunnerConfig {
     pub notify_listen: Option<SocketAddr>,
     /// The base URL the server should send notifications to (default `http://<listen>`).
     pub notify_url: Option<String>,
+    /// Compresses the time of procedures tagged `long-running`: their waits (`wait_s`),
+    /// repeat intervals and the start offsets and durations of the controls the operator
+    /// set-up creates for them are multiplied by this (1.0: real time). Other procedures
+    /// check durations as given and always run in real time. Deadlines (`retry_s`, `within_s`) are not: they only bound how long a
+    /// check may take to hold. For servers whose controls come from the runner's own
+    /// operator set-up, so that procedures that take hours run in CI.
+    pub time_scale: f64,
+    /// Most runs of a repeated step (`repeat.times`), if capped; a capped step says so in
+    /// its report.
+    pub max_repeats: Option<u32>,
 }
 
 impl RunnerConfig {
@@ -86,6 +96,8 @@ impl RunnerConfig {
             request_timeout: Duration::from_secs(15),
             notify_listen: None,
             notify_url: None,
+            time_scale: 1.0,
+            max_repeats: None,
         }
     }
 }
@@ -246,6 +258,7 @@ impl Runner {
                     self.config.rating_w,
                     self.config.pin,
                 )
+                .with_time_scale(self.time_scale(p))
             }),
             skipped,
             skipped_checks: 0,
@@ -381,6 +394,25 @@ impl Runner {
         None
     }
 
+    /// The time scale of `p` (see [`RunnerConfig::time_scale`]).
+    fn time_scale(&self, p: &Procedure) -> f64 {
+        if p.requires.iter().any(|t| t == "long-running") {
+            self.config.time_scale
+        } else {
+            1.0
+        }
+    }
+
+    /// `secs` of `p`'s time in wall-clock time (see [`RunnerConfig::time_scale`]).
+    fn scaled(&self, p: &Procedure, secs: u64) -> Duration {
+        let scale = self.time_scale(p);
+        if scale.is_finite() && scale > 0.0 {
+            Duration::from_secs_f64(secs as f64 * scale)
+        } else {
+            Duration::from_secs(secs)
+        }
+    }
+
     fn base_vars(&self, p: &Procedure) -> Vars {
         let mut v = Vars::new();
         v.insert("rating_w".into(), self.config.rating_w.to_string());
@@ -441,9 +473,17 @@ impl Runner {
             return Ok(());
         }
         if let Some(r) = step.repeat {
-            for i in 0..r.times {
+            let times = self.config.max_repeats.map_or(r.times, |m| r.times.min(m));
+            if times < r.times {
+                tracing::info!(
+                    step = %step.name,
+                    times, of = r.times,
+                    "repeated step capped by max_repeats"
+                );
+            }
+            for i in 0..times {
                 if i > 0 {
-                    tokio::time::sleep(Duration::from_secs(r.every_s)).await;
+                    tokio::time::sleep(self.scaled(ctx.procedure, r.every_s)).await;
                 }
                 self.attempt_with_retry(ctx, step, role)
                     .await
@@ -503,7 +543,7 @@ impl Runner {
         } else if let Some(s) = &step.send {
             self.send(client, s, vars).await?
         } else if let Some(secs) = step.wait_s {
-            tokio::time::sleep(Duration::from_secs(secs)).await;
+            tokio::time::sleep(self.scaled(ctx.procedure, secs)).await;
             ActionResult::default()
         } else if let Some(t) = &step.tls {
             self.tls_probe(client, t).await?;
@@ -854,7 +894,7 @@ impl Runner {
                 .unwrap_or_default();
             if !bodies.is_empty() {
                 let mut docs = Vec::new();
-                for (ct, body) in bodies {
+                for (ct, body) in latest_per_resource(bodies) {
                     let href = format!("notification on {key}");
                     docs.push(validate_document(&href, ct.as_deref(), body.as_bytes())?);
                 }
@@ -874,6 +914,27 @@ impl Runner {
             let _ = tokio::time::timeout(left, arrived).await;
         }
     }
+}
+
+/// The last of `bodies` for each subscribed resource, in arrival order. A 2030.5
+/// notification carries the whole resource as it is now, so the latest one is what the
+/// subscriber knows; earlier ones (sent as the resource changed in steps) are history.
+fn latest_per_resource(bodies: Vec<Delivery>) -> Vec<Delivery> {
+    let resource = |body: &str| {
+        let start = body.find("<subscribedResource>")? + "<subscribedResource>".len();
+        let end = body[start..].find("</subscribedResource>")?;
+        Some(body[start..start + end].to_owned())
+    };
+    let mut kept: Vec<(Option<String>, Delivery)> = Vec::new();
+    for d in bodies {
+        let r = resource(&d.1);
+        // Documents without a subscribedResource are each kept (and fail validation).
+        if r.is_some() {
+            kept.retain(|(k, _)| k != &r);
+        }
+        kept.push((r, d));
+    }
+    kept.into_iter().map(|(_, d)| d).collect()
 }
 
 fn client_state(
@@ -1155,6 +1216,25 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notification_checks_see_the_latest_per_resource() {
+        let n = |res: &str, v: u32| {
+            (
+                Some(SEP_XML.to_owned()),
+                format!(
+                    "<Notification><subscribedResource>{res}</subscribedResource><v>{v}</v></Notification>"
+                ),
+            )
+        };
+        let kept = latest_per_resource(vec![n("/edev", 1), n("/a/derc", 2), n("/edev", 3)]);
+        let bodies: Vec<&str> = kept.iter().map(|d| d.1.as_str()).collect();
+        assert_eq!(bodies.len(), 2);
+        assert!(bodies[0].contains("<v>2</v>") && bodies[1].contains("<v>3</v>"));
+        // Documents that name no resource are all kept.
+        let odd = (None, "<x/>".to_owned());
+        assert_eq!(latest_per_resource(vec![odd.clone(), odd]).len(), 2);
+    }
 
     #[test]
     fn documents_need_the_media_type_namespace_and_a_decodable_root() {

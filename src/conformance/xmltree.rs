@@ -256,11 +256,21 @@ impl Element {
         self.children.iter().find(|c| c.name == name)
     }
 
+    /// For a 2030.5 Notification's `Resource`, the type its `xsi:type` names: such an
+    /// element is selected by that type's name, as the document it carries would be.
+    fn resource_type(&self) -> Option<&str> {
+        if self.name != "Resource" {
+            return None;
+        }
+        let t = self.attr("type")?;
+        Some(t.rsplit_once(':').map_or(t, |(_, local)| local))
+    }
+
     fn matches(&self, step: &PathStep) -> bool {
         match step {
             PathStep::Any => true,
             PathStep::Name { name, pred } => {
-                self.name == *name
+                (self.name == *name || self.resource_type() == Some(name.as_str()))
                     && pred.as_ref().is_none_or(|(k, v)| {
                         self.relative(k).is_ok_and(|nodes| {
                             nodes.iter().any(|n| n.text().eq_ignore_ascii_case(v))
@@ -367,6 +377,27 @@ mod tests {
         let el = exp[0].element().unwrap();
         assert_eq!(el.ns.as_deref(), Some("https://csipaus.org/ns/v1.3"));
         assert_eq!(el.child("value").unwrap().text, "150");
+    }
+
+    #[test]
+    fn a_notification_resource_is_selected_by_its_xsi_type() {
+        let root = parse(
+            r#"<Notification xmlns="urn:ieee:std:2030.5:ns" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><subscribedResource>/edev</subscribedResource><Resource xsi:type="EndDeviceList" all="1" results="1" pollRate="30"><EndDevice><lFDI>AB</lFDI></EndDevice></Resource><status>0</status></Notification>"#,
+        )
+        .unwrap();
+        let lists = root.select("EndDeviceList").unwrap();
+        assert_eq!(lists.len(), 1);
+        assert_eq!(
+            root.select("EndDeviceList/@pollRate").unwrap()[0].text(),
+            "30"
+        );
+        assert_eq!(
+            root.select("Notification/Resource/EndDevice")
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(root.select("DERControlList").unwrap().is_empty());
     }
 
     #[test]

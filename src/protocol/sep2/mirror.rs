@@ -735,7 +735,7 @@ async fn list(
             href: Some("/mup".into()),
             all,
             results: docs.len() as u32,
-            poll_rate: Some(state.settings.poll_rate),
+            poll_rate: Some(state.poll_rate("MirrorUsagePointList").await?),
             mirror_usage_points: docs,
         },
     )

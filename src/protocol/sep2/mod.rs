@@ -6,11 +6,13 @@
 pub mod convert;
 pub mod curves;
 pub mod device_info;
+pub mod function_sets;
 pub mod log_events;
 pub mod mirror;
 pub mod model;
 pub mod notifier;
 pub mod poll_cache;
+pub mod poll_rates;
 pub mod proxy;
 pub mod read_model;
 pub mod records;

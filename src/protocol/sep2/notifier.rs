@@ -37,17 +37,26 @@
 //! - Changes the feed does not carry (other nodes on the same database, the passage of
 //!   time turning a scheduled control active) are not notified; clients poll at `pollRate`.
 //!
+//! A new subscription's resource is rendered once as it is created, before the client gets
+//! its 201 ([`baseline`]), and that rendering is taken as already known to the subscriber
+//! (it can GET it), without being sent: so a later change that leaves the subscriber's view as it was (another
+//! client's EndDevice, another device's program) sends nothing, even as the first change
+//! after subscribing.
+//!
 //! When the watched resource disappears (its program no longer reaches the EndDevice), the
 //! subscriber gets a `Notification` with status 4 (subscription cancelled, resource
 //! deleted) and the subscription is removed. A DefaultDERControl that is deleted while its
 //! program remains is not announced; the subscription stays and notifies again when a
 //! default is set.
 
+use super::function_sets::FunctionSetRecord;
 use super::model::{DerControlList, Notification, SepResource};
+use super::poll_rates::PollRateRecord;
 use super::records::EndDeviceRecord;
 use super::server::{
-    ListQuery, SEP_XML, Sep2Error, Sep2State, control_list_doc, default_control_doc,
-    program_list_doc, programs_for,
+    Caller, ListQuery, SEP_XML, Sep2Error, Sep2State, control_list_doc, default_control_doc,
+    end_device_list_doc, fsa_list_doc, function_set, program_list_doc, programs_for,
+    set_program_list_doc,
 };
 use super::subscriptions::{Subscribed, SubscriptionRecord};
 use super::xml;
@@ -182,6 +191,12 @@ pub fn classify(change: &Change) -> Option<Classified> {
         c if c == SubscriptionRecord::COLLECTION && change.kind == ChangeKind::Deleted => {
             Some(Classified::SubscriptionDeleted(key))
         }
+        // pollRates appear in every list; a program moved into (or out of) a
+        // FunctionSetAssignments of its own changes FunctionSetAssignments and DERProgram
+        // lists of every EndDevice it reaches.
+        c if c == PollRateRecord::COLLECTION || c == FunctionSetRecord::COLLECTION => {
+            Some(Classified::Affects(Affects::Everything))
+        }
         _ => None,
     }
 }
@@ -191,11 +206,16 @@ pub fn classify(change: &Change) -> Option<Classified> {
 pub fn affects(s: &Subscribed, end_device: &str, a: &Affects) -> bool {
     match a {
         Affects::Everything => true,
-        Affects::EndDevice(e) => e == end_device,
+        // Any EndDevice may be one the subscriber's certificate sees in the EndDeviceList;
+        // renderings that did not change are not sent.
+        Affects::EndDevice(e) => e == end_device || matches!(s, Subscribed::EndDeviceList),
         Affects::Controls(p) => matches!(s, Subscribed::Controls { program, .. } if program == p),
         Affects::Default(p) => matches!(s, Subscribed::Default { program, .. } if program == p),
         Affects::Program(p) => match s {
-            Subscribed::ProgramList { .. } => true,
+            Subscribed::EndDeviceList => false,
+            Subscribed::ProgramList { .. }
+            | Subscribed::SetProgramList { .. }
+            | Subscribed::FunctionSets { .. } => true,
             Subscribed::Controls { program, .. } | Subscribed::Default { program, .. } => {
                 program == p
             }
@@ -231,9 +251,33 @@ fn fingerprint(body: &[u8]) -> u64 {
     h.finish()
 }
 
-/// The last fingerprint queued per subscription, shared by the dispatcher (which sets it)
-/// and the workers (which check it before each attempt and forget it when they give up).
-type Latest = Arc<Mutex<HashMap<String, u64>>>;
+/// The last fingerprint queued per subscription, shared by the dispatcher (which sets it),
+/// the workers (which check it before each attempt and forget it when they give up) and the
+/// subscription handler (which sets a new subscription's [`baseline`]). Lives in
+/// [`Sep2State::notified`].
+pub type Latest = Arc<Mutex<HashMap<String, u64>>>;
+
+/// Records what a new subscription's resource renders to now as known to its subscriber
+/// (it can GET it), so that the first notification is for a change that alters it. Called
+/// before the subscription's 201 is sent, so any change the client makes happen afterwards
+/// is a change from this rendering.
+pub async fn baseline(state: &Sep2State, sub: &SubscriptionRecord) {
+    let Ok(target) = sub.subscribed() else {
+        return;
+    };
+    match render(state, sub, &target).await {
+        Ok(Rendered::Send(body)) => {
+            lock(&state.notified)
+                .entry(sub.id.clone())
+                .or_insert_with(|| fingerprint(&body));
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(
+            subscription = %sub.href(), error = %e,
+            "cannot render a new subscription's resource"
+        ),
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding these locks leaves plain data behind; carry on with it.
@@ -273,11 +317,12 @@ pub fn spawn(
         .connect_timeout(settings.timeout)
         .timeout(settings.timeout)
         .build()?;
+    let latest = state.notified.clone();
     let dispatcher = Dispatcher {
         state,
         client,
         settings,
-        latest: Arc::default(),
+        latest,
         endpoints: HashMap::new(),
         workers: JoinSet::new(),
         shutdown,
@@ -388,6 +433,10 @@ impl Dispatcher {
         for id in &work.deleted {
             lock(&self.latest).remove(id);
         }
+        self.notify(&mut work).await;
+    }
+
+    async fn notify(&mut self, work: &mut Work) {
         for key in std::mem::take(&mut work.controls) {
             match self.state.registry.get::<ControlRecord>(&key).await {
                 Ok(c) => {
@@ -472,13 +521,16 @@ impl Dispatcher {
                 Affects::Program(p) => {
                     binds.push(p.clone());
                     clauses.push(format!(
-                        "(program_id = ${} OR resource_kind = 'derp')",
+                        "(program_id = ${} OR resource_kind IN ('derp', 'fsa', 'fsaderp'))",
                         binds.len()
                     ));
                 }
                 Affects::EndDevice(e) => {
                     binds.push(e.clone());
-                    clauses.push(format!("end_device_id = ${}", binds.len()));
+                    clauses.push(format!(
+                        "(end_device_id = ${} OR resource_kind = 'edev')",
+                        binds.len()
+                    ));
                 }
             }
         }
@@ -595,8 +647,38 @@ async fn render(
         None => None,
     };
     let body = match (target, program) {
+        (Subscribed::EndDeviceList, _) => {
+            // The list as the certificate that holds the subscription sees it: an
+            // aggregator's EndDevices are those it registered.
+            let caller = Caller {
+                lfdi: ed.owner_lfdi.clone().unwrap_or_else(|| ed.lfdi.clone()),
+                aggregator: ed.owner_lfdi.is_some(),
+            };
+            notification(
+                state,
+                sub,
+                end_device_list_doc(state, &caller, &window).await?,
+            )?
+        }
+        (Subscribed::FunctionSets { .. }, _) => {
+            notification(state, sub, fsa_list_doc(state, &ed, &window).await?)?
+        }
         (Subscribed::ProgramList { .. }, _) => {
             notification(state, sub, program_list_doc(state, &ed, &window).await?)?
+        }
+        (Subscribed::SetProgramList { fsa, .. }, _) => {
+            // The FunctionSetAssignments is gone when its record is deleted or its program
+            // no longer reaches the EndDevice.
+            let set = match function_set(state, &ed, fsa).await {
+                Ok(set) => set,
+                Err(Sep2Error::NotFound) => return Ok(Rendered::Gone(cancellation(state, sub)?)),
+                Err(e) => return Err(e),
+            };
+            notification(
+                state,
+                sub,
+                set_program_list_doc(state, &ed, &set, &window).await?,
+            )?
         }
         (Subscribed::Controls { .. }, Some(p)) => notification(
             state,

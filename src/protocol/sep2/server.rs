@@ -15,6 +15,7 @@
 //! ([`super::device_info`]). Every GET also answers HEAD.
 
 use super::convert::{self, mrid_for};
+use super::function_sets::{self, DEFAULT_FSA, FunctionSet};
 use super::model::{
     DefaultDerControl, Der, DerControlList, DerList, DerProgram, DerProgramList, DeviceCapability,
     EndDevice, EndDeviceList, FunctionSetAssignments, FunctionSetAssignmentsList, Link, ListLink,
@@ -22,6 +23,7 @@ use super::model::{
 };
 use super::model::{DerAvailability, DerCapability, DerSettings, DerStatus};
 use super::poll_cache::{PollCache, PollKey};
+use super::poll_rates::PollRates;
 use super::read_model::ReadModel;
 use super::records::{DerResource, EndDeviceRecord, get_der_resource, put_der_resource};
 use super::tls::PeerIdentity;
@@ -71,6 +73,11 @@ pub struct Sep2State {
     pub poll_cache: Arc<PollCache>,
     /// The registry rows the poll path renders from (see [`super::read_model`]).
     pub read_model: Arc<ReadModel>,
+    /// pollRates set at run time (see [`super::poll_rates`]).
+    pub poll_rates: Arc<PollRates>,
+    /// What each subscription's subscriber was last sent or knows (see
+    /// [`super::notifier::baseline`]).
+    pub notified: super::notifier::Latest,
 }
 
 impl Sep2State {
@@ -86,12 +93,21 @@ impl Sep2State {
     ) -> Self {
         let poll_cache = PollCache::attached(&registry, cache_max_age_s, cache_max_bytes);
         let read_model = ReadModel::attached(&registry, cache_max_age_s);
+        let poll_rates = PollRates::attached(&registry, settings.poll_rate, cache_max_age_s);
         Sep2State {
             registry,
             settings: Arc::new(settings),
             poll_cache,
             read_model,
+            poll_rates,
+            notified: Default::default(),
         }
+    }
+
+    /// The pollRate to announce on `resource` (a 2030.5 resource name from
+    /// [`super::poll_rates::RESOURCES`]).
+    pub async fn poll_rate(&self, resource: &str) -> Result<u32> {
+        Ok(self.poll_rates.get(&self.registry, resource).await?)
     }
 }
 
@@ -179,7 +195,8 @@ pub fn router(state: Sep2State) -> Router {
         .route("/edev/{edev}", get(end_device))
         .route("/edev/{edev}/rg", get(registration))
         .route("/edev/{edev}/fsa", get(fsa_list))
-        .route("/edev/{edev}/fsa/1", get(fsa))
+        .route("/edev/{edev}/fsa/{fsa}", get(fsa))
+        .route("/edev/{edev}/fsa/{fsa}/derp", get(fsa_program_list))
         .route("/edev/{edev}/derp", get(program_list))
         .route("/edev/{edev}/derp/{prog}", get(program))
         .route("/edev/{edev}/derp/{prog}/derc", get(control_list))
@@ -358,7 +375,7 @@ async fn device_capability(
         &state,
         &DeviceCapability {
             href: Some("/dcap".into()),
-            poll_rate: Some(state.settings.poll_rate),
+            poll_rate: Some(state.poll_rate("DeviceCapability").await?),
             time_link: Some(Link::new("/tm")),
             end_device_list_link: Some(ListLink::with_all("/edev", count)),
             mirror_usage_point_list_link: Some(ListLink::with_all("/mup", mirrors)),
@@ -406,7 +423,13 @@ pub(crate) async fn visible_end_devices(
         .collect::<std::result::Result<_, _>>()?)
 }
 
-fn end_device_doc(ed: &EndDeviceRecord, csipaus: bool) -> EndDevice {
+/// An EndDevice as served, with the number of its FunctionSetAssignments.
+async fn end_device_view(state: &Sep2State, ed: &EndDeviceRecord) -> Result<EndDevice> {
+    let sets = function_sets_for(state, ed).await?.len() as u32;
+    Ok(end_device_doc(ed, state.settings.csipaus.is_some(), sets))
+}
+
+fn end_device_doc(ed: &EndDeviceRecord, csipaus: bool, function_sets: u32) -> EndDevice {
     let base = format!("/edev/{}", ed.id);
     EndDevice {
         href: Some(base.clone()),
@@ -415,7 +438,10 @@ fn end_device_doc(ed: &EndDeviceRecord, csipaus: bool) -> EndDevice {
         s_fdi: ed.sfdi,
         changed_time: ed.changed_time,
         enabled: Some(ed.enabled),
-        function_set_assignments_list_link: Some(ListLink::with_all(format!("{base}/fsa"), 1)),
+        function_set_assignments_list_link: Some(ListLink::with_all(
+            format!("{base}/fsa"),
+            function_sets,
+        )),
         registration_link: Some(Link::new(format!("{base}/rg"))),
         device_information_link: Some(Link::new(format!("{base}/di"))),
         log_event_list_link: Some(ListLink::new(format!("{base}/lel"))),
@@ -432,26 +458,33 @@ async fn end_device_list(
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
     let caller = caller(&state, &peer);
-    let devices: Vec<EndDeviceRecord> = visible_end_devices(&state, &caller)
+    xml(&state, &end_device_list_doc(&state, &caller, &q).await?)
+}
+
+/// The EndDeviceList `caller` sees, windowed by `q` (also what its notifications carry).
+pub(crate) async fn end_device_list_doc(
+    state: &Sep2State,
+    caller: &Caller,
+    q: &ListQuery,
+) -> Result<EndDeviceList> {
+    let devices: Vec<EndDeviceRecord> = visible_end_devices(state, caller)
         .await?
         .into_iter()
         .filter(|ed| q.a.is_none_or(|a| ed.changed_time > a))
         .collect();
     let (all, page) = q.window(devices);
-    xml(
-        &state,
-        &EndDeviceList {
-            href: Some("/edev".into()),
-            subscribable: Some(0),
-            all,
-            results: page.len() as u32,
-            poll_rate: Some(state.settings.poll_rate),
-            end_devices: page
-                .iter()
-                .map(|ed| end_device_doc(ed, state.settings.csipaus.is_some()))
-                .collect(),
-        },
-    )
+    let mut end_devices = Vec::with_capacity(page.len());
+    for ed in &page {
+        end_devices.push(end_device_view(state, ed).await?);
+    }
+    Ok(EndDeviceList {
+        href: Some("/edev".into()),
+        subscribable: Some(1),
+        all,
+        results: page.len() as u32,
+        poll_rate: Some(state.poll_rate("EndDeviceList").await?),
+        end_devices,
+    })
 }
 
 /// In-band registration (POST /edev). A device certificate may register only its own LFDI;
@@ -536,10 +569,7 @@ async fn end_device(
     Path(id): Path<String>,
 ) -> Result<Response> {
     let ed = visible_end_device(&state, &caller(&state, &peer), &id).await?;
-    xml(
-        &state,
-        &end_device_doc(&ed, state.settings.csipaus.is_some()),
-    )
+    xml(&state, &end_device_view(&state, &ed).await?)
 }
 
 async fn registration(
@@ -559,18 +589,85 @@ async fn registration(
     )
 }
 
-fn fsa_doc(ed: &EndDeviceRecord, programs: u32) -> FunctionSetAssignments {
+fn fsa_doc(ed: &EndDeviceRecord, set: &FunctionSet) -> FunctionSetAssignments {
     FunctionSetAssignments {
-        href: Some(format!("/edev/{}/fsa/1", ed.id)),
+        href: Some(format!("/edev/{}/fsa/{}", ed.id, set.id)),
         der_program_list_link: Some(ListLink::with_all(
-            format!("/edev/{}/derp", ed.id),
-            programs,
+            fsa_program_list_href(ed, &set.id),
+            set.programs.len() as u32,
         )),
         time_link: Some(Link::new("/tm")),
-        m_rid: mrid_for(&format!("fsa:{}", ed.id)),
-        description: Some("Operating envelopes".into()),
+        // The default set keeps the mRID it had before sets could be placed apart.
+        m_rid: if set.id == DEFAULT_FSA {
+            mrid_for(&format!("fsa:{}", ed.id))
+        } else {
+            mrid_for(&format!("fsa:{}:{}", ed.id, set.id))
+        },
+        description: Some(set.description.clone()),
         ..FunctionSetAssignments::default()
     }
+}
+
+/// Where a FunctionSetAssignments' DERProgramList is served.
+fn fsa_program_list_href(ed: &EndDeviceRecord, fsa: &str) -> String {
+    if fsa == DEFAULT_FSA {
+        format!("/edev/{}/derp", ed.id)
+    } else {
+        format!("/edev/{}/fsa/{fsa}/derp", ed.id)
+    }
+}
+
+/// The FunctionSetAssignments an EndDevice sees (see [`super::function_sets`]).
+pub(crate) async fn function_sets_for(
+    state: &Sep2State,
+    ed: &EndDeviceRecord,
+) -> Result<Vec<FunctionSet>> {
+    let programs = programs_for(state, ed).await?;
+    Ok(function_sets::arrange(&state.registry, programs).await?)
+}
+
+/// One FunctionSetAssignments of an EndDevice, or 404. The default one always exists.
+pub(crate) async fn function_set(
+    state: &Sep2State,
+    ed: &EndDeviceRecord,
+    fsa: &str,
+) -> Result<FunctionSet> {
+    let programs = programs_for(state, ed).await?;
+    let sets = function_sets::arrange(&state.registry, programs).await?;
+    if let Some(found) = sets.iter().find(|s| s.id == fsa) {
+        return Ok(found.clone());
+    }
+    if fsa == DEFAULT_FSA {
+        return Ok(FunctionSet {
+            id: DEFAULT_FSA.into(),
+            description: "Operating envelopes".into(),
+            programs: Vec::new(),
+        });
+    }
+    Err(Sep2Error::NotFound)
+}
+
+/// An EndDevice's FunctionSetAssignmentsList, windowed by `q` (also what its notifications
+/// carry).
+pub(crate) async fn fsa_list_doc(
+    state: &Sep2State,
+    ed: &EndDeviceRecord,
+    q: &ListQuery,
+) -> Result<FunctionSetAssignmentsList> {
+    let docs: Vec<FunctionSetAssignments> = function_sets_for(state, ed)
+        .await?
+        .iter()
+        .map(|set| fsa_doc(ed, set))
+        .collect();
+    let (all, page) = q.window(docs);
+    Ok(FunctionSetAssignmentsList {
+        href: Some(format!("/edev/{}/fsa", ed.id)),
+        subscribable: Some(1),
+        all,
+        results: page.len() as u32,
+        poll_rate: Some(state.poll_rate("FunctionSetAssignmentsList").await?),
+        function_set_assignments: page,
+    })
 }
 
 /// The control programs that reach an EndDevice, in primacy order.
@@ -603,20 +700,7 @@ async fn fsa_list(
 ) -> Result<Response> {
     cached(&state, &peer, &uri, || async {
         let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
-        let programs = programs_for(&state, &ed).await?.len() as u32;
-        let (all, page) = q.window(vec![fsa_doc(&ed, programs)]);
-        rendered(
-            &state,
-            &FunctionSetAssignmentsList {
-                href: Some(format!("/edev/{}/fsa", ed.id)),
-                subscribable: Some(0),
-                all,
-                results: page.len() as u32,
-                poll_rate: Some(state.settings.poll_rate),
-                function_set_assignments: page,
-            },
-            None,
-        )
+        rendered(&state, &fsa_list_doc(&state, &ed, &q).await?, None)
     })
     .await
 }
@@ -625,12 +709,36 @@ async fn fsa(
     State(state): State<Sep2State>,
     Extension(peer): Extension<PeerIdentity>,
     uri: Uri,
-    Path(id): Path<String>,
+    Path((id, fsa)): Path<(String, String)>,
 ) -> Result<Response> {
     cached(&state, &peer, &uri, || async {
         let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
-        let programs = programs_for(&state, &ed).await?.len() as u32;
-        rendered(&state, &fsa_doc(&ed, programs), None)
+        let set = function_set(&state, &ed, &fsa).await?;
+        rendered(&state, &fsa_doc(&ed, &set), None)
+    })
+    .await
+}
+
+/// The DERProgramList of a FunctionSetAssignments placed apart (the default one's is
+/// `/edev/{id}/derp`).
+async fn fsa_program_list(
+    State(state): State<Sep2State>,
+    Extension(peer): Extension<PeerIdentity>,
+    uri: Uri,
+    Path((id, fsa)): Path<(String, String)>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response> {
+    if fsa == DEFAULT_FSA {
+        return Err(Sep2Error::NotFound);
+    }
+    cached(&state, &peer, &uri, || async {
+        let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
+        let set = function_set(&state, &ed, &fsa).await?;
+        rendered(
+            &state,
+            &set_program_list_doc(&state, &ed, &set, &q).await?,
+            None,
+        )
     })
     .await
 }
@@ -666,24 +774,31 @@ async fn program_list(
     .await
 }
 
-/// An EndDevice's DERProgramList, windowed by `q` (also what its notifications carry).
+/// An EndDevice's DERProgramList (its default FunctionSetAssignments' programs), windowed
+/// by `q` (also what its notifications carry).
 pub(crate) async fn program_list_doc(
     state: &Sep2State,
     ed: &EndDeviceRecord,
     q: &ListQuery,
 ) -> Result<DerProgramList> {
-    let docs: Vec<DerProgram> = programs_for(state, ed)
-        .await?
-        .iter()
-        .map(|p| program_doc(ed, p))
-        .collect();
+    let set = function_set(state, ed, DEFAULT_FSA).await?;
+    set_program_list_doc(state, ed, &set, q).await
+}
+
+pub(crate) async fn set_program_list_doc(
+    state: &Sep2State,
+    ed: &EndDeviceRecord,
+    set: &FunctionSet,
+    q: &ListQuery,
+) -> Result<DerProgramList> {
+    let docs: Vec<DerProgram> = set.programs.iter().map(|p| program_doc(ed, p)).collect();
     let (all, page) = q.window(docs);
     Ok(DerProgramList {
-        href: Some(format!("/edev/{}/derp", ed.id)),
+        href: Some(fsa_program_list_href(ed, &set.id)),
         subscribable: Some(1),
         all,
         results: page.len() as u32,
-        poll_rate: Some(state.settings.poll_rate),
+        poll_rate: Some(state.poll_rate("DERProgramList").await?),
         der_programs: page,
     })
 }
@@ -974,7 +1089,7 @@ async fn der_list(
             href: Some(format!("/edev/{}/der", ed.id)),
             all,
             results: page.len() as u32,
-            poll_rate: Some(state.settings.poll_rate),
+            poll_rate: Some(state.poll_rate("DERList").await?),
             ders: page,
         },
     )

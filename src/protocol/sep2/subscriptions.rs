@@ -7,10 +7,13 @@
 //! - `POST /edev/{id}/sub` a Subscription: 201 with `Location: /edev/{id}/sub/{n}`;
 //! - `GET /edev/{id}/sub/{n}`, `DELETE /edev/{id}/sub/{n}` (204).
 //!
-//! A subscription may watch three resources of the same EndDevice, those served with
-//! `subscribable="1"`: its DERProgramList (`/edev/{id}/derp`), and for a program it can see,
-//! the DERControlList (`/edev/{id}/derp/{p}/derc`) and the DefaultDERControl
-//! (`/edev/{id}/derp/{p}/dderc`). Only non-conditional subscriptions with XML encoding are
+//! A subscription may watch the resources served with `subscribable="1"`: the
+//! EndDeviceList (`/edev`, as the subscribing certificate sees it: a device its own
+//! EndDevice, an aggregator the EndDevices it registered), and of the same EndDevice its
+//! FunctionSetAssignmentsList (`/edev/{id}/fsa`), its DERProgramList (`/edev/{id}/derp`),
+//! the DERProgramList of a FunctionSetAssignments placed apart (`/edev/{id}/fsa/{f}/derp`),
+//! and for a program it can see, the DERControlList (`/edev/{id}/derp/{p}/derc`) and the
+//! DefaultDERControl (`/edev/{id}/derp/{p}/dderc`). Only non-conditional subscriptions with XML encoding are
 //! taken. Anything else is a 400 that names the field, and nothing is stored. Posting the
 //! same resource and notificationURI again answers with the existing subscription (its
 //! `level` and `limit` updated) rather than creating a second one that would duplicate
@@ -18,10 +21,11 @@
 //!
 //! Delivery is [`super::notifier`]'s job; this module only keeps the subscriptions.
 
+use super::function_sets::DEFAULT_FSA;
 use super::model::{Subscription, SubscriptionList};
 use super::server::{
-    ListQuery, Result, Sep2Error, Sep2State, body_bytes, caller, enabled_end_device, programs_for,
-    read_xml, visible_end_device, xml,
+    ListQuery, Result, Sep2Error, Sep2State, body_bytes, caller, enabled_end_device, function_set,
+    programs_for, read_xml, visible_end_device, xml,
 };
 use super::tls::PeerIdentity;
 use crate::domain::EpochSeconds;
@@ -64,8 +68,9 @@ pub const ENCODING_XML: u8 = 0;
 pub enum SubscriptionError {
     /// The resource cannot be subscribed to (or is not a 2030.5 path at all).
     #[error(
-        "'{0}' cannot be subscribed to; subscribable are /edev/{{id}}/derp, \
-         /edev/{{id}}/derp/{{program}}/derc and /edev/{{id}}/derp/{{program}}/dderc"
+        "'{0}' cannot be subscribed to; subscribable are /edev, /edev/{{id}}/fsa, \
+         /edev/{{id}}/derp, /edev/{{id}}/fsa/{{fsa}}/derp, /edev/{{id}}/derp/{{program}}/derc and \
+         /edev/{{id}}/derp/{{program}}/dderc"
     )]
     NotSubscribable(String),
     /// The notification address is not an absolute http(s) URL we are willing to call.
@@ -79,6 +84,13 @@ pub enum SubscriptionError {
 /// What a subscription watches, parsed from its `subscribedResource`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Subscribed {
+    /// `/edev`: the EndDeviceList as the subscriber's certificate sees it.
+    EndDeviceList,
+    /// `/edev/{id}/fsa`: the EndDevice's FunctionSetAssignmentsList.
+    FunctionSets { end_device: String },
+    /// `/edev/{id}/fsa/{fsa}/derp`: the DERProgramList of a FunctionSetAssignments placed
+    /// apart (never the default one, `1`, whose list is `/edev/{id}/derp`).
+    SetProgramList { end_device: String, fsa: String },
     /// `/edev/{id}/derp`: the EndDevice's DERProgramList.
     ProgramList { end_device: String },
     /// `/edev/{id}/derp/{program}/derc`: a program's DERControlList.
@@ -111,6 +123,16 @@ impl Subscribed {
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let ok = |s: &&str| !s.is_empty();
         match segments.as_slice() {
+            ["edev"] => Ok(Subscribed::EndDeviceList),
+            ["edev", id, "fsa"] if ok(id) => Ok(Subscribed::FunctionSets {
+                end_device: id.to_string(),
+            }),
+            ["edev", id, "fsa", f, "derp"] if ok(id) && ok(f) && *f != DEFAULT_FSA => {
+                Ok(Subscribed::SetProgramList {
+                    end_device: id.to_string(),
+                    fsa: f.to_string(),
+                })
+            }
             ["edev", id, "derp"] if ok(id) => Ok(Subscribed::ProgramList {
                 end_device: id.to_string(),
             }),
@@ -129,6 +151,11 @@ impl Subscribed {
     /// The resource's path, as the server serves it.
     pub fn path(&self) -> String {
         match self {
+            Subscribed::EndDeviceList => "/edev".to_string(),
+            Subscribed::FunctionSets { end_device } => format!("/edev/{end_device}/fsa"),
+            Subscribed::SetProgramList { end_device, fsa } => {
+                format!("/edev/{end_device}/fsa/{fsa}/derp")
+            }
             Subscribed::ProgramList { end_device } => format!("/edev/{end_device}/derp"),
             Subscribed::Controls {
                 end_device,
@@ -144,25 +171,34 @@ impl Subscribed {
     /// The stored `resource_kind`: the last path segment.
     pub fn kind(&self) -> &'static str {
         match self {
+            Subscribed::EndDeviceList => "edev",
+            Subscribed::FunctionSets { .. } => "fsa",
+            Subscribed::SetProgramList { .. } => "fsaderp",
             Subscribed::ProgramList { .. } => "derp",
             Subscribed::Controls { .. } => "derc",
             Subscribed::Default { .. } => "dderc",
         }
     }
 
-    /// The EndDevice whose resource this is.
-    pub fn end_device(&self) -> &str {
+    /// The EndDevice whose resource this is (none for the EndDeviceList).
+    pub fn end_device(&self) -> Option<&str> {
         match self {
-            Subscribed::ProgramList { end_device }
+            Subscribed::EndDeviceList => None,
+            Subscribed::FunctionSets { end_device }
+            | Subscribed::SetProgramList { end_device, .. }
+            | Subscribed::ProgramList { end_device }
             | Subscribed::Controls { end_device, .. }
-            | Subscribed::Default { end_device, .. } => end_device,
+            | Subscribed::Default { end_device, .. } => Some(end_device),
         }
     }
 
     /// The control program, for the resources of one program.
     pub fn program(&self) -> Option<&str> {
         match self {
-            Subscribed::ProgramList { .. } => None,
+            Subscribed::EndDeviceList
+            | Subscribed::FunctionSets { .. }
+            | Subscribed::SetProgramList { .. }
+            | Subscribed::ProgramList { .. } => None,
             Subscribed::Controls { program, .. } | Subscribed::Default { program, .. } => {
                 Some(program)
             }
@@ -213,14 +249,16 @@ pub struct SubscriptionRecord {
     /// Internal key (generated).
     #[serde(default)]
     pub id: String,
-    /// The EndDevice that holds the subscription (and whose resource it watches).
+    /// The EndDevice that holds the subscription (and whose resource it watches, or whose
+    /// certificate's view of the EndDeviceList).
     pub end_device_id: String,
     /// The `{n}` of `/edev/{id}/sub/{n}`; assigned on creation.
     #[serde(default)]
     pub seq: u32,
     /// The watched resource's path (normalized from what the client sent).
     pub subscribed_resource: String,
-    /// `derp`, `derc` or `dderc`; derived from `subscribed_resource`.
+    /// `edev`, `fsa`, `fsaderp`, `derp`, `derc` or `dderc`; derived from
+    /// `subscribed_resource`.
     #[serde(default)]
     pub resource_kind: String,
     /// The control program of `derc` and `dderc` subscriptions; derived.
@@ -351,7 +389,7 @@ impl Entity for SubscriptionRecord {
     fn validate(&self, c: &mut Checker) {
         if self
             .subscribed()
-            .is_ok_and(|t| t.end_device() != self.end_device_id)
+            .is_ok_and(|t| t.end_device().is_some_and(|e| e != self.end_device_id))
         {
             c.fail(
                 "subscribedResource",
@@ -509,7 +547,7 @@ async fn list(
             href: Some(format!("/edev/{}/sub", ed.id)),
             all,
             results: page.len() as u32,
-            poll_rate: Some(state.settings.poll_rate),
+            poll_rate: Some(state.poll_rate("SubscriptionList").await?),
             subscriptions: page,
         },
     )
@@ -590,6 +628,17 @@ async fn create(
             ed.id
         )));
     }
+    if let Ok(Subscribed::SetProgramList { fsa, .. }) = rec.subscribed()
+        && matches!(
+            function_set(&state, &ed, &fsa).await,
+            Err(Sep2Error::NotFound)
+        )
+    {
+        return Err(Sep2Error::BadRequest(format!(
+            "subscribedResource: EndDevice {} has no FunctionSetAssignments '{fsa}'",
+            ed.id
+        )));
+    }
 
     let existing = of_end_device(&state, &ed.id).await?.into_iter().find(|s| {
         s.subscribed_resource == rec.subscribed_resource
@@ -613,7 +662,10 @@ async fn create(
             let mut attempt = 1;
             loop {
                 match state.registry.create(rec.clone()).await {
-                    Ok(saved) => break saved,
+                    Ok(saved) => {
+                        super::notifier::baseline(&state, &saved).await;
+                        break saved;
+                    }
                     Err(RegistryError::Conflict { .. }) if attempt < CREATE_ATTEMPTS => {
                         attempt += 1;
                         rec.id.clear();
@@ -654,6 +706,38 @@ mod tests {
     }
 
     #[test]
+    fn parses_the_subscribable_lists() {
+        let edev = Subscribed::parse("https://utility.example/edev").unwrap();
+        assert_eq!(edev, Subscribed::EndDeviceList);
+        assert_eq!((edev.path().as_str(), edev.kind()), ("/edev", "edev"));
+        assert_eq!(edev.end_device(), None);
+        assert!(edev.is_list());
+        let fsa = Subscribed::parse("/edev/7/fsa").unwrap();
+        assert_eq!(
+            fsa,
+            Subscribed::FunctionSets {
+                end_device: "7".into()
+            }
+        );
+        assert_eq!((fsa.kind(), fsa.end_device()), ("fsa", Some("7")));
+        assert_eq!(fsa.program(), None);
+        let set = Subscribed::parse("/edev/7/fsa/doe-fsa/derp").unwrap();
+        assert_eq!(
+            set,
+            Subscribed::SetProgramList {
+                end_device: "7".into(),
+                fsa: "doe-fsa".into()
+            }
+        );
+        assert_eq!(
+            (set.kind(), set.path().as_str()),
+            ("fsaderp", "/edev/7/fsa/doe-fsa/derp")
+        );
+        // The default set's list has its own path.
+        assert!(Subscribed::parse("/edev/7/fsa/1/derp").is_err());
+    }
+
+    #[test]
     fn refuses_everything_else() {
         for uri in [
             "/edev/7",
@@ -663,6 +747,9 @@ mod tests {
             "/edev/7/derp/doe/derc?l=10",
             "/edev//derp",
             "/edev/7/derp/",
+            "/edev/",
+            "/edev/7/fsa/1",
+            "/edev?l=10",
             "/dcap",
             "edev/7/derp",
             "ftp://h/edev/7/derp",
