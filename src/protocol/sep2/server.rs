@@ -58,6 +58,8 @@ pub struct Sep2Settings {
     pub body_limit: usize,
     /// The deployment's randomization seed (see the envelope engine).
     pub seed: u64,
+    /// Whether POST /edev registers EndDevices (false: out-of-band registration only).
+    pub in_band_registration: bool,
 }
 
 /// What the handlers share.
@@ -104,6 +106,9 @@ pub enum Sep2Error {
     BadRequest(String),
     #[error("{0}")]
     Forbidden(String),
+    /// The request clashes with what exists, for example an mRID another client uses.
+    #[error("{0}")]
+    Conflict(String),
     #[error("request body exceeds {0} bytes")]
     TooLarge(usize),
     #[error("content type must be application/sep+xml")]
@@ -118,6 +123,7 @@ impl IntoResponse for Sep2Error {
             Sep2Error::NotFound => StatusCode::NOT_FOUND,
             Sep2Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Sep2Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Sep2Error::Conflict(_) => StatusCode::CONFLICT,
             Sep2Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Sep2Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Sep2Error::Internal(detail) => {
@@ -404,6 +410,24 @@ pub(crate) async fn visible_end_devices(
         .collect::<std::result::Result<_, _>>()?)
 }
 
+/// A device certificate whose own EndDevice the operator disabled has lost its access: the
+/// lists that would serve it answer 403 (CSIP-AUS S-ALL-05 expects the EndDeviceList to be
+/// refused or empty). The EndDevice itself stays readable, so the client can read
+/// `enabled` false there. An aggregator keeps its access when one of its devices is
+/// disabled; that device alone is refused.
+pub(crate) fn refuse_withdrawn(caller: &Caller, devices: &[EndDeviceRecord]) -> Result<()> {
+    if !caller.aggregator
+        && devices
+            .iter()
+            .any(|ed| ed.lfdi == caller.lfdi && !ed.enabled)
+    {
+        return Err(Sep2Error::Forbidden(
+            "this client's access has been withdrawn (its EndDevice is disabled)".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn end_device_doc(ed: &EndDeviceRecord, csipaus: bool) -> EndDevice {
     let base = format!("/edev/{}", ed.id);
     EndDevice {
@@ -430,8 +454,9 @@ async fn end_device_list(
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
     let caller = caller(&state, &peer);
-    let devices: Vec<EndDeviceRecord> = visible_end_devices(&state, &caller)
-        .await?
+    let devices = visible_end_devices(&state, &caller).await?;
+    refuse_withdrawn(&caller, &devices)?;
+    let devices: Vec<EndDeviceRecord> = devices
         .into_iter()
         .filter(|ed| q.a.is_none_or(|a| ed.changed_time > a))
         .collect();
@@ -461,6 +486,11 @@ async fn register(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
+    if !state.settings.in_band_registration {
+        return Err(Sep2Error::Forbidden(
+            "this server registers EndDevices out of band only; ask the utility to register this device".into(),
+        ));
+    }
     let caller = caller(&state, &peer);
     let bytes = body_bytes(&state, body).await?;
     let posted: EndDevice = read_xml(&state, &headers, &bytes)?;
