@@ -2,15 +2,18 @@
 //! devices) create MirrorUsagePoints and post MirrorMeterReadings, whose readings become
 //! telemetry [`Reading`]s in SI units.
 //!
-//! Routes: `GET /mup` (the caller's usage points), `POST /mup` (create, or find again by
-//! mRID), `GET /mup/{id}`, `POST /mup/{id}` (a `MirrorMeterReading` or a
-//! `MirrorMeterReadingList`) and `DELETE /mup/{id}`.
+//! Routes: `GET /mup` (the caller's usage points), `POST /mup` (create, or update the one
+//! with that mRID, redefining its MirrorMeterReadings as posted), `GET /mup/{id}`,
+//! `POST /mup/{id}` (a `MirrorMeterReading` or a `MirrorMeterReadingList`) and
+//! `DELETE /mup/{id}`.
 //!
 //! Ownership comes from the certificate: a usage point belongs to an EndDevice, which for a
 //! device certificate is its own (the body's `deviceLFDI` must be the certificate's LFDI)
 //! and for an aggregator certificate one of the EndDevices it registered. Anyone else gets
-//! 404. The operator sees and deletes usage points through the registry entity
-//! [`MirrorUsagePointRecord`] (`/api/v1/mirror-usage-points`).
+//! 404. An mRID that an EndDevice the caller does not see already uses is refused (409):
+//! mRIDs are global in 2030.5. The operator sees and deletes usage points through the
+//! registry entity [`MirrorUsagePointRecord`] (`/api/v1/mirror-usage-points`), sets their
+//! postRate and clears a device's usage points (`api::mirror`).
 //!
 //! Units: a reading's value is `value × 10^powerOfTenMultiplier` in the unit of its
 //! ReadingType's `uom`; [`channel`] maps the unit (and flow direction) to a
