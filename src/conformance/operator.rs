@@ -112,6 +112,9 @@ impl Operator {
             OperatorAction::SeparateFunctionSets { .. } => {
                 Some("every program is served in the EndDevice's single FunctionSetAssignments")
             }
+            OperatorAction::PostRate { resource, .. } if resource != "MirrorUsagePoint" => {
+                Some("2030.5 announces postRate on MirrorUsagePoints only")
+            }
             _ => None,
         }
     }
@@ -255,14 +258,8 @@ impl Operator {
                 .await
                 .map(|_| ())
             }
-            OperatorAction::PostRate { resource, seconds } => {
-                if resource != "MirrorUsagePoint" {
-                    return Err(OperatorError::Invalid(format!(
-                        "post rates are set on MirrorUsagePoints, not {resource}"
-                    )));
-                }
-                self.set_post_rates(facts, *seconds).await
-            }
+            // Other resources were refused above.
+            OperatorAction::PostRate { seconds, .. } => self.set_post_rates(facts, *seconds).await,
             OperatorAction::ClearMirrors { .. } => self.clear_mirrors(facts).await,
             OperatorAction::PollRate { .. } | OperatorAction::SeparateFunctionSets { .. } => {
                 unreachable!("refused above")
