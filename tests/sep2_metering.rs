@@ -560,6 +560,44 @@ async fn operator_controls_the_mirror_and_access(db: TestDb) {
     );
     let (_, list) = other.get("/mup?l=10").await;
     assert!(list.contains("all=\"0\""), "{list}");
+    // Two clients claiming one new mRID at the same moment: exactly one gets it.
+    for n in 0..5 {
+        let mine = usage_point(
+            &format!("0C{n:02}"),
+            &pki.device.lfdi,
+            &meter_reading(&format!("7{n}"), &reading(t0, 1), Some(&power)),
+        );
+        let theirs = usage_point(
+            &format!("0D{n:02}"),
+            &pki.other.lfdi,
+            &meter_reading(&format!("7{n}"), &reading(t0, 2), Some(&power)),
+        );
+        let (a, b) = tokio::join!(dev.post("/mup", mine), other.post("/mup", theirs));
+        let mut got = [a.status(), b.status()];
+        got.sort();
+        assert_eq!(
+            got,
+            [StatusCode::CREATED, StatusCode::CONFLICT],
+            "round {n}"
+        );
+        // Removed again, so the counts below are about the rest of the test.
+        let winner = if a.status() == StatusCode::CREATED {
+            &a
+        } else {
+            &b
+        };
+        let href = winner.headers()["location"].to_str().unwrap().to_string();
+        let r = Client::new()
+            .delete(format!(
+                "{ops}/api/v1/mirror-usage-points/{}",
+                href.strip_prefix("/mup/").unwrap()
+            ))
+            .bearer_auth(OPERATOR_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
     // The device itself may reuse its own mRIDs in another usage point.
     let own_again = usage_point(
         "0B03",

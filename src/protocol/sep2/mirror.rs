@@ -38,7 +38,7 @@ use crate::registry::RegistryError;
 use crate::registry::entity::{Entity, Filter, Reference, UniqueKey, text_filter};
 use crate::registry::validate::Checker;
 use crate::store::record::{dynamic, int, opt_text, text};
-use crate::store::{Record, StoreError, Value};
+use crate::store::{Backend, Record, StoreError, Value};
 use crate::telemetry::{self, Measurand, Quality, Reading, SourceKind, TelemetryError};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -557,12 +557,26 @@ async fn stored_meter_readings(
 /// MirrorMeterReading (`what = Meter`) of an EndDevice that `caller_lfdi` does not see.
 /// mRIDs identify a resource globally in 2030.5; letting a second party take one another
 /// party uses would put two parties' meters under one identifier.
+///
+/// Check-then-insert is made safe per backend: SQLite write transactions already hold the
+/// database write lock (`Store::begin_write`); on PostgreSQL a transaction-scoped advisory
+/// lock on the mRID makes two first claims of one mRID wait for each other.
 async fn claimed_by_another(
     conn: &mut AnyConnection,
+    backend: Backend,
     what: MridOf,
     mrid: &str,
     caller_lfdi: &str,
 ) -> Result<bool> {
+    if backend == Backend::Postgres {
+        // Selected through a subquery: the Any driver cannot describe pg's `void` type.
+        sqlx::query(
+            "SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtext('sep2-mrid:' || $1))) AS l",
+        )
+        .bind(mrid.to_string())
+        .execute(&mut *conn)
+        .await?;
+    }
     let sql = match what {
         MridOf::Usage => {
             "SELECT 1 FROM sep2_mirror_usage_points m JOIN sep2_end_devices e ON e.id = m.end_device_id \
@@ -608,6 +622,7 @@ enum Existing {
 /// transaction. Returns how many MirrorMeterReadings were created.
 async fn apply_meter_readings(
     conn: &mut AnyConnection,
+    backend: Backend,
     mup: &str,
     caller_lfdi: &str,
     posted: &[MirrorMeterReading],
@@ -659,7 +674,7 @@ async fn apply_meter_readings(
             }
             (Some(new), None) => {
                 channel(new).map_err(|e| refuse(e.to_string()))?;
-                if claimed_by_another(conn, MridOf::Meter, &mrid, caller_lfdi).await? {
+                if claimed_by_another(conn, backend, MridOf::Meter, &mrid, caller_lfdi).await? {
                     return Err(Sep2Error::Conflict(format!(
                         "MirrorMeterReading mRID {mrid} is already in use; choose another"
                     )));
@@ -863,7 +878,8 @@ async fn create(
     let rec = record_from(&posted, &ed, now)?;
 
     let mut tx = state.registry.store().begin_write().await?;
-    if claimed_by_another(&mut tx, MridOf::Usage, &rec.mrid, &caller.lfdi).await? {
+    let backend = state.registry.store().backend();
+    if claimed_by_another(&mut tx, backend, MridOf::Usage, &rec.mrid, &caller.lfdi).await? {
         return Err(Sep2Error::Conflict(format!(
             "MirrorUsagePoint mRID {} is already in use; choose another",
             rec.mrid
@@ -900,6 +916,7 @@ async fn create(
     }
     apply_meter_readings(
         &mut tx,
+        backend,
         &rec.id,
         &caller.lfdi,
         &posted.mirror_meter_readings,
@@ -958,8 +975,16 @@ async fn post_readings(
     let posted = read_meter_readings(&state, &headers, &bytes)?;
     let now = now_epoch();
     let mut tx = state.registry.store().begin_write().await?;
-    let created =
-        apply_meter_readings(&mut tx, &rec.id, &caller.lfdi, &posted, Existing::Keep, now).await?;
+    let created = apply_meter_readings(
+        &mut tx,
+        state.registry.store().backend(),
+        &rec.id,
+        &caller.lfdi,
+        &posted,
+        Existing::Keep,
+        now,
+    )
+    .await?;
     tx.commit().await?;
     if created > 0 {
         Ok((
