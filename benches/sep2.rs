@@ -1496,6 +1496,7 @@ async fn bench_breakdown(
             csipaus: Some(CsipAusVersion::V1_3),
             body_limit: 64 * 1024,
             seed: switchyard::api::envelopes::RANDOMIZATION_SEED,
+            in_band_registration: true,
         },
         0,
         0,

@@ -143,6 +143,7 @@ async fn start_sep2(
             csipaus,
             body_limit: s.body_limit_bytes,
             seed: crate::api::envelopes::RANDOMIZATION_SEED,
+            in_band_registration: s.in_band_registration,
         },
         s.poll_cache_seconds,
         s.poll_cache_bytes,

@@ -46,6 +46,10 @@ pub struct Sep2Config {
     pub csipaus: String,
     /// Largest accepted 2030.5 request body, bytes.
     pub body_limit_bytes: usize,
+    /// Whether clients may register EndDevices in band (POST /edev). `false` for
+    /// deployments that register out of band only (through the operator API); a POST to
+    /// the EndDeviceList is then refused with 403.
+    pub in_band_registration: bool,
     /// Plain-HTTP listener for deployments behind a TLS-terminating proxy; off when unset.
     pub proxy_listen: Option<SocketAddr>,
     /// Header in which the proxy forwards the client certificate (URL-encoded or plain PEM).
@@ -99,6 +103,7 @@ impl Default for Sep2Config {
             post_rate_seconds: 300,
             csipaus: "v1.3".into(),
             body_limit_bytes: 64 * 1024,
+            in_band_registration: true,
             proxy_listen: None,
             proxy_header: "x-client-cert".into(),
             trusted_proxies: Vec::new(),

@@ -18,19 +18,14 @@ use switchyard::protocol::sep2::tls::{ServeOptions, crypto_provider, serve_tls, 
 
 on_both_backends!(
     switchyard_passes_what_it_serves,
-    the_runner_reports_failures
+    the_runner_reports_failures,
+    an_out_of_band_only_deployment_refuses_registration
 );
 
 /// Feature tags of procedures Switchyard does not serve yet (or set-up its operator API
 /// cannot do); the runner skips them.
 const NOT_SERVED: &[&str] = &[
-    // The metering-mirror procedures found real differences (re-posting a MirrorUsagePoint
-    // with another ReadingType, another client's MirrorMeterReading mRID, a fresh device
-    // expecting an empty list): recorded for the next change to the mirror.
-    "mirror",
-    "post-rate-control",
-    "access-revocation",
-    "refuses-in-band-registration",
+    // Every tag the procedures use is served.
 ];
 
 /// Procedure time runs twenty times faster against Switchyard: the operator set-up creates
@@ -90,9 +85,18 @@ fn creds(c: &IssuedCertificate) -> Credentials {
 }
 
 async fn switchyard(db: &TestDb, pki: &Pki) -> (switchyard::app::RunningServer, RunnerConfig) {
+    switchyard_with(db, pki, true).await
+}
+
+async fn switchyard_with(
+    db: &TestDb,
+    pki: &Pki,
+    in_band_registration: bool,
+) -> (switchyard::app::RunningServer, RunnerConfig) {
     let _ = crypto_provider().install_default();
     let (server, base) = start_server_with(db, 64 * 1024, |c| {
         c.sep2.enabled = true;
+        c.sep2.in_band_registration = in_band_registration;
         c.sep2.listen = "127.0.0.1:0".parse().unwrap();
         c.sep2.ca_cert = pki.dir.path().join("ca.pem");
         c.sep2.server_cert = pki.dir.path().join("server.pem");
@@ -159,6 +163,34 @@ async fn switchyard_passes_what_it_serves(db: TestDb) {
     // The suite really exercises Switchyard: most CSIP-AUS procedures run.
     let passed = outcomes.iter().filter(|o| o.status == Status::Pass).count();
     assert!(passed >= 40, "only {passed} passed\n{table}");
+    server.stop().await.unwrap();
+}
+
+/// S-OPT-01 is written for servers that register out of band only. The default deployment
+/// passes it too (a repeated registration is refused with 409), so the main run plays it;
+/// here it runs against `sep2.in_band_registration = false`, where it must pass as well
+/// while the in-band registration procedure fails at its POST (403): the setting really
+/// closes the door.
+async fn an_out_of_band_only_deployment_refuses_registration(db: TestDb) {
+    let pki = pki();
+    let (server, config) = switchyard_with(&db, &pki, false).await;
+    let procedures: Vec<Procedure> = procedure::embedded()
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.id == "S-OPT-01" || p.id == "S-ALL-02")
+        .collect();
+    assert_eq!(procedures.len(), 2);
+    let outcomes = Runner::new(config).await.unwrap().run(&procedures).await;
+    let table = explain(&outcomes);
+    let opt = outcomes.iter().find(|o| o.id == "S-OPT-01").unwrap();
+    assert_eq!(opt.status, Status::Pass, "{table}");
+    let in_band = outcomes.iter().find(|o| o.id == "S-ALL-02").unwrap();
+    assert_eq!(in_band.status, Status::Fail, "{table}");
+    assert!(
+        in_band.reason.contains("403"),
+        "the registration is refused with 403: {}",
+        in_band.reason
+    );
     server.stop().await.unwrap();
 }
 

@@ -5,6 +5,9 @@
 //! answer DERControls that require responses at their replyTo, the operator lists the
 //! responses per control, and undefined codes or other parties' controls are refused. Every
 //! document served (and every document posted) is validated against csipaus-core-v1.3.xsd.
+//! Operator operations: a usage point's postRate, clearing a device's usage points,
+//! withdrawing a device's access; mRIDs another client uses are refused and a re-posted
+//! usage point redefines its ReadingTypes.
 //! The telemetry store itself is exercised directly: deduplication, chunked batches,
 //! validation, range queries.
 
@@ -25,6 +28,7 @@ use switchyard::telemetry::{self, Measurand, Quality, Reading, SourceKind, Telem
 on_both_backends!(
     device_mirrors_readings_into_telemetry,
     aggregator_sees_its_devices_mirrors,
+    operator_controls_the_mirror_and_access,
     responses_to_controls_are_stored_and_listed,
     telemetry_store_deduplicates_and_validates,
 );
@@ -490,6 +494,275 @@ async fn aggregator_sees_its_devices_mirrors(db: TestDb) {
     let mut docs = agg.take_docs();
     docs.extend(dev.take_docs());
     validate_all("aggregator", docs);
+    server.stop().await.unwrap();
+}
+
+/// Sends JSON to the operator API with `token`; returns the status and the body.
+async fn ops_send(
+    ops: &str,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let mut req = Client::new()
+        .request(method, format!("{ops}{path}"))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_default())
+}
+
+async fn operator_controls_the_mirror_and_access(db: TestDb) {
+    let pki = pki();
+    let (server, base, ops) = start_sep2_server(&db, &pki).await;
+    portfolio(&ops, &pki).await;
+    let dev = Sep2::new(&pki, &pki.device, &base);
+    let other = Sep2::new(&pki, &pki.other, &base);
+    let edev = register(&dev, &pki.device.lfdi).await;
+    register(&other, &pki.other.lfdi).await;
+    let t0 = now() / 300 * 300 - 600;
+    let power = reading_type(12, 1, 37, 0, 38);
+    let reactive = reading_type(12, 1, 37, 0, 63);
+
+    let mup = usage_point(
+        "0B01",
+        &pki.device.lfdi,
+        &meter_reading("11", &reading(t0, 100), Some(&power)),
+    );
+    let r = dev.post("/mup", mup).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let id = location.strip_prefix("/mup/").unwrap().to_string();
+
+    // The other client may not take the device's MirrorMeterReading or usage point mRID;
+    // nothing of either attempt is stored.
+    let clash_meter = usage_point(
+        "0B02",
+        &pki.other.lfdi,
+        &meter_reading("11", &reading(t0, 5), Some(&power)),
+    );
+    let r = other.post("/mup", clash_meter).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(r.text().await.unwrap().contains("mRID 11"));
+    let clash_point = usage_point(
+        "0B01",
+        &pki.other.lfdi,
+        &meter_reading("12", &reading(t0, 5), Some(&power)),
+    );
+    assert_eq!(
+        other.post("/mup", clash_point).await.status(),
+        StatusCode::CONFLICT
+    );
+    let (_, list) = other.get("/mup?l=10").await;
+    assert!(list.contains("all=\"0\""), "{list}");
+    // Two clients claiming one new mRID at the same moment: exactly one gets it.
+    for n in 0..5 {
+        let mine = usage_point(
+            &format!("0C{n:02}"),
+            &pki.device.lfdi,
+            &meter_reading(&format!("7{n}"), &reading(t0, 1), Some(&power)),
+        );
+        let theirs = usage_point(
+            &format!("0D{n:02}"),
+            &pki.other.lfdi,
+            &meter_reading(&format!("7{n}"), &reading(t0, 2), Some(&power)),
+        );
+        let (a, b) = tokio::join!(dev.post("/mup", mine), other.post("/mup", theirs));
+        let mut got = [a.status(), b.status()];
+        got.sort();
+        assert_eq!(
+            got,
+            [StatusCode::CREATED, StatusCode::CONFLICT],
+            "round {n}"
+        );
+        // Removed again, so the counts below are about the rest of the test.
+        let winner = if a.status() == StatusCode::CREATED {
+            &a
+        } else {
+            &b
+        };
+        let href = winner.headers()["location"].to_str().unwrap().to_string();
+        let r = Client::new()
+            .delete(format!(
+                "{ops}/api/v1/mirror-usage-points/{}",
+                href.strip_prefix("/mup/").unwrap()
+            ))
+            .bearer_auth(OPERATOR_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+    // The device itself may reuse its own mRIDs in another usage point.
+    let own_again = usage_point(
+        "0B03",
+        &pki.device.lfdi,
+        &meter_reading("11", &reading(t0, 7), Some(&power)),
+    );
+    assert_eq!(
+        dev.post("/mup", own_again).await.status(),
+        StatusCode::CREATED
+    );
+
+    // Re-posting the usage point redefines the MirrorMeterReading (now reactive power):
+    // 204 at the same Location, one usage point, later readings in var.
+    let redefined = usage_point(
+        "0B01",
+        &pki.device.lfdi,
+        &meter_reading("11", &reading(t0 + 300, 40), Some(&reactive)),
+    );
+    let r = dev.post("/mup", redefined).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(r.headers()["location"].to_str().unwrap(), location);
+    let (_, doc) = dev.get(&location).await;
+    assert!(
+        doc.contains("<uom>63</uom>") && !doc.contains("<uom>38</uom>"),
+        "{doc}"
+    );
+    let got: Vec<(Measurand, i64)> = stored(&db, &id)
+        .await
+        .iter()
+        .map(|r| (r.measurand, r.instant))
+        .collect();
+    assert!(got.contains(&(Measurand::ActivePower, t0)), "{got:?}");
+    assert!(
+        got.contains(&(Measurand::ReactivePower, t0 + 300)),
+        "{got:?}"
+    );
+    // Posting readings is not redefining: another unit there is still refused.
+    let r = dev
+        .post(
+            &location,
+            as_root(&meter_reading("11", &reading(t0 + 600, 1), Some(&power))),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // postRate: the deployment default, then what the operator sets, then the default again.
+    assert!(doc.contains("<postRate>300</postRate>"), "{doc}");
+    let rate = format!("/api/v1/mirror-usage-points/{id}/post-rate");
+    let (s, body) = ops_send(
+        &ops,
+        reqwest::Method::PUT,
+        &rate,
+        OPERATOR_TOKEN,
+        Some(json!({"seconds": 60})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["post_rate"], 60);
+    let (_, doc) = dev.get(&location).await;
+    assert!(doc.contains("<postRate>60</postRate>"), "{doc}");
+    for bad in [
+        json!({"seconds": 0}),
+        json!({"seconds": 100_000}),
+        json!({}),
+    ] {
+        let (s, body) =
+            ops_send(&ops, reqwest::Method::PUT, &rate, OPERATOR_TOKEN, Some(bad)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["field"], "seconds", "{body}");
+    }
+    let (s, _) = ops_send(
+        &ops,
+        reqwest::Method::PUT,
+        &rate,
+        READER_TOKEN,
+        Some(json!({"seconds": 30})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "readers cannot set rates");
+    let (s, _) = ops_send(
+        &ops,
+        reqwest::Method::PUT,
+        "/api/v1/mirror-usage-points/00FF/post-rate",
+        OPERATOR_TOKEN,
+        Some(json!({"seconds": 30})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, doc) = dev.get(&location).await;
+    assert!(
+        doc.contains("<postRate>60</postRate>"),
+        "refusals change nothing: {doc}"
+    );
+    let (s, _) = ops_send(
+        &ops,
+        reqwest::Method::PUT,
+        &rate,
+        OPERATOR_TOKEN,
+        Some(json!({"seconds": null})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, doc) = dev.get(&location).await;
+    assert!(doc.contains("<postRate>300</postRate>"), "{doc}");
+
+    // Clearing the device's usage points: both go, the readings stay in telemetry, and the
+    // mRIDs can be created again.
+    let sfdi = pki.device.sfdi.value();
+    let clear = format!("/api/v1/end-devices/{sfdi}/mirror-usage-points");
+    let (s, body) = ops_send(&ops, reqwest::Method::DELETE, &clear, READER_TOKEN, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    let (s, body) = ops_send(&ops, reqwest::Method::DELETE, &clear, OPERATOR_TOKEN, None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["deleted"], 2);
+    let (_, list) = dev.get("/mup?l=10").await;
+    assert!(list.contains("all=\"0\""), "{list}");
+    assert_eq!(dev.get(&location).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(stored(&db, &id).await.len(), 2);
+    let (s, _) = ops_send(
+        &ops,
+        reqwest::Method::DELETE,
+        "/api/v1/end-devices/12345/mirror-usage-points",
+        OPERATOR_TOKEN,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Access withdrawn: the device's lists are refused, its EndDevice shows enabled false,
+    // and the other client is unaffected. Restored, everything answers again.
+    ops_patch(
+        &ops,
+        &format!("/api/v1/end-devices/{sfdi}"),
+        json!({"enabled": false}),
+    )
+    .await;
+    assert_eq!(dev.get("/edev").await.0, StatusCode::FORBIDDEN);
+    assert_eq!(dev.get("/mup").await.0, StatusCode::FORBIDDEN);
+    let again = usage_point(
+        "0B04",
+        &pki.device.lfdi,
+        &meter_reading("14", &reading(t0, 1), Some(&power)),
+    );
+    assert_eq!(
+        dev.post("/mup", again.clone()).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let (s, doc) = dev.get(&edev).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(doc.contains("<enabled>false</enabled>"), "{doc}");
+    assert_eq!(other.get("/edev").await.0, StatusCode::OK);
+    ops_patch(
+        &ops,
+        &format!("/api/v1/end-devices/{sfdi}"),
+        json!({"enabled": true}),
+    )
+    .await;
+    let (s, list) = dev.get("/edev").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(list.contains(&pki.device.lfdi.to_hex()), "{list}");
+    assert_eq!(dev.post("/mup", again).await.status(), StatusCode::CREATED);
+
+    let mut docs = dev.take_docs();
+    docs.extend(other.take_docs());
+    validate_all("mirror operations", docs);
     server.stop().await.unwrap();
 }
 

@@ -3,19 +3,23 @@
 //! information), every served document validated against the official CSIP-AUS schema, and
 //! the refusals: other parties' resources, wrong LFDIs, entity declarations, oversized
 //! bodies, wrong content types, disabled devices and certificates the server must not
-//! accept. Runs on SQLite and PostgreSQL.
+//! accept; and a deployment that registers out of band only. Runs on SQLite and PostgreSQL.
 
 mod common;
 
 use common::sep2::{Pki, Sep2, client, href_of, ops_post, pki, registration, start_sep2_server};
 use common::xsd::{schemas, validate};
-use common::{OPERATOR_TOKEN, TestDb};
+use common::{OPERATOR_TOKEN, TestDb, start_server_with};
 use reqwest::{Client, StatusCode};
 use serde_json::json;
 use switchyard::pki::{CertKind, CertificateAuthority, IssueRequest};
 use switchyard::protocol::sep2::xml::CsipAusVersion;
 
-on_both_backends!(device_client_cycle_over_mutual_tls, refusals_change_nothing);
+on_both_backends!(
+    device_client_cycle_over_mutual_tls,
+    refusals_change_nothing,
+    out_of_band_only_refuses_in_band_registration
+);
 
 const SETTINGS: &str = "<DERSettings xmlns=\"urn:ieee:std:2030.5:ns\" xmlns:csipaus=\"https://csipaus.org/ns/v1.3\"><setGradW>100</setGradW><setMaxW><multiplier>0</multiplier><value>5000</value></setMaxW><updatedTime>1900000000</updatedTime></DERSettings>";
 const STATUS: &str = "<DERStatus xmlns=\"urn:ieee:std:2030.5:ns\"><readingTime>1900000000</readingTime><stateOfChargeStatus><dateTime>1900000000</dateTime><value>55</value></stateOfChargeStatus></DERStatus>";
@@ -431,6 +435,51 @@ async fn refusals_change_nothing(db: TestDb) {
         let c = client(pki.ca.cert_pem(), cert);
         let result = c.get(format!("{base}/dcap")).send().await;
         assert!(result.is_err(), "{name} certificate was accepted");
+    }
+    server.stop().await.unwrap();
+}
+
+/// `sep2.in_band_registration = false`: POST /edev is refused with 403 whether or not the
+/// EndDevice exists, nothing is created, and the EndDevice the operator registers serves
+/// as usual.
+async fn out_of_band_only_refuses_in_band_registration(db: TestDb) {
+    let pki = pki();
+    let (server, ops) = start_server_with(&db, 64 * 1024, |c| {
+        c.sep2.enabled = true;
+        c.sep2.listen = "127.0.0.1:0".parse().unwrap();
+        c.sep2.ca_cert = pki.dir.path().join("ca.pem");
+        c.sep2.server_cert = pki.dir.path().join("server.pem");
+        c.sep2.server_key = pki.dir.path().join("server.key");
+        c.sep2.in_band_registration = false;
+    })
+    .await;
+    let base = format!("https://127.0.0.1:{}", server.sep2_addr.unwrap().port());
+    let dev = Sep2::new(&pki, &pki.device, &base);
+    let lfdi = pki.device.lfdi.to_hex();
+
+    let r = dev.post("/edev", registration(&pki.device.lfdi)).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.headers().get("location").is_none());
+    assert!(r.text().await.unwrap().contains("out of band"));
+    let (s, list) = dev.get("/edev").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(list.contains("all=\"0\""), "nothing registered: {list}");
+
+    ops_post(&ops, "/api/v1/end-devices", json!({"lfdi": lfdi})).await;
+    let (_, list) = dev.get("/edev").await;
+    assert!(list.contains("all=\"1\"") && list.contains(&lfdi), "{list}");
+    let r = dev.post("/edev", registration(&pki.device.lfdi)).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (_, after) = dev.get("/edev").await;
+    assert_eq!(after, list, "the refused registration changed nothing");
+
+    if let Some(schemas) = schemas() {
+        validate(
+            &schemas,
+            schemas.csipaus(CsipAusVersion::V1_3),
+            "out of band only",
+            &dev.take_docs(),
+        );
     }
     server.stop().await.unwrap();
 }

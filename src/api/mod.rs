@@ -10,6 +10,7 @@ pub mod body;
 pub mod dispatch;
 pub mod envelopes;
 pub mod extras;
+pub mod mirror;
 pub mod openapi;
 pub mod problem;
 pub mod resources;
@@ -87,6 +88,7 @@ pub fn router(state: AppState) -> Router {
     // Devices create mirror usage points over 2030.5; the operator reads and clears them.
     resources::register_read_delete::<MirrorUsagePointRecord>(&mut api);
     resources::register_read_delete::<LogEventRecord>(&mut api);
+    mirror::register(&mut api);
     extras::register(&mut api);
     envelopes::register(&mut api);
     dispatch::register(&mut api);

@@ -6,7 +6,8 @@
 //! `rating_w`, and a first DER program (primacy 1) targeting the site. "The client's
 //! EndDevice is registered" then means: the EndDevice with the client's LFDI exists, is
 //! enabled, carries the configured PIN and is bound to this procedure's DER, so it sees this
-//! procedure's programs and nothing left over from another one.
+//! procedure's programs and nothing left over from another one; its MirrorUsagePoints left
+//! over from earlier procedures are removed at the first registration.
 //!
 //! Actions the operator API cannot express are refused before the procedure starts (see
 //! [`Operator::unsupported`]), and the procedure is reported as needing set-up.
@@ -15,7 +16,7 @@ use super::procedure::{ControlState, EnvelopeValues, OperatorAction, Role};
 use super::template::{Vars, number};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Where the operator API is and how to authenticate.
 #[derive(Debug, Clone)]
@@ -79,6 +80,9 @@ pub struct Operator {
     fixtures: BTreeMap<Role, Fixture>,
     /// See [`super::RunnerConfig::time_scale`].
     time_scale: f64,
+    /// LFDIs whose leftover MirrorUsagePoints this procedure has cleared (once, at the
+    /// first registration, so a later re-registration keeps what the procedure created).
+    commissioned: BTreeSet<String>,
 }
 
 impl Operator {
@@ -98,6 +102,7 @@ impl Operator {
             pin,
             fixtures: BTreeMap::new(),
             time_scale: 1.0,
+            commissioned: BTreeSet::new(),
         }
     }
 
@@ -113,11 +118,9 @@ impl Operator {
     /// Why Switchyard's operator API cannot perform `action`, if it cannot.
     pub fn unsupported(action: &OperatorAction) -> Option<&'static str> {
         match action {
-            OperatorAction::Access { .. } => Some(
-                "a client's access cannot be withdrawn (an EndDevice can only be disabled, and stays visible)",
-            ),
-            OperatorAction::PostRate { .. } => Some("post rates cannot be set"),
-            OperatorAction::ClearMirrors { .. } => Some("MirrorUsagePoints cannot be removed"),
+            OperatorAction::PostRate { resource, .. } if resource != "MirrorUsagePoint" => {
+                Some("2030.5 announces postRate on MirrorUsagePoints only")
+            }
             _ => None,
         }
     }
@@ -298,9 +301,20 @@ impl Operator {
                 }
                 Ok(())
             }
-            OperatorAction::Access { .. }
-            | OperatorAction::PostRate { .. }
-            | OperatorAction::ClearMirrors { .. } => unreachable!("refused above"),
+            OperatorAction::Access { granted, .. } => {
+                let id = self.end_device_id(&facts.lfdi).await?;
+                self.call(
+                    "PATCH",
+                    &format!("/api/v1/end-devices/{id}"),
+                    Some(json!({"enabled": granted})),
+                    &[],
+                )
+                .await
+                .map(|_| ())
+            }
+            // Other resources were refused above.
+            OperatorAction::PostRate { seconds, .. } => self.set_post_rates(facts, *seconds).await,
+            OperatorAction::ClearMirrors { .. } => self.clear_mirrors(facts).await,
         }
     }
 
@@ -316,6 +330,7 @@ impl Operator {
             "GET" => self.http.get(&url),
             "POST" => self.http.post(&url),
             "DELETE" => self.http.delete(&url),
+            "PUT" => self.http.put(&url),
             _ => self.http.patch(&url),
         };
         let mut builder = builder.bearer_auth(&self.config.token);
@@ -444,6 +459,64 @@ impl Operator {
         Ok(page["items"].as_array().and_then(|a| a.first().cloned()))
     }
 
+    /// The id of the EndDevice with `lfdi`; an error when there is none.
+    async fn end_device_id(&self, lfdi: &str) -> Result<String, OperatorError> {
+        let ed = self.end_device(lfdi).await?.ok_or_else(|| {
+            OperatorError::Invalid(format!(
+                "no EndDevice with LFDI {lfdi}; register it first (op = \"end-device\")"
+            ))
+        })?;
+        Ok(ed["id"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Sets the postRate of every MirrorUsagePoint of the client's EndDevice.
+    async fn set_post_rates(&self, facts: &ClientFacts, seconds: u32) -> Result<(), OperatorError> {
+        let page = self
+            .call(
+                "GET",
+                &format!(
+                    "/api/v1/mirror-usage-points?device_lfdi={}&limit=1000",
+                    facts.lfdi
+                ),
+                None,
+                &[],
+            )
+            .await?;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        if items.is_empty() {
+            return Err(OperatorError::Invalid(format!(
+                "the EndDevice with LFDI {} has no MirrorUsagePoint to set a post rate on",
+                facts.lfdi
+            )));
+        }
+        for m in &items {
+            let id = m["id"].as_str().unwrap_or_default();
+            self.call(
+                "PUT",
+                &format!("/api/v1/mirror-usage-points/{id}/post-rate"),
+                Some(json!({ "seconds": seconds })),
+                &[],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Removes the MirrorUsagePoints of the client's EndDevice, if it has one.
+    async fn clear_mirrors(&self, facts: &ClientFacts) -> Result<(), OperatorError> {
+        if let Some(ed) = self.end_device(&facts.lfdi).await? {
+            let id = ed["id"].as_str().unwrap_or_default();
+            self.call(
+                "DELETE",
+                &format!("/api/v1/end-devices/{id}/mirror-usage-points"),
+                None,
+                &[StatusCode::NOT_FOUND],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     async fn register(&mut self, role: Role, facts: &ClientFacts) -> Result<(), OperatorError> {
         let der = self.fixture(role).await?.der.clone();
         match self.end_device(&facts.lfdi).await? {
@@ -456,6 +529,11 @@ impl Operator {
                     &[],
                 )
                 .await?;
+                // Each procedure starts from a freshly commissioned device: usage points an
+                // earlier procedure created with the same certificate are not its own.
+                if self.commissioned.insert(facts.lfdi.clone()) {
+                    self.clear_mirrors(facts).await?;
+                }
             }
             None => {
                 self.call(

@@ -2,15 +2,18 @@
 //! devices) create MirrorUsagePoints and post MirrorMeterReadings, whose readings become
 //! telemetry [`Reading`]s in SI units.
 //!
-//! Routes: `GET /mup` (the caller's usage points), `POST /mup` (create, or find again by
-//! mRID), `GET /mup/{id}`, `POST /mup/{id}` (a `MirrorMeterReading` or a
-//! `MirrorMeterReadingList`) and `DELETE /mup/{id}`.
+//! Routes: `GET /mup` (the caller's usage points), `POST /mup` (create, or update the one
+//! with that mRID, redefining its MirrorMeterReadings as posted), `GET /mup/{id}`,
+//! `POST /mup/{id}` (a `MirrorMeterReading` or a `MirrorMeterReadingList`) and
+//! `DELETE /mup/{id}`.
 //!
 //! Ownership comes from the certificate: a usage point belongs to an EndDevice, which for a
 //! device certificate is its own (the body's `deviceLFDI` must be the certificate's LFDI)
 //! and for an aggregator certificate one of the EndDevices it registered. Anyone else gets
-//! 404. The operator sees and deletes usage points through the registry entity
-//! [`MirrorUsagePointRecord`] (`/api/v1/mirror-usage-points`).
+//! 404. An mRID that an EndDevice the caller does not see already uses is refused (409):
+//! mRIDs are global in 2030.5. The operator sees and deletes usage points through the
+//! registry entity [`MirrorUsagePointRecord`] (`/api/v1/mirror-usage-points`), sets their
+//! postRate and clears a device's usage points (`api::mirror`).
 //!
 //! Units: a reading's value is `value × 10^powerOfTenMultiplier` in the unit of its
 //! ReadingType's `uom`; [`channel`] maps the unit (and flow direction) to a
@@ -25,7 +28,7 @@ use super::model::{
 use super::records::EndDeviceRecord;
 use super::server::{
     Caller, ListQuery, Result, Sep2Error, Sep2State, body_bytes, caller, enabled_end_device,
-    read_xml, sees, visible_end_device, xml,
+    read_xml, refuse_withdrawn, sees, visible_end_device, visible_end_devices, xml,
 };
 use super::tls::PeerIdentity;
 use super::xml::{self as codec, XmlError};
@@ -35,7 +38,7 @@ use crate::registry::RegistryError;
 use crate::registry::entity::{Entity, Filter, Reference, UniqueKey, text_filter};
 use crate::registry::validate::Checker;
 use crate::store::record::{dynamic, int, opt_text, text};
-use crate::store::{Record, StoreError, Value};
+use crate::store::{Backend, Record, StoreError, Value};
 use crate::telemetry::{self, Measurand, Quality, Reading, SourceKind, TelemetryError};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -80,6 +83,12 @@ pub struct MirrorUsagePointRecord {
     pub service_category_kind: u8,
     /// 0 off, 1 on.
     pub status: u8,
+    /// postRate served on this usage point, seconds, as the operator set it
+    /// (`PUT /api/v1/mirror-usage-points/{id}/post-rate`); absent: the deployment's
+    /// `sep2.post_rate_seconds`.
+    #[serde(default)]
+    #[schema(read_only)]
+    pub post_rate: Option<u32>,
     #[serde(default)]
     #[schema(read_only)]
     pub created_at: EpochSeconds,
@@ -100,6 +109,7 @@ impl Record for MirrorUsagePointRecord {
         "role_flags",
         "service_category_kind",
         "status",
+        "post_rate",
         "created_at",
         "updated_at",
     ];
@@ -116,6 +126,7 @@ impl Record for MirrorUsagePointRecord {
             self.role_flags.clone().into(),
             i64::from(self.service_category_kind).into(),
             i64::from(self.status).into(),
+            Value::Int(self.post_rate.map(i64::from)),
             self.created_at.into(),
             self.updated_at.into(),
         ]
@@ -133,6 +144,10 @@ impl Record for MirrorUsagePointRecord {
             role_flags: text(row, "role_flags")?,
             service_category_kind: byte("service_category_kind")?,
             status: byte("status")?,
+            post_rate: row
+                .try_get::<Option<i64>, _>("post_rate")?
+                .map(|r| u32::try_from(r).map_err(|_| StoreError::Corrupt("post_rate".into())))
+                .transpose()?,
             created_at: int(row, "created_at")?,
             updated_at: int(row, "updated_at")?,
         })
@@ -160,6 +175,9 @@ impl Entity for MirrorUsagePointRecord {
         c.opt_text("description", self.description.as_deref());
         if let Err(e) = self.device_lfdi.parse::<Lfdi>() {
             c.fail("device_lfdi", e.to_string());
+        }
+        if self.post_rate == Some(0) {
+            c.fail("post_rate", "must be at least 1 second".to_string());
         }
     }
 
@@ -499,6 +517,7 @@ fn record_from(
         role_flags: flags.to_ascii_uppercase(),
         service_category_kind: posted.service_category_kind,
         status: posted.status,
+        post_rate: None,
         created_at: now,
         updated_at: now,
     })
@@ -534,22 +553,90 @@ async fn stored_meter_readings(
         .collect()
 }
 
-/// Stores the MirrorMeterReadings of a post that are new and their readings, on the
-/// caller's transaction. Every reading is checked before the first is written, so an error
-/// leaves nothing behind once the caller drops the transaction. Returns how many
-/// MirrorMeterReadings were created.
+/// Whether `mrid` is already used by a usage point (`what = Usage`) or a
+/// MirrorMeterReading (`what = Meter`) of an EndDevice that `caller_lfdi` does not see.
+/// mRIDs identify a resource globally in 2030.5; letting a second party take one another
+/// party uses would put two parties' meters under one identifier.
+///
+/// Check-then-insert is made safe per backend: SQLite write transactions already hold the
+/// database write lock (`Store::begin_write`); on PostgreSQL a transaction-scoped advisory
+/// lock on the mRID makes two first claims of one mRID wait for each other.
+async fn claimed_by_another(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    what: MridOf,
+    mrid: &str,
+    caller_lfdi: &str,
+) -> Result<bool> {
+    if backend == Backend::Postgres {
+        // Selected through a subquery: the Any driver cannot describe pg's `void` type.
+        sqlx::query(
+            "SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtext('sep2-mrid:' || $1))) AS l",
+        )
+        .bind(mrid.to_string())
+        .execute(&mut *conn)
+        .await?;
+    }
+    let sql = match what {
+        MridOf::Usage => {
+            "SELECT 1 FROM sep2_mirror_usage_points m JOIN sep2_end_devices e ON e.id = m.end_device_id \
+             WHERE m.mrid = $1 AND e.lfdi <> $2 AND COALESCE(e.owner_lfdi, '') <> $2 LIMIT 1"
+        }
+        MridOf::Meter => {
+            "SELECT 1 FROM sep2_mirror_meter_readings r JOIN sep2_mirror_usage_points m ON m.id = r.mup_id \
+             JOIN sep2_end_devices e ON e.id = m.end_device_id \
+             WHERE r.mrid = $1 AND e.lfdi <> $2 AND COALESCE(e.owner_lfdi, '') <> $2 LIMIT 1"
+        }
+    };
+    Ok(sqlx::query(sql)
+        .bind(mrid.to_string())
+        .bind(caller_lfdi.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some())
+}
+
+/// Which kind of mirror resource an mRID names.
+#[derive(Clone, Copy)]
+enum MridOf {
+    Usage,
+    Meter,
+}
+
+/// How a post treats a ReadingType given for a MirrorMeterReading the usage point already
+/// has.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Existing {
+    /// A re-post of the whole MirrorUsagePoint (POST /mup): it defines the usage point, so
+    /// a changed ReadingType or description replaces the stored one. Readings already
+    /// stored keep their measurand; later ones follow the new ReadingType.
+    Redefine,
+    /// Readings posted to the usage point (POST /mup/{id}): what a MirrorMeterReading
+    /// measures is fixed, and a different unit under its mRID is refused.
+    Keep,
+}
+
+/// Stores the MirrorMeterReadings of a post (new ones, and with [`Existing::Redefine`]
+/// changed ones) and their readings, on the caller's transaction. Every reading is checked
+/// before the first is written, so an error leaves nothing behind once the caller drops the
+/// transaction. Returns how many MirrorMeterReadings were created.
 async fn apply_meter_readings(
     conn: &mut AnyConnection,
+    backend: Backend,
     mup: &str,
+    caller_lfdi: &str,
     posted: &[MirrorMeterReading],
+    existing: Existing,
     now: EpochSeconds,
 ) -> Result<usize> {
-    let mut known: HashMap<String, ReadingType> = stored_meter_readings(conn, mup)
-        .await?
-        .into_iter()
-        .map(|m| (m.mrid, m.reading_type))
-        .collect();
+    let mut known: HashMap<String, (Option<String>, ReadingType)> =
+        stored_meter_readings(conn, mup)
+            .await?
+            .into_iter()
+            .map(|m| (m.mrid, (m.description, m.reading_type)))
+            .collect();
     let mut new_types: Vec<(String, Option<String>, ReadingType)> = Vec::new();
+    let mut changed: Vec<(String, Option<String>, ReadingType)> = Vec::new();
     let mut readings = Vec::new();
     for mmr in posted {
         let mrid = canonical_mrid("MirrorMeterReading mRID", &mmr.m_rid)?;
@@ -563,26 +650,42 @@ async fn apply_meter_readings(
             return Err(refuse("description has more than 32 characters".into()));
         }
         let rt = match (&mmr.reading_type, known.get(&mrid)) {
-            (Some(new), Some(old)) => {
-                // What a MirrorMeterReading measures is fixed when it is created; a
-                // different unit under the same mRID would corrupt its series.
+            (Some(new), Some((old_description, old))) => {
                 let (a, b) = (channel(new), channel(old));
-                if a != b {
-                    return Err(refuse(
-                        "its ReadingType cannot change; post a new MirrorMeterReading with another mRID".into(),
-                    ));
+                let mut new = new.clone();
+                new.href = None;
+                match existing {
+                    Existing::Redefine => {
+                        a.map_err(|e| refuse(e.to_string()))?;
+                        if &new != old || &mmr.description != old_description {
+                            changed.push((mrid.clone(), mmr.description.clone(), new.clone()));
+                            known.insert(mrid.clone(), (mmr.description.clone(), new.clone()));
+                        }
+                        new
+                    }
+                    // A different unit under the same mRID would corrupt its series.
+                    Existing::Keep if a != b => {
+                        return Err(refuse(
+                            "its ReadingType cannot change here; post the MirrorUsagePoint again to redefine it, or use another mRID".into(),
+                        ));
+                    }
+                    Existing::Keep => old.clone(),
                 }
-                old.clone()
             }
             (Some(new), None) => {
                 channel(new).map_err(|e| refuse(e.to_string()))?;
+                if claimed_by_another(conn, backend, MridOf::Meter, &mrid, caller_lfdi).await? {
+                    return Err(Sep2Error::Conflict(format!(
+                        "MirrorMeterReading mRID {mrid} is already in use; choose another"
+                    )));
+                }
                 let mut rt = new.clone();
                 rt.href = None;
-                known.insert(mrid.clone(), rt.clone());
+                known.insert(mrid.clone(), (mmr.description.clone(), rt.clone()));
                 new_types.push((mrid.clone(), mmr.description.clone(), rt.clone()));
                 rt
             }
-            (None, Some(old)) => old.clone(),
+            (None, Some((_, old))) => old.clone(),
             (None, None) => {
                 return Err(refuse(
                     "it is new, so it needs a ReadingType saying what it measures".into(),
@@ -610,8 +713,22 @@ async fn apply_meter_readings(
         .execute(&mut *conn)
         .await?;
     }
-    if !new_types.is_empty() {
-        // New MirrorMeterReadings change the usage point's representation.
+    for (mrid, description, rt) in &changed {
+        let json = serde_json::to_string(rt)
+            .map_err(|e| Sep2Error::Internal(format!("ReadingType: {e}")))?;
+        sqlx::query(
+            "UPDATE sep2_mirror_meter_readings SET description = $3, reading_type = $4 \
+             WHERE mup_id = $1 AND mrid = $2",
+        )
+        .bind(mup.to_string())
+        .bind(mrid.clone())
+        .bind(description.clone())
+        .bind(json)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !new_types.is_empty() || !changed.is_empty() {
+        // New or redefined MirrorMeterReadings change the usage point's representation.
         sqlx::query("UPDATE sep2_mirror_usage_points SET updated_at = $2 WHERE id = $1")
             .bind(mup.to_string())
             .bind(now)
@@ -709,7 +826,7 @@ async fn usage_point_doc(
         status: rec.status,
         device_lfdi: rec.device_lfdi.clone(),
         mirror_meter_readings: meter_readings,
-        post_rate: Some(state.settings.post_rate),
+        post_rate: Some(rec.post_rate.unwrap_or(state.settings.post_rate)),
     })
 }
 
@@ -719,6 +836,9 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
     let caller = caller(&state, &peer);
+    if !caller.aggregator {
+        refuse_withdrawn(&caller, &visible_end_devices(&state, &caller).await?)?;
+    }
     let points: Vec<_> = visible_usage_points(&state, &caller)
         .await?
         .into_iter()
@@ -758,6 +878,13 @@ async fn create(
     let rec = record_from(&posted, &ed, now)?;
 
     let mut tx = state.registry.store().begin_write().await?;
+    let backend = state.registry.store().backend();
+    if claimed_by_another(&mut tx, backend, MridOf::Usage, &rec.mrid, &caller.lfdi).await? {
+        return Err(Sep2Error::Conflict(format!(
+            "MirrorUsagePoint mRID {} is already in use; choose another",
+            rec.mrid
+        )));
+    }
     // ON CONFLICT rather than check-then-insert: two simultaneous first posts of the same
     // mRID must both end up at the one usage point.
     let placeholders: Vec<String> = (1..=MirrorUsagePointRecord::COLUMNS.len())
@@ -787,7 +914,16 @@ async fn create(
         .execute(&mut *tx)
         .await?;
     }
-    apply_meter_readings(&mut tx, &rec.id, &posted.mirror_meter_readings, now).await?;
+    apply_meter_readings(
+        &mut tx,
+        backend,
+        &rec.id,
+        &caller.lfdi,
+        &posted.mirror_meter_readings,
+        Existing::Redefine,
+        now,
+    )
+    .await?;
     tx.commit().await?;
 
     let status = if created {
@@ -833,12 +969,22 @@ async fn post_readings(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let rec = visible_usage_point(&state, &caller(&state, &peer), &id, true).await?;
+    let caller = caller(&state, &peer);
+    let rec = visible_usage_point(&state, &caller, &id, true).await?;
     let bytes = body_bytes(&state, body).await?;
     let posted = read_meter_readings(&state, &headers, &bytes)?;
     let now = now_epoch();
     let mut tx = state.registry.store().begin_write().await?;
-    let created = apply_meter_readings(&mut tx, &rec.id, &posted, now).await?;
+    let created = apply_meter_readings(
+        &mut tx,
+        state.registry.store().backend(),
+        &rec.id,
+        &caller.lfdi,
+        &posted,
+        Existing::Keep,
+        now,
+    )
+    .await?;
     tx.commit().await?;
     if created > 0 {
         Ok((

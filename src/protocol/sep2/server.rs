@@ -61,6 +61,8 @@ pub struct Sep2Settings {
     pub body_limit: usize,
     /// The deployment's randomization seed (see the envelope engine).
     pub seed: u64,
+    /// Whether POST /edev registers EndDevices (false: out-of-band registration only).
+    pub in_band_registration: bool,
 }
 
 /// What the handlers share.
@@ -121,6 +123,9 @@ pub enum Sep2Error {
     BadRequest(String),
     #[error("{0}")]
     Forbidden(String),
+    /// The request clashes with what exists, for example an mRID another client uses.
+    #[error("{0}")]
+    Conflict(String),
     #[error("request body exceeds {0} bytes")]
     TooLarge(usize),
     #[error("content type must be application/sep+xml")]
@@ -135,6 +140,7 @@ impl IntoResponse for Sep2Error {
             Sep2Error::NotFound => StatusCode::NOT_FOUND,
             Sep2Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Sep2Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Sep2Error::Conflict(_) => StatusCode::CONFLICT,
             Sep2Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Sep2Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Sep2Error::Internal(detail) => {
@@ -423,6 +429,24 @@ pub(crate) async fn visible_end_devices(
         .collect::<std::result::Result<_, _>>()?)
 }
 
+/// A device certificate whose own EndDevice the operator disabled has lost its access: the
+/// lists that would serve it answer 403 (CSIP-AUS S-ALL-05 expects the EndDeviceList to be
+/// refused or empty). The EndDevice itself stays readable, so the client can read
+/// `enabled` false there. An aggregator keeps its access when one of its devices is
+/// disabled; that device alone is refused.
+pub(crate) fn refuse_withdrawn(caller: &Caller, devices: &[EndDeviceRecord]) -> Result<()> {
+    if !caller.aggregator
+        && devices
+            .iter()
+            .any(|ed| ed.lfdi == caller.lfdi && !ed.enabled)
+    {
+        return Err(Sep2Error::Forbidden(
+            "this client's access has been withdrawn (its EndDevice is disabled)".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// An EndDevice as served, with the number of its FunctionSetAssignments.
 async fn end_device_view(state: &Sep2State, ed: &EndDeviceRecord) -> Result<EndDevice> {
     let sets = function_sets_for(state, ed).await?.len() as u32;
@@ -467,8 +491,9 @@ pub(crate) async fn end_device_list_doc(
     caller: &Caller,
     q: &ListQuery,
 ) -> Result<EndDeviceList> {
-    let devices: Vec<EndDeviceRecord> = visible_end_devices(state, caller)
-        .await?
+    let devices = visible_end_devices(state, caller).await?;
+    refuse_withdrawn(caller, &devices)?;
+    let devices: Vec<EndDeviceRecord> = devices
         .into_iter()
         .filter(|ed| q.a.is_none_or(|a| ed.changed_time > a))
         .collect();
@@ -496,6 +521,11 @@ async fn register(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
+    if !state.settings.in_band_registration {
+        return Err(Sep2Error::Forbidden(
+            "this server registers EndDevices out of band only; ask the utility to register this device".into(),
+        ));
+    }
     let caller = caller(&state, &peer);
     let bytes = body_bytes(&state, body).await?;
     let posted: EndDevice = read_xml(&state, &headers, &bytes)?;
