@@ -1268,8 +1268,25 @@ trait Kept: Serialize + DeserializeOwned + Sized {
     /// The client that owns the object and alone (with BL clients) sees it; None for the
     /// targeted kinds, which every client they target sees.
     fn owner(&self) -> Option<&str>;
-    /// The store row, with the unique key that keeps names unique across nodes.
-    fn row(e: &Entry<Self>) -> Row;
+    /// Sets the columns of the kind's store row that queries filter on, and the unique key
+    /// that keeps names unique across nodes.
+    fn columns(&self, row: &mut Row);
+
+    /// The store row.
+    fn row(e: &Entry<Self>) -> Row {
+        let mut row = Row {
+            id: e.obj.meta().id.clone(),
+            object_type: Self::KIND,
+            unique_key: None,
+            program_id: None,
+            event_id: None,
+            client_name: None,
+            client_id: None,
+            body: json_text(&e.json),
+        };
+        e.obj.columns(&mut row);
+        row
+    }
 
     /// Whether another object already holds this one's unique name.
     fn name_taken(&self, _objs: &Objects) -> bool {
@@ -1304,19 +1321,27 @@ fn change<T: Kept>(e: &Entry<T>, op: Operation) -> Change<'_> {
     }
 }
 
+/// The accessors each [`Kept`] kind writes alike: its map in [`Objects`], its metadata.
+macro_rules! kept_in {
+    ($map:ident) => {
+        fn all(objs: &Objects) -> &BTreeMap<String, Arc<Entry<Self>>> {
+            &objs.$map
+        }
+        fn all_mut(objs: &mut Objects) -> &mut BTreeMap<String, Arc<Entry<Self>>> {
+            &mut objs.$map
+        }
+        fn meta(&self) -> &Metadata {
+            &self.meta
+        }
+    };
+}
+
 impl Kept for Program {
     const KIND: ObjectType = ObjectType::Program;
     const NAME: &'static str = "program";
 
-    fn all(objs: &Objects) -> &BTreeMap<String, Arc<Entry<Self>>> {
-        &objs.programs
-    }
-    fn all_mut(objs: &mut Objects) -> &mut BTreeMap<String, Arc<Entry<Self>>> {
-        &mut objs.programs
-    }
-    fn meta(&self) -> &Metadata {
-        &self.meta
-    }
+    kept_in!(programs);
+
     fn targets(&self) -> &Option<Vec<String>> {
         &self.body.targets
     }
@@ -1326,17 +1351,9 @@ impl Kept for Program {
     fn owner(&self) -> Option<&str> {
         None
     }
-    fn row(e: &Entry<Self>) -> Row {
-        Row {
-            id: e.obj.meta.id.clone(),
-            object_type: ObjectType::Program,
-            unique_key: Some(format!("PROGRAM:{}", e.obj.body.program_name)),
-            program_id: Some(e.obj.meta.id.clone()),
-            event_id: None,
-            client_name: None,
-            client_id: None,
-            body: json_text(&e.json),
-        }
+    fn columns(&self, row: &mut Row) {
+        row.unique_key = Some(format!("PROGRAM:{}", self.body.program_name));
+        row.program_id = Some(self.meta.id.clone());
     }
     fn name_taken(&self, objs: &Objects) -> bool {
         objs.programs.values().any(|p| {
@@ -1358,15 +1375,8 @@ impl Kept for Event {
     const KIND: ObjectType = ObjectType::Event;
     const NAME: &'static str = "event";
 
-    fn all(objs: &Objects) -> &BTreeMap<String, Arc<Entry<Self>>> {
-        &objs.events
-    }
-    fn all_mut(objs: &mut Objects) -> &mut BTreeMap<String, Arc<Entry<Self>>> {
-        &mut objs.events
-    }
-    fn meta(&self) -> &Metadata {
-        &self.meta
-    }
+    kept_in!(events);
+
     fn targets(&self) -> &Option<Vec<String>> {
         &self.body.targets
     }
@@ -1376,17 +1386,9 @@ impl Kept for Event {
     fn owner(&self) -> Option<&str> {
         None
     }
-    fn row(e: &Entry<Self>) -> Row {
-        Row {
-            id: e.obj.meta.id.clone(),
-            object_type: ObjectType::Event,
-            unique_key: None,
-            program_id: Some(e.obj.body.program_id.clone()),
-            event_id: Some(e.obj.meta.id.clone()),
-            client_name: None,
-            client_id: None,
-            body: json_text(&e.json),
-        }
+    fn columns(&self, row: &mut Row) {
+        row.program_id = Some(self.body.program_id.clone());
+        row.event_id = Some(self.meta.id.clone());
     }
     /// An event's entry also holds when it ends, for `GET /events?active=true`.
     fn into_entry(self) -> Arc<Entry<Self>> {
@@ -1404,32 +1406,18 @@ impl Kept for Subscription {
     const KIND: ObjectType = ObjectType::Subscription;
     const NAME: &'static str = "subscription";
 
-    fn all(objs: &Objects) -> &BTreeMap<String, Arc<Entry<Self>>> {
-        &objs.subscriptions
-    }
-    fn all_mut(objs: &mut Objects) -> &mut BTreeMap<String, Arc<Entry<Self>>> {
-        &mut objs.subscriptions
-    }
-    fn meta(&self) -> &Metadata {
-        &self.meta
-    }
+    kept_in!(subscriptions);
+
     fn targets(&self) -> &Option<Vec<String>> {
         &self.body.targets
     }
     fn owner(&self) -> Option<&str> {
         Some(&self.client_id)
     }
-    fn row(e: &Entry<Self>) -> Row {
-        Row {
-            id: e.obj.meta.id.clone(),
-            object_type: ObjectType::Subscription,
-            unique_key: None,
-            program_id: e.obj.body.program_id.clone(),
-            event_id: None,
-            client_name: Some(e.obj.body.client_name.clone()),
-            client_id: Some(e.obj.client_id.clone()),
-            body: json_text(&e.json),
-        }
+    fn columns(&self, row: &mut Row) {
+        row.program_id = self.body.program_id.clone();
+        row.client_name = Some(self.body.client_name.clone());
+        row.client_id = Some(self.client_id.clone());
     }
 }
 
@@ -1438,32 +1426,17 @@ impl Kept for Ven {
     const NAME: &'static str = "ven";
     const TARGETING: bool = true;
 
-    fn all(objs: &Objects) -> &BTreeMap<String, Arc<Entry<Self>>> {
-        &objs.vens
-    }
-    fn all_mut(objs: &mut Objects) -> &mut BTreeMap<String, Arc<Entry<Self>>> {
-        &mut objs.vens
-    }
-    fn meta(&self) -> &Metadata {
-        &self.meta
-    }
+    kept_in!(vens);
+
     fn targets(&self) -> &Option<Vec<String>> {
         &self.targets
     }
     fn owner(&self) -> Option<&str> {
         Some(&self.client_id)
     }
-    fn row(e: &Entry<Self>) -> Row {
-        Row {
-            id: e.obj.meta.id.clone(),
-            object_type: ObjectType::Ven,
-            unique_key: Some(format!("VEN:{}", e.obj.ven_name)),
-            program_id: None,
-            event_id: None,
-            client_name: None,
-            client_id: Some(e.obj.client_id.clone()),
-            body: json_text(&e.json),
-        }
+    fn columns(&self, row: &mut Row) {
+        row.unique_key = Some(format!("VEN:{}", self.ven_name));
+        row.client_id = Some(self.client_id.clone());
     }
     fn name_taken(&self, objs: &Objects) -> bool {
         objs.vens
@@ -1483,32 +1456,17 @@ impl Kept for Resource {
     const NAME: &'static str = "resource";
     const TARGETING: bool = true;
 
-    fn all(objs: &Objects) -> &BTreeMap<String, Arc<Entry<Self>>> {
-        &objs.resources
-    }
-    fn all_mut(objs: &mut Objects) -> &mut BTreeMap<String, Arc<Entry<Self>>> {
-        &mut objs.resources
-    }
-    fn meta(&self) -> &Metadata {
-        &self.meta
-    }
+    kept_in!(resources);
+
     fn targets(&self) -> &Option<Vec<String>> {
         &self.targets
     }
     fn owner(&self) -> Option<&str> {
         Some(&self.client_id)
     }
-    fn row(e: &Entry<Self>) -> Row {
-        Row {
-            id: e.obj.meta.id.clone(),
-            object_type: ObjectType::Resource,
-            unique_key: Some(format!("RESOURCE:{}:{}", e.obj.ven_id, e.obj.resource_name)),
-            program_id: None,
-            event_id: None,
-            client_name: None,
-            client_id: Some(e.obj.client_id.clone()),
-            body: json_text(&e.json),
-        }
+    fn columns(&self, row: &mut Row) {
+        row.unique_key = Some(format!("RESOURCE:{}:{}", self.ven_id, self.resource_name));
+        row.client_id = Some(self.client_id.clone());
     }
     fn name_taken(&self, objs: &Objects) -> bool {
         objs.resources.values().any(|x| {
