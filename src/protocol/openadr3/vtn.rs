@@ -754,6 +754,34 @@ impl Vtn {
             })
     }
 
+    /// Stores a new (`Create`) or replaced (`Update`) report with the readings it carries,
+    /// and tells subscribers.
+    async fn store_report(
+        &self,
+        r: &Report,
+        program_id: &str,
+        op: Operation,
+    ) -> Result<Bytes, OadrError> {
+        let json = Bytes::from(serde_json::to_vec(r).expect("serializes"));
+        let now = crate::domain::now_epoch();
+        let readings = super::engine::readings(r, now);
+        let row = report_row(r, program_id, &json);
+        store::save_report(&self.store, &row, op == Operation::Update, &readings, now).await?;
+        let objs = self.read();
+        self.notify(
+            &objs,
+            Change {
+                kind: ObjectType::Report,
+                op,
+                json: &json,
+                targets: &None,
+                program_id: Some(program_id),
+                owner: Some(&r.client_id),
+            },
+        );
+        Ok(json)
+    }
+
     pub async fn create_report(
         &self,
         caller: &Caller,
@@ -767,30 +795,7 @@ impl Vtn {
             client_id: caller.client_id.clone(),
             body: req,
         };
-        let json = Bytes::from(serde_json::to_vec(&r).expect("serializes"));
-        let now = crate::domain::now_epoch();
-        let readings = super::engine::readings(&r, now);
-        store::save_report(
-            &self.store,
-            &report_row(&r, &program_id, &json),
-            false,
-            &readings,
-            now,
-        )
-        .await?;
-        let objs = self.read();
-        self.notify(
-            &objs,
-            Change {
-                kind: ObjectType::Report,
-                op: Operation::Create,
-                json: &json,
-                targets: &None,
-                program_id: Some(&program_id),
-                owner: Some(&r.client_id),
-            },
-        );
-        Ok(json)
+        self.store_report(&r, &program_id, Operation::Create).await
     }
 
     pub async fn update_report(
@@ -808,30 +813,7 @@ impl Vtn {
             client_id: old.client_id,
             body: req,
         };
-        let json = Bytes::from(serde_json::to_vec(&r).expect("serializes"));
-        let now = crate::domain::now_epoch();
-        let readings = super::engine::readings(&r, now);
-        store::save_report(
-            &self.store,
-            &report_row(&r, &program_id, &json),
-            true,
-            &readings,
-            now,
-        )
-        .await?;
-        let objs = self.read();
-        self.notify(
-            &objs,
-            Change {
-                kind: ObjectType::Report,
-                op: Operation::Update,
-                json: &json,
-                targets: &None,
-                program_id: Some(&program_id),
-                owner: Some(&r.client_id),
-            },
-        );
-        Ok(json)
+        self.store_report(&r, &program_id, Operation::Update).await
     }
 
     pub async fn delete_report(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
