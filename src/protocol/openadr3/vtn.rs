@@ -387,6 +387,23 @@ impl Vtn {
 
     // ----- what every kept kind shares -----
 
+    /// One page of the objects of kind `T` that the caller may see and `keep` accepts.
+    fn list<T: Kept>(
+        &self,
+        caller: &Caller,
+        page: Page,
+        keep: impl Fn(&Entry<T>) -> bool,
+    ) -> Vec<Bytes> {
+        let objs = self.read();
+        let sc = scope(&objs, caller);
+        take_page(
+            T::all(&objs)
+                .values()
+                .filter(|e| e.obj.visible(&sc) && keep(e)),
+            page,
+        )
+    }
+
     /// Object `id` of kind `T` when the caller may see it; 404 otherwise.
     fn find<T: Kept>(&self, caller: &Caller, id: &str) -> Result<Arc<Entry<T>>, OadrError> {
         let objs = self.read();
@@ -444,14 +461,9 @@ impl Vtn {
     // ----- programs -----
 
     pub fn list_programs(&self, caller: &Caller, filter: &[String], page: Page) -> Vec<Bytes> {
-        let objs = self.read();
-        let sc = scope(&objs, caller);
-        take_page(
-            objs.programs.values().filter(|p| {
-                sc.sees_targets(&p.obj.body.targets) && matches_filter(filter, &p.obj.body.targets)
-            }),
-            page,
-        )
+        self.list::<Program>(caller, page, |p| {
+            matches_filter(filter, &p.obj.body.targets)
+        })
     }
 
     pub fn get_program(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
@@ -527,23 +539,18 @@ impl Vtn {
         active_at: Option<f64>,
         page: Page,
     ) -> Vec<Bytes> {
-        let objs = self.read();
         if program_id.is_none() && filter.is_empty() && active_at.is_none() {
+            let objs = self.read();
             let view = self.event_view(&objs, caller);
             let from = (page.skip as usize).min(view.len());
             let to = (from + page.limit as usize).min(view.len());
             return view[from..to].iter().map(|e| e.json.clone()).collect();
         }
-        let sc = scope(&objs, caller);
-        take_page(
-            objs.events.values().filter(|e| {
-                program_id.is_none_or(|p| e.obj.body.program_id == p)
-                    && sc.sees_targets(&e.obj.body.targets)
-                    && matches_filter(filter, &e.obj.body.targets)
-                    && active_at.is_none_or(|now| e.end.is_none_or(|end| end > now))
-            }),
-            page,
-        )
+        self.list::<Event>(caller, page, |e| {
+            program_id.is_none_or(|p| e.obj.body.program_id == p)
+                && matches_filter(filter, &e.obj.body.targets)
+                && active_at.is_none_or(|now| e.end.is_none_or(|end| end > now))
+        })
     }
 
     pub fn get_event(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
@@ -851,21 +858,15 @@ impl Vtn {
         objects: &[ObjectType],
         page: Page,
     ) -> Vec<Bytes> {
-        let objs = self.read();
-        let sc = scope(&objs, caller);
-        take_page(
-            objs.subscriptions.values().filter(|s| {
-                let b = &s.obj.body;
-                sc.owns(&s.obj.client_id)
-                    && program_id.is_none_or(|p| b.program_id.as_deref() == Some(p))
-                    && client_name.is_none_or(|c| b.client_name == c)
-                    && (objects.is_empty()
-                        || b.object_operations
-                            .iter()
-                            .any(|o| o.objects.iter().any(|k| objects.contains(k))))
-            }),
-            page,
-        )
+        self.list::<Subscription>(caller, page, |s| {
+            let b = &s.obj.body;
+            program_id.is_none_or(|p| b.program_id.as_deref() == Some(p))
+                && client_name.is_none_or(|c| b.client_name == c)
+                && (objects.is_empty()
+                    || b.object_operations
+                        .iter()
+                        .any(|o| o.objects.iter().any(|k| objects.contains(k))))
+        })
     }
 
     pub fn get_subscription(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
@@ -943,16 +944,9 @@ impl Vtn {
         filter: &[String],
         page: Page,
     ) -> Vec<Bytes> {
-        let objs = self.read();
-        let sc = scope(&objs, caller);
-        take_page(
-            objs.vens.values().filter(|v| {
-                sc.owns(&v.obj.client_id)
-                    && ven_name.is_none_or(|n| v.obj.ven_name == n)
-                    && matches_filter(filter, &v.obj.targets)
-            }),
-            page,
-        )
+        self.list::<Ven>(caller, page, |v| {
+            ven_name.is_none_or(|n| v.obj.ven_name == n) && matches_filter(filter, &v.obj.targets)
+        })
     }
 
     pub fn get_ven(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
@@ -1053,17 +1047,11 @@ impl Vtn {
         filter: &[String],
         page: Page,
     ) -> Vec<Bytes> {
-        let objs = self.read();
-        let sc = scope(&objs, caller);
-        take_page(
-            objs.resources.values().filter(|r| {
-                sc.owns(&r.obj.client_id)
-                    && resource_name.is_none_or(|n| r.obj.resource_name == n)
-                    && ven_id.is_none_or(|v| r.obj.ven_id == v)
-                    && matches_filter(filter, &r.obj.targets)
-            }),
-            page,
-        )
+        self.list::<Resource>(caller, page, |r| {
+            resource_name.is_none_or(|n| r.obj.resource_name == n)
+                && ven_id.is_none_or(|v| r.obj.ven_id == v)
+                && matches_filter(filter, &r.obj.targets)
+        })
     }
 
     pub fn get_resource(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
