@@ -6,8 +6,9 @@
 
 mod common;
 
-use common::{OPERATOR_TOKEN, READER_TOKEN, TestDb, start_server};
-use reqwest::{Client, Method, StatusCode};
+use common::api::ApiClient;
+use common::{READER_TOKEN, TestDb, start_server};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchyard::domain::now_epoch;
 use switchyard::telemetry::{Measurand, Quality, Reading, SourceKind, insert_batch};
@@ -18,51 +19,9 @@ on_both_backends!(
     flex_forecast_from_meter_history
 );
 
-struct Api {
-    client: Client,
-    base: String,
-}
-
-impl Api {
-    async fn call_as(
-        &self,
-        token: &str,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{}", self.base, path))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        self.call_as(OPERATOR_TOKEN, method, path, body).await
-    }
-
-    async fn created(&self, path: &str, body: Value) {
-        let (s, v) = self.call(Method::POST, path, Some(body)).await;
-        assert_eq!(s, StatusCode::CREATED, "POST {path}: {v}");
-    }
-}
-
-async fn setup(db: &TestDb) -> (switchyard::app::RunningServer, Api) {
+async fn setup(db: &TestDb) -> (switchyard::app::RunningServer, ApiClient) {
     let (server, base) = start_server(db, 64 * 1024).await;
-    let api = Api {
-        client: Client::new(),
-        base,
-    };
+    let api = ApiClient::new(base);
     api.created(
         "/api/v1/accounts",
         json!({"id": "a1", "account_number": "A1", "name": "A", "kind": "residential"}),

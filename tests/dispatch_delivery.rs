@@ -12,8 +12,9 @@
 
 mod common;
 
+use common::api::ApiClient;
 use common::{OPERATOR_TOKEN, READER_TOKEN, TestDb};
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -35,51 +36,7 @@ on_both_backends!(
 const BROKER: (&str, u16) = ("127.0.0.1", 1883);
 const WAIT: Duration = Duration::from_secs(30);
 
-struct Api {
-    client: Client,
-    base: String,
-}
-
-impl Api {
-    async fn call_as(
-        &self,
-        token: &str,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{}", self.base, path))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        self.call_as(OPERATOR_TOKEN, method, path, body).await
-    }
-
-    async fn created(&self, path: &str, body: Value) -> Value {
-        let (s, v) = self.call(Method::POST, path, Some(body)).await;
-        assert_eq!(s, StatusCode::CREATED, "POST {path}: {v}");
-        v
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let (s, v) = self.call(Method::GET, path, None).await;
-        assert_eq!(s, StatusCode::OK, "GET {path}: {v}");
-        v
-    }
-
+impl ApiClient {
     /// One account, and for each `(site, der, rated_kw)` a site on feeder FX with one
     /// battery; all in group `fleet`.
     async fn portfolio(&self, ders: &[(&str, &str, f64)]) {
@@ -133,7 +90,7 @@ impl Api {
     }
 
     async fn delivery(&self, plan: &str) -> Value {
-        self.get(&format!("/api/v1/dispatch/{plan}/delivery")).await
+        self.ok(&format!("/api/v1/dispatch/{plan}/delivery")).await
     }
 }
 
@@ -162,19 +119,13 @@ fn fast_dispatch(c: &mut Config) {
 async fn start(
     db: &TestDb,
     adjust: impl FnOnce(&mut Config),
-) -> (switchyard::app::RunningServer, Api) {
+) -> (switchyard::app::RunningServer, ApiClient) {
     let (server, base) = common::start_server_with(db, 64 * 1024, |c| {
         fast_dispatch(c);
         adjust(c);
     })
     .await;
-    (
-        server,
-        Api {
-            client: Client::new(),
-            base,
-        },
-    )
+    (server, ApiClient::new(base))
 }
 
 fn approx(v: &Value, expected: f64) -> bool {
@@ -437,7 +388,7 @@ async fn mqtt_fleet_redispatches_a_silent_device_and_obeys_limit_and_stop(db: Te
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     let malformed = api
-        .client
+        .http
         .post(format!("{}/api/v1/dispatch/{plan}/instructions", api.base))
         .bearer_auth(OPERATOR_TOKEN)
         .header("content-type", "application/json")
@@ -574,10 +525,7 @@ async fn sep2_der_gets_a_dercontrol_that_stop_cancels(db: TestDb) {
     use common::sep2::{Sep2, href_of, pki, start_sep2_server};
     let pki = pki();
     let (server, sep2_base, base) = start_sep2_server(&db, &pki).await;
-    let api = Api {
-        client: Client::new(),
-        base,
-    };
+    let api = ApiClient::new(base);
     api.portfolio(&[("s1", "e1", 5.0), ("s2", "n1", 5.0)]).await;
     // e1 has a 2030.5 EndDevice; n1 has no way to be reached (no MQTT, no SunSpec).
     let ed = api
@@ -589,7 +537,7 @@ async fn sep2_der_gets_a_dercontrol_that_stop_cancels(db: TestDb) {
     let edev = format!("/edev/{}", ed["id"].as_str().unwrap());
     let plan = api.dispatch(8.0).await;
     let controls = async || {
-        api.get("/api/v1/controls?program_id=dispatch:e1").await["items"]
+        api.ok("/api/v1/controls?program_id=dispatch:e1").await["items"]
             .as_array()
             .unwrap()
             .clone()
@@ -609,7 +557,7 @@ async fn sep2_der_gets_a_dercontrol_that_stop_cancels(db: TestDb) {
     assert!(approx(&c[0]["modes"]["fixed_w"], 4000.0), "{c:?}");
     assert!(c[0]["cancelled_at"].is_null());
     assert!(c[0]["response_required"].as_bool().unwrap());
-    let program = api.get("/api/v1/control-programs/dispatch:e1").await;
+    let program = api.ok("/api/v1/control-programs/dispatch:e1").await;
     assert_eq!(program["target_kind"], "der");
     assert_eq!(program["target_id"], "e1");
 

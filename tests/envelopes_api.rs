@@ -4,8 +4,9 @@
 
 mod common;
 
-use common::{OPERATOR_TOKEN, TestDb, start_server};
-use reqwest::{Client, Method, StatusCode};
+use common::api::ApiClient;
+use common::{TestDb, start_server};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 on_both_backends!(
@@ -15,35 +16,7 @@ on_both_backends!(
 
 const T0: i64 = 1_900_000_000;
 
-struct Api {
-    client: Client,
-    base: String,
-}
-
-impl Api {
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{}", self.base, path))
-            .bearer_auth(OPERATOR_TOKEN);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn created(&self, path: &str, body: Value) -> Value {
-        let (s, v) = self.call(Method::POST, path, Some(body)).await;
-        assert_eq!(s, StatusCode::CREATED, "POST {path}: {v}");
-        v
-    }
-
+impl ApiClient {
     async fn in_force(&self, query: &str, at: i64) -> Value {
         let (s, v) = self
             .call(
@@ -57,12 +30,9 @@ impl Api {
     }
 }
 
-async fn setup(db: &TestDb) -> (switchyard::app::RunningServer, Api) {
+async fn setup(db: &TestDb) -> (switchyard::app::RunningServer, ApiClient) {
     let (server, base) = start_server(db, 64 * 1024).await;
-    let api = Api {
-        client: Client::new(),
-        base,
-    };
+    let api = ApiClient::new(base);
     api.created(
         "/api/v1/accounts",
         json!({"id": "a1", "account_number": "A1", "name": "A", "kind": "residential"}),

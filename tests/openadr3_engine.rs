@@ -7,9 +7,10 @@
 
 mod common;
 
+use common::api::ApiClient;
 use common::openadr3::*;
 use common::{OPERATOR_TOKEN, TestDb};
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchyard::api::auth::{Role, TokenConfig};
 use switchyard::domain::now_epoch;
@@ -17,37 +18,7 @@ use switchyard::protocol::openadr3::duration::format_datetime;
 
 on_both_backends!(events_drive_envelopes_and_dispatch);
 
-/// The operator API, beside the VTN on the same listener.
-struct Ops {
-    http: Client,
-    base: String,
-}
-
-impl Ops {
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(OPERATOR_TOKEN);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn created(&self, path: &str, body: Value) {
-        let (s, v) = self.call(Method::POST, path, Some(body)).await;
-        assert_eq!(s, StatusCode::CREATED, "POST {path}: {v}");
-    }
-
-    async fn ok(&self, path: &str) -> Value {
-        let (s, v) = self.call(Method::GET, path, None).await;
-        assert_eq!(s, StatusCode::OK, "GET {path}: {v}");
-        v
-    }
-
+impl ApiClient {
     /// The export limit in force at a site at `at`, W.
     async fn export_limit(&self, site: &str, at: i64) -> Option<f64> {
         self.ok(&format!(
@@ -98,10 +69,7 @@ async fn events_drive_envelopes_and_dispatch(db: TestDb) {
         }];
     })
     .await;
-    let ops = Ops {
-        http: Client::new(),
-        base: base.replace(switchyard::protocol::openadr3::PREFIX, ""),
-    };
+    let ops = ApiClient::new(base.replace(switchyard::protocol::openadr3::PREFIX, ""));
     ops.created(
         "/api/v1/accounts",
         json!({"id": "a1", "account_number": "A1", "name": "A", "kind": "residential"}),

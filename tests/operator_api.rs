@@ -3,8 +3,9 @@
 
 mod common;
 
+use common::api::ApiClient;
 use common::{OPERATOR_TOKEN, READER_TOKEN, TestDb, start_server};
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 on_both_backends!(
@@ -15,96 +16,28 @@ on_both_backends!(
     csv_import_and_inventory_export_over_http,
 );
 
-struct Api {
-    client: Client,
-    base: String,
-}
-
-impl Api {
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{}", self.base, path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn op(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        self.call(method, path, Some(OPERATOR_TOKEN), body).await
-    }
-
-    async fn raw(
-        &self,
-        method: Method,
-        path: &str,
-        content_type: &str,
-        body: Vec<u8>,
-    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-        let resp = self
-            .client
-            .request(method, format!("{}{}", self.base, path))
-            .bearer_auth(OPERATOR_TOKEN)
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("request");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            headers,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-}
-
-async fn setup(db: &TestDb, body_limit: usize) -> (switchyard::app::RunningServer, Api) {
+async fn setup(db: &TestDb, body_limit: usize) -> (switchyard::app::RunningServer, ApiClient) {
     let (server, base) = start_server(db, body_limit).await;
-    (
-        server,
-        Api {
-            client: Client::new(),
-            base,
-        },
-    )
+    (server, ApiClient::new(base))
 }
 
-async fn seed(api: &Api) {
+async fn seed(api: &ApiClient) {
     let (s, _) = api
-        .op(Method::POST, "/api/v1/accounts", Some(json!({"id": "a1", "account_number": "ACC-1", "name": "Alice", "kind": "residential"})))
+        .call(Method::POST, "/api/v1/accounts", Some(json!({"id": "a1", "account_number": "ACC-1", "name": "Alice", "kind": "residential"})))
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let (s, _) = api
-        .op(Method::POST, "/api/v1/sites", Some(json!({"id": "s1", "account_id": "a1", "connection_point_id": "NMI0001", "territory": "NORTH", "interconnection_type": "nem", "grid_location": {"substation": "SUB", "feeder": "F1"}})))
+        .call(Method::POST, "/api/v1/sites", Some(json!({"id": "s1", "account_id": "a1", "connection_point_id": "NMI0001", "territory": "NORTH", "interconnection_type": "nem", "grid_location": {"substation": "SUB", "feeder": "F1"}})))
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let (s, body) = api
-        .op(Method::POST, "/api/v1/ders", Some(json!({"id": "d1", "site_id": "s1", "der_class": "battery", "manufacturer": "Acme", "model": "B", "serial": "SN1", "rated_kw": 5.0, "storage_kwh": 13.5, "status": "active"})))
+        .call(Method::POST, "/api/v1/ders", Some(json!({"id": "d1", "site_id": "s1", "der_class": "battery", "manufacturer": "Acme", "model": "B", "serial": "SN1", "rated_kw": 5.0, "storage_kwh": 13.5, "status": "active"})))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
 }
 
-async fn der_count(api: &Api) -> usize {
-    let (s, body) = api.op(Method::GET, "/api/v1/ders?limit=1000", None).await;
+async fn der_count(api: &ApiClient) -> usize {
+    let (s, body) = api.call(Method::GET, "/api/v1/ders?limit=1000", None).await;
     assert_eq!(s, StatusCode::OK);
     body["items"].as_array().unwrap().len()
 }
@@ -120,7 +53,7 @@ async fn crud_over_http(db: TestDb) {
     let (server, api) = setup(&db, 64 * 1024).await;
     seed(&api).await;
     let resp = api
-        .client
+        .http
         .post(format!("{}/api/v1/meters", api.base))
         .bearer_auth(OPERATOR_TOKEN)
         .json(&json!({"site_id": "s1", "mpid": "MP1", "revenue_grade": true, "interval_seconds": 900}))
@@ -134,12 +67,12 @@ async fn crud_over_http(db: TestDb) {
         location,
         format!("/api/v1/meters/{}", created["id"].as_str().unwrap())
     );
-    let (s, got) = api.op(Method::GET, &location, None).await;
+    let (s, got) = api.call(Method::GET, &location, None).await;
     assert_eq!((s, got["mpid"].as_str()), (StatusCode::OK, Some("MP1")));
 
     // Merge patch: change one nested field, keep the rest.
     let (s, _, patched) = api
-        .raw(
+        .send_bytes(
             Method::PATCH,
             "/api/v1/sites/s1",
             "application/merge-patch+json",
@@ -153,30 +86,32 @@ async fn crud_over_http(db: TestDb) {
     );
     assert_eq!(patched["address"], "1 Main St");
 
-    let (s, list) = api.op(Method::GET, "/api/v1/sites?feeder=F2", None).await;
+    let (s, list) = api.call(Method::GET, "/api/v1/sites?feeder=F2", None).await;
     assert_eq!(
         (s, list["items"].as_array().unwrap().len()),
         (StatusCode::OK, 1)
     );
-    let (_, list) = api.op(Method::GET, "/api/v1/sites?feeder=F1", None).await;
+    let (_, list) = api.call(Method::GET, "/api/v1/sites?feeder=F1", None).await;
     assert!(list["items"].as_array().unwrap().is_empty());
 
     // Groups and their aggregate over HTTP.
-    let (s, _) = api.op(Method::POST, "/api/v1/groups", Some(json!({"id": "g", "name": "F2 batteries", "der_class": "battery", "grid_location": {"feeder": "F2"}}))).await;
+    let (s, _) = api.call(Method::POST, "/api/v1/groups", Some(json!({"id": "g", "name": "F2 batteries", "der_class": "battery", "grid_location": {"feeder": "F2"}}))).await;
     assert_eq!(s, StatusCode::CREATED);
     let (_, agg) = api
-        .op(Method::GET, "/api/v1/groups/g/aggregate", None)
+        .call(Method::GET, "/api/v1/groups/g/aggregate", None)
         .await;
     assert_eq!(
         agg,
         json!({"group_id": "g", "der_count": 1, "rated_kw": 5.0, "storage_kwh": 13.5})
     );
-    let (_, members) = api.op(Method::GET, "/api/v1/groups/g/members", None).await;
+    let (_, members) = api
+        .call(Method::GET, "/api/v1/groups/g/members", None)
+        .await;
     assert_eq!(members["items"][0]["id"], "d1");
 
-    let (s, _) = api.op(Method::DELETE, &location, None).await;
+    let (s, _) = api.call(Method::DELETE, &location, None).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, body) = api.op(Method::GET, &location, None).await;
+    let (s, body) = api.call(Method::GET, &location, None).await;
     assert_eq!(
         (s, body["status"].as_u64()),
         (StatusCode::NOT_FOUND, Some(404))
@@ -187,26 +122,26 @@ async fn crud_over_http(db: TestDb) {
 async fn authentication_and_roles(db: TestDb) {
     let (server, api) = setup(&db, 64 * 1024).await;
     seed(&api).await;
-    let (s, body) = api.call(Method::GET, "/api/v1/ders", None, None).await;
+    let (s, body) = api.send(None, Method::GET, "/api/v1/ders", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["type"], "urn:switchyard:problem:unauthorized");
     let (s, _) = api
-        .call(Method::GET, "/api/v1/ders", Some("not-a-token"), None)
+        .send(Some("not-a-token"), Method::GET, "/api/v1/ders", None)
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let (s, _) = api
-        .call(Method::GET, "/api/v1/ders", Some(READER_TOKEN), None)
+        .send(Some(READER_TOKEN), Method::GET, "/api/v1/ders", None)
         .await;
     assert_eq!(s, StatusCode::OK);
     let (s, body) = api
-        .call(Method::DELETE, "/api/v1/ders/d1", Some(READER_TOKEN), None)
+        .send(Some(READER_TOKEN), Method::DELETE, "/api/v1/ders/d1", None)
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
     let (s, _) = api
-        .call(
+        .send(
+            Some(READER_TOKEN),
             Method::POST,
             "/api/v1/accounts",
-            Some(READER_TOKEN),
             Some(json!({"account_number": "X", "name": "X", "kind": "residential"})),
         )
         .await;
@@ -217,7 +152,7 @@ async fn authentication_and_roles(db: TestDb) {
         "the read-only delete changed nothing"
     );
     // Health and the API document are public.
-    let (s, _) = api.call(Method::GET, "/healthz", None, None).await;
+    let (s, _) = api.send(None, Method::GET, "/healthz", None).await;
     assert_eq!(s, StatusCode::OK);
     server.stop().await.unwrap();
 }
@@ -234,7 +169,7 @@ async fn bad_input_gets_precise_errors_and_changes_nothing(db: TestDb) {
 
     // Malformed JSON: 400.
     let (s, _, body) = api
-        .raw(
+        .send_bytes(
             Method::POST,
             "/api/v1/ders",
             "application/json",
@@ -244,7 +179,7 @@ async fn bad_input_gets_precise_errors_and_changes_nothing(db: TestDb) {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     // Unknown enum value: 422 naming der_class.
     let (s, body) = api
-        .op(
+        .call(
             Method::POST,
             "/api/v1/ders",
             Some(with("der_class", json!("fusion_reactor"))),
@@ -257,7 +192,7 @@ async fn bad_input_gets_precise_errors_and_changes_nothing(db: TestDb) {
     );
     // Negative and absurd ratings.
     let (s, body) = api
-        .op(
+        .call(
             Method::POST,
             "/api/v1/ders",
             Some(with("rated_kw", json!(-5))),
@@ -269,7 +204,7 @@ async fn bad_input_gets_precise_errors_and_changes_nothing(db: TestDb) {
         "{body}"
     );
     let (s, body) = api
-        .op(
+        .call(
             Method::POST,
             "/api/v1/ders",
             Some(with("rated_kw", json!(5.0e7))),
@@ -281,7 +216,7 @@ async fn bad_input_gets_precise_errors_and_changes_nothing(db: TestDb) {
         "{body}"
     );
     let (s, body) = api
-        .op(
+        .call(
             Method::POST,
             "/api/v1/ders",
             Some(with("reserve_pct", json!(140))),
@@ -294,7 +229,7 @@ async fn bad_input_gets_precise_errors_and_changes_nothing(db: TestDb) {
     );
     // Wrong type and unknown field.
     let (s, body) = api
-        .op(
+        .call(
             Method::POST,
             "/api/v1/ders",
             Some(with("rated_kw", json!("lots"))),
@@ -306,7 +241,7 @@ async fn bad_input_gets_precise_errors_and_changes_nothing(db: TestDb) {
         "{body}"
     );
     let (s, body) = api
-        .op(
+        .call(
             Method::POST,
             "/api/v1/ders",
             Some(with("colour", json!("red"))),
@@ -319,7 +254,7 @@ async fn bad_input_gets_precise_errors_and_changes_nothing(db: TestDb) {
     );
     // Duplicate identifiers: 409.
     let (s, body) = api
-        .op(
+        .call(
             Method::POST,
             "/api/v1/ders",
             Some(with("serial", json!("SN1"))),
@@ -331,7 +266,7 @@ async fn bad_input_gets_precise_errors_and_changes_nothing(db: TestDb) {
         "{body}"
     );
     let (s, body) = api
-        .op(Method::POST, "/api/v1/ders", Some(with("id", json!("d1"))))
+        .call(Method::POST, "/api/v1/ders", Some(with("id", json!("d1"))))
         .await;
     assert_eq!(
         (s, problem(&body).0),
@@ -339,7 +274,7 @@ async fn bad_input_gets_precise_errors_and_changes_nothing(db: TestDb) {
         "{body}"
     );
     let (s, body) = api
-        .op(
+        .call(
             Method::POST,
             "/api/v1/accounts",
             Some(json!({"account_number": "ACC-1", "name": "Again", "kind": "residential"})),
@@ -352,7 +287,7 @@ async fn bad_input_gets_precise_errors_and_changes_nothing(db: TestDb) {
     );
     // Reference to a missing object: 422.
     let (s, body) = api
-        .op(
+        .call(
             Method::POST,
             "/api/v1/ders",
             Some(with("site_id", json!("nowhere"))),
@@ -367,7 +302,7 @@ async fn bad_input_gets_precise_errors_and_changes_nothing(db: TestDb) {
     let mut big = good.clone();
     big["model"] = json!("x".repeat(8000));
     let (s, _, body) = api
-        .raw(
+        .send_bytes(
             Method::POST,
             "/api/v1/ders",
             "application/json",
@@ -377,7 +312,7 @@ async fn bad_input_gets_precise_errors_and_changes_nothing(db: TestDb) {
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     // Wrong content type: 415.
     let (s, _, _) = api
-        .raw(
+        .send_bytes(
             Method::POST,
             "/api/v1/ders",
             "text/plain",
@@ -387,24 +322,24 @@ async fn bad_input_gets_precise_errors_and_changes_nothing(db: TestDb) {
     assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     // Bad list parameters: 400.
     let (s, body) = api
-        .op(Method::GET, "/api/v1/ders?der_class=fusion", None)
+        .call(Method::GET, "/api/v1/ders?der_class=fusion", None)
         .await;
     assert_eq!(
         (s, problem(&body).0),
         (StatusCode::BAD_REQUEST, "der_class")
     );
-    let (s, body) = api.op(Method::GET, "/api/v1/ders?limit=0", None).await;
+    let (s, body) = api.call(Method::GET, "/api/v1/ders?limit=0", None).await;
     assert_eq!((s, problem(&body).0), (StatusCode::BAD_REQUEST, "limit"));
-    let (s, body) = api.op(Method::GET, "/api/v1/ders?colour=red", None).await;
+    let (s, body) = api.call(Method::GET, "/api/v1/ders?colour=red", None).await;
     assert_eq!((s, problem(&body).0), (StatusCode::BAD_REQUEST, "colour"));
     // Deleting something still referenced: 409, and it stays.
-    let (s, _) = api.op(Method::DELETE, "/api/v1/sites/s1", None).await;
+    let (s, _) = api.call(Method::DELETE, "/api/v1/sites/s1", None).await;
     assert_eq!(s, StatusCode::CONFLICT);
-    let (s, _) = api.op(Method::GET, "/api/v1/sites/s1", None).await;
+    let (s, _) = api.call(Method::GET, "/api/v1/sites/s1", None).await;
     assert_eq!(s, StatusCode::OK);
     // A bad patch changes nothing; neither can a patch change the key.
     let (s, _, body) = api
-        .raw(
+        .send_bytes(
             Method::PATCH,
             "/api/v1/ders/d1",
             "application/merge-patch+json",
@@ -417,7 +352,7 @@ async fn bad_input_gets_precise_errors_and_changes_nothing(db: TestDb) {
         "{body}"
     );
     let (s, _, _) = api
-        .raw(
+        .send_bytes(
             Method::PATCH,
             "/api/v1/ders/d1",
             "application/merge-patch+json",
@@ -425,19 +360,19 @@ async fn bad_input_gets_precise_errors_and_changes_nothing(db: TestDb) {
         )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    let (_, d1) = api.op(Method::GET, "/api/v1/ders/d1", None).await;
+    let (_, d1) = api.call(Method::GET, "/api/v1/ders/d1", None).await;
     assert_eq!(
         (d1["rated_kw"].as_f64(), d1["model"].as_str()),
         (Some(5.0), Some("B"))
     );
     // Unknown routes and methods answer in problem+json too.
-    let (s, body) = api.op(Method::GET, "/api/v1/nothing", None).await;
+    let (s, body) = api.call(Method::GET, "/api/v1/nothing", None).await;
     assert_eq!(
         (s, body["status"].as_u64()),
         (StatusCode::NOT_FOUND, Some(404))
     );
     let (s, _) = api
-        .op(Method::PUT, "/api/v1/ders/d1", Some(good.clone()))
+        .call(Method::PUT, "/api/v1/ders/d1", Some(good.clone()))
         .await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
 
@@ -452,7 +387,7 @@ async fn bad_input_gets_precise_errors_and_changes_nothing(db: TestDb) {
 async fn openapi_describes_every_served_route(db: TestDb) {
     let (server, api) = setup(&db, 64 * 1024).await;
     seed(&api).await;
-    let (s, doc) = api.call(Method::GET, "/openapi.json", None, None).await;
+    let (s, doc) = api.send(None, Method::GET, "/openapi.json", None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.1.0");
     // The document parses as OpenAPI.
@@ -470,7 +405,7 @@ async fn openapi_describes_every_served_route(db: TestDb) {
         };
         p.replace("{key}", key)
     };
-    api.op(
+    api.call(
         Method::POST,
         "/api/v1/groups",
         Some(json!({"id": "g", "name": "g", "der_class": "battery"})),
@@ -482,7 +417,7 @@ async fn openapi_describes_every_served_route(db: TestDb) {
             let m: Method = method.to_uppercase().parse().unwrap();
             // Every documented operation is routed: never the 404 "no such endpoint" or 405.
             let resp = api
-                .client
+                .http
                 .request(m.clone(), format!("{}{}", api.base, sample(path)))
                 .bearer_auth(READER_TOKEN)
                 .send()
@@ -512,7 +447,7 @@ async fn openapi_describes_every_served_route(db: TestDb) {
     assert!(checked >= 45, "only {checked} operations documented");
     // Something served but undocumented would show up here.
     for undocumented in ["/api/v1/ders/d1/anything", "/api/v2/ders"] {
-        let (s, _) = api.op(Method::GET, undocumented, None).await;
+        let (s, _) = api.call(Method::GET, undocumented, None).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
     }
     server.stop().await.unwrap();
@@ -524,7 +459,7 @@ async fn csv_import_and_inventory_export_over_http(db: TestDb) {
                A1,One,NMI1,NORTH,nem,battery,Acme,B,S1,5,10\n\
                A2,Two,NMI2,NORTH,nem,battery,Acme,B,S2,abc,10\n";
     let (s, _, body) = api
-        .raw(
+        .send_bytes(
             Method::POST,
             "/api/v1/imports/assets",
             "text/csv",
@@ -535,7 +470,7 @@ async fn csv_import_and_inventory_export_over_http(db: TestDb) {
     assert_eq!(body["errors"][0]["field"], "row 3: rated_kw");
     assert_eq!(der_count(&api).await, 0);
     let (s, _, body) = api
-        .raw(
+        .send_bytes(
             Method::POST,
             "/api/v1/imports/assets",
             "text/csv",
@@ -545,7 +480,7 @@ async fn csv_import_and_inventory_export_over_http(db: TestDb) {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     let good = bad.replace("abc", "7");
     let (s, _, body) = api
-        .raw(
+        .send_bytes(
             Method::POST,
             "/api/v1/imports/assets",
             "text/csv",
@@ -556,7 +491,7 @@ async fn csv_import_and_inventory_export_over_http(db: TestDb) {
     assert_eq!(body["ders_created"], 2);
 
     let resp = api
-        .client
+        .http
         .get(format!(
             "{}/api/v1/exports/iso-inventory?format=csv",
             api.base
@@ -576,12 +511,12 @@ async fn csv_import_and_inventory_export_over_http(db: TestDb) {
         "{text}"
     );
     let (s, rows) = api
-        .op(Method::GET, "/api/v1/exports/iso-inventory", None)
+        .call(Method::GET, "/api/v1/exports/iso-inventory", None)
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(rows[1]["rated_kw"], 7.0);
     let (s, _) = api
-        .op(
+        .call(
             Method::GET,
             "/api/v1/exports/iso-inventory?format=xml",
             None,

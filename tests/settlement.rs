@@ -7,8 +7,9 @@
 
 mod common;
 
-use common::{OPERATOR_TOKEN, READER_TOKEN, TestDb, start_server};
-use reqwest::{Client, Method, StatusCode};
+use common::api::ApiClient;
+use common::{READER_TOKEN, TestDb, start_server};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::process::Command;
@@ -106,60 +107,13 @@ fn in_event(t: i64) -> bool {
     (EVENT_START..EVENT_END).contains(&t)
 }
 
-struct Api {
-    client: Client,
-    base: String,
-}
-
-impl Api {
-    async fn call_as(
-        &self,
-        token: &str,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{}", self.base, path))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        self.call_as(OPERATOR_TOKEN, method, path, body).await
-    }
-
+impl ApiClient {
+    /// POSTs a statement (CSV, or a body of another media type) as the operator.
     async fn csv(&self, path: &str, content_type: &str, body: &str) -> (StatusCode, Value) {
-        let resp = self
-            .client
-            .post(format!("{}{}", self.base, path))
-            .bearer_auth(OPERATOR_TOKEN)
-            .header("content-type", content_type)
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn created(&self, path: &str, body: Value) {
-        let (s, v) = self.call(Method::POST, path, Some(body)).await;
-        assert_eq!(s, StatusCode::CREATED, "POST {path}: {v}");
+        let (s, _, v) = self
+            .send_bytes(Method::POST, path, content_type, body.to_string())
+            .await;
+        (s, v)
     }
 }
 
@@ -170,12 +124,9 @@ const UP3: &str = "urn:uuid:11111111-0000-0000-0000-000000000003";
 /// Three sites on feeder F1 with a battery and a revenue meter each (MPID = the
 /// UsagePoint id), a group of the feeder, and the Green Button file imported: m1 drops
 /// 400 Wh in each event hour, m2 200 Wh, m3 has no reading for the event's second hour.
-async fn setup(db: &TestDb) -> (switchyard::app::RunningServer, Api) {
+async fn setup(db: &TestDb) -> (switchyard::app::RunningServer, ApiClient) {
     let (server, base) = start_server(db, 64 * 1024).await;
-    let api = Api {
-        client: Client::new(),
-        base,
-    };
+    let api = ApiClient::new(base);
     api.created(
         "/api/v1/accounts",
         json!({"id": "a1", "account_number": "A1", "name": "A", "kind": "residential"}),
@@ -628,7 +579,7 @@ async fn bad_input_is_refused_and_nothing_stored(db: TestDb) {
 
     // The operator API document lists the endpoints.
     let doc: Value = api
-        .client
+        .http
         .get(format!("{}/openapi.json", api.base))
         .send()
         .await

@@ -7,8 +7,9 @@
 
 mod common;
 
+use common::api::ApiClient;
 use common::{OPERATOR_TOKEN, READER_TOKEN, TestDb, start_server};
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchyard::telemetry::{Measurand, Quality, Reading, SourceKind, insert_batch};
 
@@ -22,56 +23,7 @@ on_both_backends!(
 /// A fixed past hour, so that every interval is closed and every report deterministic.
 const T0: i64 = 1_750_000_000 - 1_750_000_000 % 3600;
 
-struct Api {
-    client: Client,
-    base: String,
-}
-
-impl Api {
-    async fn call_as(
-        &self,
-        token: Option<&str>,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{}", self.base, path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call_as(Some(READER_TOKEN), Method::GET, path, None)
-            .await
-    }
-
-    async fn ok(&self, path: &str) -> Value {
-        let (s, v) = self.get(path).await;
-        assert_eq!(s, StatusCode::OK, "GET {path}: {v}");
-        v
-    }
-
-    async fn created(&self, path: &str, body: Value) -> Value {
-        let (s, v) = self
-            .call_as(Some(OPERATOR_TOKEN), Method::POST, path, Some(body))
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "POST {path}: {v}");
-        v
-    }
-
+impl ApiClient {
     /// Asserts a 4xx problem naming `field`.
     async fn refused(
         &self,
@@ -82,7 +34,7 @@ impl Api {
         status: StatusCode,
         field: &str,
     ) -> Value {
-        let (s, v) = self.call_as(Some(token), method.clone(), path, body).await;
+        let (s, v) = self.send(Some(token), method.clone(), path, body).await;
         assert_eq!(s, status, "{method} {path}: {v}");
         if !field.is_empty() {
             assert_eq!(v["field"], field, "{method} {path}: {v}");
@@ -111,12 +63,9 @@ async fn arrive(db: &TestDb, readings: &[Reading], delay: i64) {
     }
 }
 
-async fn setup(db: &TestDb) -> (switchyard::app::RunningServer, Api) {
+async fn setup(db: &TestDb) -> (switchyard::app::RunningServer, ApiClient) {
     let (server, base) = start_server(db, 64 * 1024).await;
-    let api = Api {
-        client: Client::new(),
-        base,
-    };
+    let api = ApiClient::new(base);
     api.created(
         "/api/v1/accounts",
         json!({"id": "a1", "account_number": "A1", "name": "A", "kind": "residential"}),
@@ -151,7 +100,9 @@ async fn gaps_and_lateness_report(db: TestDb) {
     insert_batch(&db.store, &d3, T0 + 3601).await.unwrap();
 
     let range = format!("from={T0}&to={}", T0 + 3600);
-    let v = api.ok(&format!("/api/v1/telemetry/gaps?{range}")).await;
+    let v = api
+        .ok_as(READER_TOKEN, &format!("/api/v1/telemetry/gaps?{range}"))
+        .await;
     let sources = v["sources"].as_array().unwrap();
     let ids: Vec<&str> = sources
         .iter()
@@ -206,7 +157,7 @@ async fn gaps_and_lateness_report(db: TestDb) {
     )
     .await;
     let (s, v) = api
-        .call_as(
+        .send(
             Some(OPERATOR_TOKEN),
             Method::PUT,
             "/api/v1/telemetry/sources/d2/interval",
@@ -254,7 +205,7 @@ async fn late_readings_revise_aggregates_with_an_audit(db: TestDb) {
     arrive(&db, &readings, 1).await;
     let body = json!({"source_id": "d1", "measurand": "active_power_w", "grid": "5m", "from": T0, "to": T0 + 1800, "max_gap_s": 120});
     let (s, rows) = api
-        .call_as(
+        .send(
             Some(OPERATOR_TOKEN),
             Method::POST,
             "/api/v1/telemetry/aggregates",
@@ -286,7 +237,7 @@ async fn late_readings_revise_aggregates_with_an_audit(db: TestDb) {
     // On-time data for another source, and a repeat of what is stored, revise nothing.
     arrive(&db, &[power("d2", T0 + 400, 5.0)], 1).await;
     arrive(&db, &readings[..3], 1).await;
-    let v = api.ok("/api/v1/telemetry/revisions").await;
+    let v = api.ok_as(READER_TOKEN, "/api/v1/telemetry/revisions").await;
     assert_eq!(v["items"], json!([]));
 
     // Four readings of 4000 W from T0+360 arrive an hour late.
@@ -296,7 +247,9 @@ async fn late_readings_revise_aggregates_with_an_audit(db: TestDb) {
     let received = T0 + 4000;
     insert_batch(&db.store, &late, received).await.unwrap();
 
-    let v = api.ok("/api/v1/telemetry/revisions?source_id=d1").await;
+    let v = api
+        .ok_as(READER_TOKEN, "/api/v1/telemetry/revisions?source_id=d1")
+        .await;
     let items = v["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{v}");
     let r = &items[0];
@@ -322,7 +275,7 @@ async fn late_readings_revise_aggregates_with_an_audit(db: TestDb) {
 
     // The stored aggregate moved with it; computing again does not overwrite it.
     let (s, rows) = api
-        .call_as(
+        .send(
             Some(OPERATOR_TOKEN),
             Method::POST,
             "/api/v1/telemetry/aggregates",
@@ -340,7 +293,7 @@ async fn late_readings_revise_aggregates_with_an_audit(db: TestDb) {
 
     // The same late readings delivered again change nothing.
     insert_batch(&db.store, &late, received + 60).await.unwrap();
-    let v = api.ok("/api/v1/telemetry/revisions").await;
+    let v = api.ok_as(READER_TOKEN, "/api/v1/telemetry/revisions").await;
     assert_eq!(v["items"].as_array().unwrap().len(), 1);
     server.stop().await.unwrap();
 }
@@ -361,7 +314,7 @@ async fn group_estimate_from_the_store(db: TestDb) {
     )
     .await;
     let path = |e: &str| format!("/api/v1/groups/fleet/estimate?estimator={e}&at={at}");
-    let v = api.ok(&path("latest-sum")).await;
+    let v = api.ok_as(READER_TOKEN, &path("latest-sum")).await;
     assert_eq!(v["value_w"], -4000.0);
     assert_eq!(
         (
@@ -388,7 +341,7 @@ async fn group_estimate_from_the_store(db: TestDb) {
         "timeshifted",
         "schedule-aware",
     ] {
-        let v = api.ok(&path(e)).await;
+        let v = api.ok_as(READER_TOKEN, &path(e)).await;
         assert_eq!(v["estimator"], e);
         let (lo, val, hi) = (
             v["low_w"].as_f64().unwrap(),
@@ -398,20 +351,20 @@ async fn group_estimate_from_the_store(db: TestDb) {
         assert!(lo <= val && val <= hi, "{e}: {v}");
     }
     // Timeshifted describes an instant in the past.
-    let v = api.ok(&path("timeshifted")).await;
+    let v = api.ok_as(READER_TOKEN, &path("timeshifted")).await;
     assert!(v["describes_at"].as_f64().unwrap() < at as f64);
 
     // d1 was told to discharge 5 kW ten seconds ago (after its last reading): schedule-aware
     // follows the command, latest-sum does not.
     api.created("/api/v1/control-programs", json!({"id": "p-d1", "name": "d1 dispatch", "primacy": 1, "target_kind": "der", "target_id": "d1"})).await;
     api.created("/api/v1/controls", json!({"program_id": "p-d1", "start": at - 10, "duration_s": 3600, "modes": {"fixed_w": 5000.0}})).await;
-    let v = api.ok(&path("schedule-aware")).await;
+    let v = api.ok_as(READER_TOKEN, &path("schedule-aware")).await;
     assert_eq!(v["commanded"], 1);
     assert!(
         (v["value_w"].as_f64().unwrap() - -6000.0).abs() < 1.0,
         "{v}"
     );
-    let v = api.ok(&path("latest-sum")).await;
+    let v = api.ok_as(READER_TOKEN, &path("latest-sum")).await;
     assert_eq!(v["value_w"], -4000.0);
     assert!(
         v["low_w"].as_f64().unwrap() <= -6000.0 + 1e-6,
@@ -496,7 +449,7 @@ async fn bad_requests_are_refused_and_change_nothing(db: TestDb) {
     )
     .await;
     let (s, _) = api
-        .call_as(
+        .send(
             None,
             Method::GET,
             &format!("/api/v1/telemetry/gaps?from={T0}&to={}", T0 + 60),
@@ -654,7 +607,7 @@ async fn bad_requests_are_refused_and_change_nothing(db: TestDb) {
     .await;
 
     // The document describes every new endpoint.
-    let (_, doc) = api.call_as(None, Method::GET, "/openapi.json", None).await;
+    let (_, doc) = api.send(None, Method::GET, "/openapi.json", None).await;
     for p in [
         "/api/v1/telemetry/gaps",
         "/api/v1/telemetry/aggregates",

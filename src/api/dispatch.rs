@@ -11,7 +11,7 @@ use super::body::{decode, read_limited, require_content_type};
 use super::envelopes::RANDOMIZATION_SEED;
 use super::openapi::{Operation, path_param, query_param};
 use super::problem::Problem;
-use super::resources::paging;
+use super::resources::paging_only;
 use super::{ApiBuilder, AppState};
 use crate::dispatch::delivery::{self, DeliveryRecord, PlanEvent};
 use crate::dispatch::execute::{ExecuteError, OperatorInstruction, RunningState};
@@ -303,15 +303,9 @@ async fn create(
 
 async fn list(
     State(state): State<AppState>,
-    Query(mut params): Query<HashMap<String, String>>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Page<PlanRecord>>, Problem> {
-    let (after, limit) = paging(&mut params)?;
-    if let Some(k) = params.keys().next() {
-        return Err(Problem::bad_request(format!(
-            "unknown query parameter '{k}'; accepted: limit, after"
-        ))
-        .with_field(k.clone()));
-    }
+    let (after, limit) = paging_only(params)?;
     let mut items = records::list(state.registry.store(), after.as_deref(), limit + 1)
         .await
         .map_err(RegistryError::from)?;

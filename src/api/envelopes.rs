@@ -4,7 +4,7 @@
 use super::body::{decode, read_limited, require_content_type};
 use super::openapi::{Operation, path_param, query_param};
 use super::problem::Problem;
-use super::resources::{DEFAULT_LIMIT, paging};
+use super::resources::{DEFAULT_LIMIT, paging_only};
 use super::{ApiBuilder, AppState};
 use crate::domain::now_epoch;
 use crate::envelope::records::{ControlRecord, InForceTarget, in_force};
@@ -138,15 +138,9 @@ async fn cancel(
 async fn responses(
     State(state): State<AppState>,
     Path(key): Path<String>,
-    Query(mut params): Query<HashMap<String, String>>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Page<ResponseRecord>>, Problem> {
-    let (after, limit) = paging(&mut params)?;
-    if let Some(k) = params.keys().next() {
-        return Err(Problem::bad_request(format!(
-            "unknown query parameter '{k}'; accepted: limit, after"
-        ))
-        .with_field(k.clone()));
-    }
+    let (after, limit) = paging_only(params)?;
     // 404 for an unknown control rather than an empty list.
     let control: ControlRecord = state.registry.get(&key).await?;
     let page = responses_to_control(state.registry.store(), &control.id, after.as_deref(), limit)

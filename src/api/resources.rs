@@ -171,6 +171,18 @@ pub fn paging(params: &mut HashMap<String, String>) -> Result<(Option<String>, u
     Ok((params.remove("after"), limit))
 }
 
+/// [`paging`] for a list that takes no other query parameter: another is refused with 400.
+pub fn paging_only(mut params: HashMap<String, String>) -> Result<(Option<String>, u32), Problem> {
+    let page = paging(&mut params)?;
+    if let Some(k) = params.keys().next() {
+        return Err(Problem::bad_request(format!(
+            "unknown query parameter '{k}'; accepted: limit, after"
+        ))
+        .with_field(k.clone()));
+    }
+    Ok(page)
+}
+
 async fn list<E: Entity>(
     State(state): State<AppState>,
     Query(mut params): Query<HashMap<String, String>>,

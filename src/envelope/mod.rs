@@ -29,6 +29,8 @@ pub mod validate;
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod testing;
 
 pub use model::{
     Cancellation, Combine, Control, ControlId, ControlModes, DefaultControl, EventStatus,

@@ -506,6 +506,24 @@ fn placeholders(from: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// The records of `R` (controls or defaults) that belong to one of the programs `ids`.
+async fn of_programs<R: Record>(
+    pool: &sqlx::AnyPool,
+    ids: &[String],
+) -> Result<Vec<R>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM {} WHERE program_id IN ({})",
+        R::COLUMNS.join(", "),
+        R::TABLE,
+        placeholders(1, ids.len())
+    );
+    let mut q = dynamic(sql);
+    for id in ids {
+        q = q.bind(id.clone());
+    }
+    q.fetch_all(pool).await?.iter().map(R::from_row).collect()
+}
+
 /// Reads the programs, controls and defaults that apply to `target`.
 pub async fn applicable(
     registry: &Registry,
@@ -563,42 +581,19 @@ pub async fn applicable(
     }
     let ids: Vec<String> = programs.iter().map(|p| p.id.clone()).collect();
 
-    let sql = format!(
-        "SELECT {} FROM controls WHERE program_id IN ({})",
-        ControlRecord::COLUMNS.join(", "),
-        placeholders(1, ids.len())
-    );
-    let mut q = dynamic(sql);
-    for id in &ids {
-        q = q.bind(id.clone());
-    }
-    let controls: Vec<Control> = q
-        .fetch_all(pool)
+    let controls: Vec<Control> = of_programs::<ControlRecord>(pool, &ids)
         .await?
         .iter()
-        .map(|r| ControlRecord::from_row(r).map(|c| c.to_control()))
-        .collect::<Result<_, _>>()?;
-
-    let sql = format!(
-        "SELECT {} FROM default_controls WHERE program_id IN ({})",
-        DefaultControlRecord::COLUMNS.join(", "),
-        placeholders(1, ids.len())
-    );
-    let mut q = dynamic(sql);
-    for id in &ids {
-        q = q.bind(id.clone());
-    }
-    let defaults: Vec<DefaultControl> = q
-        .fetch_all(pool)
+        .map(ControlRecord::to_control)
+        .collect();
+    let defaults: Vec<DefaultControl> = of_programs::<DefaultControlRecord>(pool, &ids)
         .await?
-        .iter()
-        .map(|r| {
-            DefaultControlRecord::from_row(r).map(|d| DefaultControl {
-                program: ProgramId::new(d.program_id),
-                modes: d.modes,
-            })
+        .into_iter()
+        .map(|d| DefaultControl {
+            program: ProgramId::new(d.program_id),
+            modes: d.modes,
         })
-        .collect::<Result<_, _>>()?;
+        .collect();
 
     Ok(Applicable {
         programs: programs

@@ -286,32 +286,12 @@ pub fn limits_in_force(
 mod tests {
     use super::*;
     use crate::envelope::model::{Cancellation, Excitation};
+    use crate::envelope::testing::ctl;
 
     fn prog(id: &str, primacy: u8) -> Program {
         Program {
             id: id.into(),
             primacy,
-        }
-    }
-
-    fn ctl(
-        id: &str,
-        program: &str,
-        created: i64,
-        start: i64,
-        dur: u32,
-        modes: ControlModes,
-    ) -> Control {
-        Control {
-            id: id.into(),
-            program: program.into(),
-            created,
-            start,
-            duration_s: dur,
-            randomize_start_s: 0,
-            randomize_duration_s: 0,
-            modes,
-            cancelled: None,
         }
     }
 

@@ -260,32 +260,12 @@ pub fn event_status(
 mod tests {
     use super::*;
     use crate::envelope::model::{Cancellation, ControlModes};
+    use crate::envelope::testing::ctl;
 
     fn exp(v: f64) -> ControlModes {
         ControlModes {
             exp_lim_w: Some(v),
             ..Default::default()
-        }
-    }
-
-    fn ctl(
-        id: &str,
-        program: &str,
-        created: i64,
-        start: i64,
-        dur: u32,
-        modes: ControlModes,
-    ) -> Control {
-        Control {
-            id: id.into(),
-            program: program.into(),
-            created,
-            start,
-            duration_s: dur,
-            randomize_start_s: 0,
-            randomize_duration_s: 0,
-            modes,
-            cancelled: None,
         }
     }
 

@@ -352,18 +352,7 @@ impl Registry {
         limit: u32,
     ) -> Result<Page<Der>, RegistryError> {
         let limit = limit.clamp(1, MAX_PAGE);
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
-        if record::get::<model::Group>(&mut conn, group_id)
-            .await?
-            .is_none()
-        {
-            return Err(not_found::<model::Group>(group_id));
-        }
+        let mut conn = self.group_connection(group_id).await?;
         let mut items = groups::members(&mut conn, group_id, after, limit + 1).await?;
         let next_after = if items.len() > limit as usize {
             items.truncate(limit as usize);
@@ -374,8 +363,12 @@ impl Registry {
         Ok(Page { items, next_after })
     }
 
-    /// A group's aggregate rated power and energy.
-    pub async fn group_aggregate(&self, group_id: &str) -> Result<GroupAggregate, RegistryError> {
+    /// A connection to read about group `group_id` with, once the group is known to exist
+    /// (404 otherwise).
+    async fn group_connection(
+        &self,
+        group_id: &str,
+    ) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, RegistryError> {
         let mut conn = self
             .store
             .pool()
@@ -388,6 +381,12 @@ impl Registry {
         {
             return Err(not_found::<model::Group>(group_id));
         }
+        Ok(conn)
+    }
+
+    /// A group's aggregate rated power and energy.
+    pub async fn group_aggregate(&self, group_id: &str) -> Result<GroupAggregate, RegistryError> {
+        let mut conn = self.group_connection(group_id).await?;
         Ok(groups::aggregate(&mut conn, group_id).await?)
     }
 }

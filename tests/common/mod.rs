@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod api;
 pub mod espi;
 pub mod openadr2;
 pub mod openadr3;

@@ -247,42 +247,53 @@ pub fn router(state: VtnState) -> Router {
             );
         }
     }
-    r.route("/programs", get(list_programs).post(create_program))
+    r.route("/programs", get(list_programs).post(create_one::<Programs>))
         .route(
             "/programs/{programID}",
-            get(get_program).put(update_program).delete(delete_program),
+            get(get_one::<Programs>)
+                .put(update_one::<Programs>)
+                .delete(delete_one::<Programs>),
         )
-        .route("/events", get(list_events).post(create_event))
+        .route("/events", get(list_events).post(create_one::<Events>))
         .route(
             "/events/{eventID}",
-            get(get_event).put(update_event).delete(delete_event),
+            get(get_one::<Events>)
+                .put(update_one::<Events>)
+                .delete(delete_one::<Events>),
         )
-        .route("/reports", get(list_reports).post(create_report))
+        .route("/reports", get(list_reports).post(create_one::<Reports>))
         .route(
             "/reports/{reportID}",
-            get(get_report).put(update_report).delete(delete_report),
+            get(get_one::<Reports>)
+                .put(update_one::<Reports>)
+                .delete(delete_one::<Reports>),
         )
         .route(
             "/subscriptions",
-            get(list_subscriptions).post(create_subscription),
+            get(list_subscriptions).post(create_one::<Subscriptions>),
         )
         .route(
             "/subscriptions/{subscriptionID}",
-            get(get_subscription)
-                .put(update_subscription)
-                .delete(delete_subscription),
+            get(get_one::<Subscriptions>)
+                .put(update_one::<Subscriptions>)
+                .delete(delete_one::<Subscriptions>),
         )
-        .route("/vens", get(list_vens).post(create_ven))
+        .route("/vens", get(list_vens).post(create_one::<Vens>))
         .route(
             "/vens/{venID}",
-            get(get_ven).put(update_ven).delete(delete_ven),
+            get(get_one::<Vens>)
+                .put(update_one::<Vens>)
+                .delete(delete_one::<Vens>),
         )
-        .route("/resources", get(list_resources).post(create_resource))
+        .route(
+            "/resources",
+            get(list_resources).post(create_one::<Resources>),
+        )
         .route(
             "/resources/{resourceID}",
-            get(get_resource)
-                .put(update_resource)
-                .delete(delete_resource),
+            get(get_one::<Resources>)
+                .put(update_one::<Resources>)
+                .delete(delete_one::<Resources>),
         )
         .route("/notifiers", get(notifiers))
         .route("/auth/token", post(auth::token))

@@ -3,12 +3,16 @@
 
 use super::VtnState;
 use super::auth::Caller;
+use super::config::ClientRole;
 use super::error::OadrError;
-use super::model::ObjectType;
+use super::model::{
+    EventRequest, ObjectType, ProgramRequest, ReportRequest, ResourceRequest, SubscriptionRequest,
+    VenRequest,
+};
 use super::schema::{self, RequestSchema};
 use super::store::ReportFilter;
 use super::validate;
-use super::vtn::Page;
+use super::vtn::{Page, Vtn};
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -167,46 +171,152 @@ fn path_id(field: &str, id: &str) -> Result<(), OadrError> {
 
 type Res = Result<Response, OadrError>;
 
-// ----- programs -----
+// ----- create, get, update and delete, alike for every collection -----
 
-pub async fn list_programs(State(s): State<VtnState>, c: Caller, RawQuery(q): RawQuery) -> Res {
-    let q = Query::parse(q);
-    Ok(array(s.vtn.list_programs(&c, &q.targets()?, q.page()?)))
+/// One collection of the API (`/programs`, `/events`, ...): what its create, get, update
+/// and delete handlers differ in. Listing differs in its query and stays per collection.
+pub trait Collection {
+    /// The path parameter naming one object, as the document spells it.
+    const ID: &'static str;
+    /// The objects, as a refusal for the wrong role names them.
+    const PLURAL: &'static str;
+    /// The only role that may create and update them, checked before the body is read;
+    /// None: either role (the VTN decides per object).
+    const WRITER: Option<ClientRole>;
+    const SCHEMA: RequestSchema;
+    type Request: DeserializeOwned + Send;
+
+    fn create(
+        vtn: &Vtn,
+        c: &Caller,
+        req: Self::Request,
+    ) -> impl Future<Output = Result<Bytes, OadrError>> + Send;
+    fn get(
+        vtn: &Vtn,
+        c: &Caller,
+        id: &str,
+    ) -> impl Future<Output = Result<Bytes, OadrError>> + Send;
+    fn update(
+        vtn: &Vtn,
+        c: &Caller,
+        id: &str,
+        req: Self::Request,
+    ) -> impl Future<Output = Result<Bytes, OadrError>> + Send;
+    fn delete(
+        vtn: &Vtn,
+        c: &Caller,
+        id: &str,
+    ) -> impl Future<Output = Result<Bytes, OadrError>> + Send;
 }
 
-pub async fn create_program(State(s): State<VtnState>, c: Caller, h: HeaderMap, b: Body) -> Res {
-    c.require_bl("create programs")?;
-    let req = body(&s, &h, b, RequestSchema::Program).await?;
-    Ok(json(
-        StatusCode::CREATED,
-        s.vtn.create_program(&c, req).await?,
-    ))
+/// 403 unless the caller has the role that writes `K` (`verb`: create or update).
+fn may_write<K: Collection>(c: &Caller, verb: &str) -> Result<(), OadrError> {
+    match K::WRITER {
+        None => Ok(()),
+        Some(ClientRole::Bl) => c.require_bl(&format!("{verb} {}", K::PLURAL)),
+        Some(ClientRole::Ven) => c.require_ven(&format!("{verb} {}", K::PLURAL)),
+    }
 }
 
-pub async fn get_program(State(s): State<VtnState>, c: Caller, Path(id): Path<String>) -> Res {
-    path_id("programID", &id)?;
-    Ok(json(StatusCode::OK, s.vtn.get_program(&c, &id)?))
+/// `POST /{collection}`.
+pub async fn create_one<K: Collection>(
+    State(s): State<VtnState>,
+    c: Caller,
+    h: HeaderMap,
+    b: Body,
+) -> Res {
+    may_write::<K>(&c, "create")?;
+    let req = body(&s, &h, b, K::SCHEMA).await?;
+    Ok(json(StatusCode::CREATED, K::create(&s.vtn, &c, req).await?))
 }
 
-pub async fn update_program(
+/// `GET /{collection}/{id}`.
+pub async fn get_one<K: Collection>(
+    State(s): State<VtnState>,
+    c: Caller,
+    Path(id): Path<String>,
+) -> Res {
+    path_id(K::ID, &id)?;
+    Ok(json(StatusCode::OK, K::get(&s.vtn, &c, &id).await?))
+}
+
+/// `PUT /{collection}/{id}`.
+pub async fn update_one<K: Collection>(
     State(s): State<VtnState>,
     c: Caller,
     Path(id): Path<String>,
     h: HeaderMap,
     b: Body,
 ) -> Res {
-    path_id("programID", &id)?;
-    c.require_bl("update programs")?;
-    let req = body(&s, &h, b, RequestSchema::Program).await?;
-    Ok(json(
-        StatusCode::OK,
-        s.vtn.update_program(&c, &id, req).await?,
-    ))
+    path_id(K::ID, &id)?;
+    may_write::<K>(&c, "update")?;
+    let req = body(&s, &h, b, K::SCHEMA).await?;
+    Ok(json(StatusCode::OK, K::update(&s.vtn, &c, &id, req).await?))
 }
 
-pub async fn delete_program(State(s): State<VtnState>, c: Caller, Path(id): Path<String>) -> Res {
-    path_id("programID", &id)?;
-    Ok(json(StatusCode::OK, s.vtn.delete_program(&c, &id).await?))
+/// `DELETE /{collection}/{id}`.
+pub async fn delete_one<K: Collection>(
+    State(s): State<VtnState>,
+    c: Caller,
+    Path(id): Path<String>,
+) -> Res {
+    path_id(K::ID, &id)?;
+    Ok(json(StatusCode::OK, K::delete(&s.vtn, &c, &id).await?))
+}
+
+/// Declares, for each line, the [`Collection`] `$marker` for `/$path`: its objects are
+/// named by the path parameter `$id`, written only by `$writer` (None: either role),
+/// checked against `RequestSchema::$schema`, and handled by the VTN methods named. A
+/// `get` method that reads the store is marked `.await`.
+macro_rules! collections {
+    ($($marker:ident $path:literal $id:literal, $writer:expr, $schema:ident, $req:ty =>
+        $create:ident, $get:ident $(. $aw:tt)?, $update:ident, $delete:ident;)*) => {$(
+        #[doc = concat!("`/", $path, "`.")]
+        pub struct $marker;
+
+        impl Collection for $marker {
+            const ID: &'static str = $id;
+            const PLURAL: &'static str = $path;
+            const WRITER: Option<ClientRole> = $writer;
+            const SCHEMA: RequestSchema = RequestSchema::$schema;
+            type Request = $req;
+
+            async fn create(vtn: &Vtn, c: &Caller, req: $req) -> Result<Bytes, OadrError> {
+                vtn.$create(c, req).await
+            }
+            async fn get(vtn: &Vtn, c: &Caller, id: &str) -> Result<Bytes, OadrError> {
+                vtn.$get(c, id) $(. $aw)?
+            }
+            async fn update(vtn: &Vtn, c: &Caller, id: &str, req: $req) -> Result<Bytes, OadrError> {
+                vtn.$update(c, id, req).await
+            }
+            async fn delete(vtn: &Vtn, c: &Caller, id: &str) -> Result<Bytes, OadrError> {
+                vtn.$delete(c, id).await
+            }
+        }
+    )*};
+}
+
+collections! {
+    Programs "programs" "programID", Some(ClientRole::Bl), Program, ProgramRequest =>
+        create_program, get_program, update_program, delete_program;
+    Events "events" "eventID", Some(ClientRole::Bl), Event, EventRequest =>
+        create_event, get_event, update_event, delete_event;
+    Reports "reports" "reportID", Some(ClientRole::Ven), Report, ReportRequest =>
+        create_report, get_report.await, update_report, delete_report;
+    Subscriptions "subscriptions" "subscriptionID", None, Subscription, SubscriptionRequest =>
+        create_subscription, get_subscription, update_subscription, delete_subscription;
+    Vens "vens" "venID", None, Ven, VenRequest =>
+        create_ven, get_ven, update_ven, delete_ven;
+    Resources "resources" "resourceID", None, Resource, ResourceRequest =>
+        create_resource, get_resource, update_resource, delete_resource;
+}
+
+// ----- programs -----
+
+pub async fn list_programs(State(s): State<VtnState>, c: Caller, RawQuery(q): RawQuery) -> Res {
+    let q = Query::parse(q);
+    Ok(array(s.vtn.list_programs(&c, &q.targets()?, q.page()?)))
 }
 
 // ----- events -----
@@ -233,41 +343,6 @@ pub async fn list_events(State(s): State<VtnState>, c: Caller, RawQuery(q): RawQ
     )))
 }
 
-pub async fn create_event(State(s): State<VtnState>, c: Caller, h: HeaderMap, b: Body) -> Res {
-    c.require_bl("create events")?;
-    let req = body(&s, &h, b, RequestSchema::Event).await?;
-    Ok(json(
-        StatusCode::CREATED,
-        s.vtn.create_event(&c, req).await?,
-    ))
-}
-
-pub async fn get_event(State(s): State<VtnState>, c: Caller, Path(id): Path<String>) -> Res {
-    path_id("eventID", &id)?;
-    Ok(json(StatusCode::OK, s.vtn.get_event(&c, &id)?))
-}
-
-pub async fn update_event(
-    State(s): State<VtnState>,
-    c: Caller,
-    Path(id): Path<String>,
-    h: HeaderMap,
-    b: Body,
-) -> Res {
-    path_id("eventID", &id)?;
-    c.require_bl("update events")?;
-    let req = body(&s, &h, b, RequestSchema::Event).await?;
-    Ok(json(
-        StatusCode::OK,
-        s.vtn.update_event(&c, &id, req).await?,
-    ))
-}
-
-pub async fn delete_event(State(s): State<VtnState>, c: Caller, Path(id): Path<String>) -> Res {
-    path_id("eventID", &id)?;
-    Ok(json(StatusCode::OK, s.vtn.delete_event(&c, &id).await?))
-}
-
 // ----- reports -----
 
 pub async fn list_reports(State(s): State<VtnState>, c: Caller, RawQuery(q): RawQuery) -> Res {
@@ -279,41 +354,6 @@ pub async fn list_reports(State(s): State<VtnState>, c: Caller, RawQuery(q): Raw
         client_id: None,
     };
     Ok(array(s.vtn.list_reports(&c, filter, q.page()?).await?))
-}
-
-pub async fn create_report(State(s): State<VtnState>, c: Caller, h: HeaderMap, b: Body) -> Res {
-    c.require_ven("create reports")?;
-    let req = body(&s, &h, b, RequestSchema::Report).await?;
-    Ok(json(
-        StatusCode::CREATED,
-        s.vtn.create_report(&c, req).await?,
-    ))
-}
-
-pub async fn get_report(State(s): State<VtnState>, c: Caller, Path(id): Path<String>) -> Res {
-    path_id("reportID", &id)?;
-    Ok(json(StatusCode::OK, s.vtn.get_report(&c, &id).await?))
-}
-
-pub async fn update_report(
-    State(s): State<VtnState>,
-    c: Caller,
-    Path(id): Path<String>,
-    h: HeaderMap,
-    b: Body,
-) -> Res {
-    path_id("reportID", &id)?;
-    c.require_ven("update reports")?;
-    let req = body(&s, &h, b, RequestSchema::Report).await?;
-    Ok(json(
-        StatusCode::OK,
-        s.vtn.update_report(&c, &id, req).await?,
-    ))
-}
-
-pub async fn delete_report(State(s): State<VtnState>, c: Caller, Path(id): Path<String>) -> Res {
-    path_id("reportID", &id)?;
-    Ok(json(StatusCode::OK, s.vtn.delete_report(&c, &id).await?))
 }
 
 // ----- subscriptions -----
@@ -342,51 +382,6 @@ pub async fn list_subscriptions(
     )))
 }
 
-pub async fn create_subscription(
-    State(s): State<VtnState>,
-    c: Caller,
-    h: HeaderMap,
-    b: Body,
-) -> Res {
-    let req = body(&s, &h, b, RequestSchema::Subscription).await?;
-    Ok(json(
-        StatusCode::CREATED,
-        s.vtn.create_subscription(&c, req).await?,
-    ))
-}
-
-pub async fn get_subscription(State(s): State<VtnState>, c: Caller, Path(id): Path<String>) -> Res {
-    path_id("subscriptionID", &id)?;
-    Ok(json(StatusCode::OK, s.vtn.get_subscription(&c, &id)?))
-}
-
-pub async fn update_subscription(
-    State(s): State<VtnState>,
-    c: Caller,
-    Path(id): Path<String>,
-    h: HeaderMap,
-    b: Body,
-) -> Res {
-    path_id("subscriptionID", &id)?;
-    let req = body(&s, &h, b, RequestSchema::Subscription).await?;
-    Ok(json(
-        StatusCode::OK,
-        s.vtn.update_subscription(&c, &id, req).await?,
-    ))
-}
-
-pub async fn delete_subscription(
-    State(s): State<VtnState>,
-    c: Caller,
-    Path(id): Path<String>,
-) -> Res {
-    path_id("subscriptionID", &id)?;
-    Ok(json(
-        StatusCode::OK,
-        s.vtn.delete_subscription(&c, &id).await?,
-    ))
-}
-
 // ----- vens -----
 
 pub async fn list_vens(State(s): State<VtnState>, c: Caller, RawQuery(q): RawQuery) -> Res {
@@ -397,33 +392,6 @@ pub async fn list_vens(State(s): State<VtnState>, c: Caller, RawQuery(q): RawQue
         &q.targets()?,
         q.page()?,
     )))
-}
-
-pub async fn create_ven(State(s): State<VtnState>, c: Caller, h: HeaderMap, b: Body) -> Res {
-    let req = body(&s, &h, b, RequestSchema::Ven).await?;
-    Ok(json(StatusCode::CREATED, s.vtn.create_ven(&c, req).await?))
-}
-
-pub async fn get_ven(State(s): State<VtnState>, c: Caller, Path(id): Path<String>) -> Res {
-    path_id("venID", &id)?;
-    Ok(json(StatusCode::OK, s.vtn.get_ven(&c, &id)?))
-}
-
-pub async fn update_ven(
-    State(s): State<VtnState>,
-    c: Caller,
-    Path(id): Path<String>,
-    h: HeaderMap,
-    b: Body,
-) -> Res {
-    path_id("venID", &id)?;
-    let req = body(&s, &h, b, RequestSchema::Ven).await?;
-    Ok(json(StatusCode::OK, s.vtn.update_ven(&c, &id, req).await?))
-}
-
-pub async fn delete_ven(State(s): State<VtnState>, c: Caller, Path(id): Path<String>) -> Res {
-    path_id("venID", &id)?;
-    Ok(json(StatusCode::OK, s.vtn.delete_ven(&c, &id).await?))
 }
 
 // ----- resources -----
@@ -437,39 +405,6 @@ pub async fn list_resources(State(s): State<VtnState>, c: Caller, RawQuery(q): R
         &q.targets()?,
         q.page()?,
     )))
-}
-
-pub async fn create_resource(State(s): State<VtnState>, c: Caller, h: HeaderMap, b: Body) -> Res {
-    let req = body(&s, &h, b, RequestSchema::Resource).await?;
-    Ok(json(
-        StatusCode::CREATED,
-        s.vtn.create_resource(&c, req).await?,
-    ))
-}
-
-pub async fn get_resource(State(s): State<VtnState>, c: Caller, Path(id): Path<String>) -> Res {
-    path_id("resourceID", &id)?;
-    Ok(json(StatusCode::OK, s.vtn.get_resource(&c, &id)?))
-}
-
-pub async fn update_resource(
-    State(s): State<VtnState>,
-    c: Caller,
-    Path(id): Path<String>,
-    h: HeaderMap,
-    b: Body,
-) -> Res {
-    path_id("resourceID", &id)?;
-    let req = body(&s, &h, b, RequestSchema::Resource).await?;
-    Ok(json(
-        StatusCode::OK,
-        s.vtn.update_resource(&c, &id, req).await?,
-    ))
-}
-
-pub async fn delete_resource(State(s): State<VtnState>, c: Caller, Path(id): Path<String>) -> Res {
-    path_id("resourceID", &id)?;
-    Ok(json(StatusCode::OK, s.vtn.delete_resource(&c, &id).await?))
 }
 
 // ----- notifiers -----

@@ -228,13 +228,14 @@ pub struct Vtn {
     mqtt: Option<MqttNotifier>,
 }
 
-fn parse_all<T: DeserializeOwned>(bodies: Vec<String>) -> Result<Vec<T>, StoreError> {
-    bodies
-        .iter()
-        .map(|b| {
-            serde_json::from_str(b).map_err(|e| StoreError::Corrupt(format!("oadr3 object: {e}")))
-        })
-        .collect()
+/// Reads every stored object of one kind into `objs`.
+async fn load<T: Kept>(store: &Store, objs: &mut Objects) -> Result<(), StoreError> {
+    for body in store::load(store, T::KIND).await? {
+        let obj: T = serde_json::from_str(&body)
+            .map_err(|e| StoreError::Corrupt(format!("oadr3 object: {e}")))?;
+        T::all_mut(objs).insert(obj.meta().id.clone(), obj.into_entry());
+    }
+    Ok(())
 }
 
 impl Vtn {
@@ -248,21 +249,11 @@ impl Vtn {
     ) -> Result<Self, StoreError> {
         let store = registry.store().clone();
         let mut objs = Objects::default();
-        for p in parse_all::<Program>(store::load(&store, ObjectType::Program).await?)? {
-            objs.programs.insert(p.meta.id.clone(), Entry::new(p));
-        }
-        for e in parse_all::<Event>(store::load(&store, ObjectType::Event).await?)? {
-            objs.events.insert(e.meta.id.clone(), event_entry(e));
-        }
-        for v in parse_all::<Ven>(store::load(&store, ObjectType::Ven).await?)? {
-            objs.vens.insert(v.meta.id.clone(), Entry::new(v));
-        }
-        for r in parse_all::<Resource>(store::load(&store, ObjectType::Resource).await?)? {
-            objs.resources.insert(r.meta.id.clone(), Entry::new(r));
-        }
-        for s in parse_all::<Subscription>(store::load(&store, ObjectType::Subscription).await?)? {
-            objs.subscriptions.insert(s.meta.id.clone(), Entry::new(s));
-        }
+        load::<Program>(&store, &mut objs).await?;
+        load::<Event>(&store, &mut objs).await?;
+        load::<Ven>(&store, &mut objs).await?;
+        load::<Resource>(&store, &mut objs).await?;
+        load::<Subscription>(&store, &mut objs).await?;
         objs.rebuild_targets();
         Ok(Vtn {
             store,
@@ -394,33 +385,89 @@ impl Vtn {
         }
     }
 
-    // ----- programs -----
+    // ----- what every kept kind shares -----
 
-    pub fn list_programs(&self, caller: &Caller, filter: &[String], page: Page) -> Vec<Bytes> {
+    /// One page of the objects of kind `T` that the caller may see and `keep` accepts.
+    fn list<T: Kept>(
+        &self,
+        caller: &Caller,
+        page: Page,
+        keep: impl Fn(&Entry<T>) -> bool,
+    ) -> Vec<Bytes> {
         let objs = self.read();
         let sc = scope(&objs, caller);
         take_page(
-            objs.programs.values().filter(|p| {
-                sc.sees_targets(&p.obj.body.targets) && matches_filter(filter, &p.obj.body.targets)
-            }),
+            T::all(&objs)
+                .values()
+                .filter(|e| e.obj.visible(&sc) && keep(e)),
             page,
         )
     }
 
-    pub fn get_program(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
+    /// Object `id` of kind `T` when the caller may see it; 404 otherwise.
+    fn find<T: Kept>(&self, caller: &Caller, id: &str) -> Result<Arc<Entry<T>>, OadrError> {
         let objs = self.read();
         let sc = scope(&objs, caller);
-        objs.programs
+        T::all(&objs)
             .get(id)
-            .filter(|p| sc.sees_targets(&p.obj.body.targets))
-            .map(|p| p.json.clone())
-            .ok_or_else(|| OadrError::not_found("program", id))
+            .filter(|e| e.obj.visible(&sc))
+            .cloned()
+            .ok_or_else(|| OadrError::not_found(T::NAME, id))
     }
 
-    fn program_name_taken(objs: &Objects, name: &str, except: Option<&str>) -> bool {
-        objs.programs
-            .values()
-            .any(|p| p.obj.body.program_name == name && Some(p.obj.meta.id.as_str()) != except)
+    /// Writes a new (`Create`) or changed (`Update`) object through to the store, puts it
+    /// in place and tells subscribers. A name another object holds is refused with 409,
+    /// whether this node's objects or the store's unique key find it. The caller holds
+    /// the write lock.
+    async fn write<T: Kept>(&self, e: Arc<Entry<T>>, op: Operation) -> Result<Bytes, OadrError> {
+        if e.obj.name_taken(&self.read()) {
+            return Err(e.obj.duplicate().expect("a kind with names has a conflict"));
+        }
+        let row = T::row(&e);
+        let stored = match op {
+            Operation::Create => store::insert(&self.store, &row).await,
+            _ => store::update(&self.store, &row).await,
+        };
+        stored.map_err(|err| match e.obj.duplicate() {
+            Some(dup) if err.is_unique_violation() => dup,
+            _ => err.into(),
+        })?;
+        let mut objs = self.modify();
+        T::all_mut(&mut objs).insert(e.obj.meta().id.clone(), e.clone());
+        if T::TARGETING {
+            objs.rebuild_targets();
+        }
+        self.notify(&objs, change(&e, op));
+        Ok(e.json.clone())
+    }
+
+    /// Takes a deleted object out of `objs` and tells subscribers.
+    fn forget<T: Kept>(&self, objs: &mut Objects, old: &Entry<T>) {
+        T::all_mut(objs).remove(&old.obj.meta().id);
+        if T::TARGETING {
+            objs.rebuild_targets();
+        }
+        self.notify(objs, change(old, Operation::Delete));
+    }
+
+    /// Deletes an object with nothing hanging off it from the store and the objects.
+    async fn remove<T: Kept>(&self, old: &Entry<T>) -> Result<Bytes, OadrError> {
+        store::delete(&self.store, std::slice::from_ref(&old.obj.meta().id)).await?;
+        let mut objs = self.modify();
+        self.forget(&mut objs, old);
+        Ok(old.json.clone())
+    }
+
+    // ----- programs -----
+
+    pub fn list_programs(&self, caller: &Caller, filter: &[String], page: Page) -> Vec<Bytes> {
+        self.list::<Program>(caller, page, |p| {
+            matches_filter(filter, &p.obj.body.targets)
+        })
+    }
+
+    pub fn get_program(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
+        Ok(self.find::<Program>(caller, id)?.json.clone())
     }
 
     pub async fn create_program(
@@ -431,31 +478,11 @@ impl Vtn {
         caller.require_bl("create programs")?;
         validate::program(&req)?;
         let _w = self.write.lock().await;
-        if Self::program_name_taken(&self.read(), &req.program_name, None) {
-            return Err(dup_program(&req.program_name));
-        }
-        let p = Program {
+        let e = Entry::new(Program {
             meta: new_meta(ObjectType::Program),
             body: req,
-        };
-        let e = Entry::new(p);
-        self.persist_new(program_row(&e))
-            .await
-            .map_err(|err| unique_or(err, || dup_program(&e.obj.body.program_name)))?;
-        let mut objs = self.modify();
-        objs.programs.insert(e.obj.meta.id.clone(), e.clone());
-        self.notify(
-            &objs,
-            Change {
-                kind: ObjectType::Program,
-                op: Operation::Create,
-                json: &e.json,
-                targets: &e.obj.body.targets,
-                program_id: Some(&e.obj.meta.id),
-                owner: None,
-            },
-        );
-        Ok(e.json.clone())
+        });
+        self.write(e, Operation::Create).await
     }
 
     pub async fn update_program(
@@ -467,56 +494,26 @@ impl Vtn {
         caller.require_bl("update programs")?;
         validate::program(&req)?;
         let _w = self.write.lock().await;
-        let old = self
-            .read()
-            .programs
-            .get(id)
-            .cloned()
-            .ok_or_else(|| OadrError::not_found("program", id))?;
-        if Self::program_name_taken(&self.read(), &req.program_name, Some(id)) {
-            return Err(dup_program(&req.program_name));
-        }
+        let old = self.find::<Program>(caller, id)?;
         let e = Entry::new(Program {
             meta: touched(&old.obj.meta),
             body: req,
         });
-        store::update(&self.store, &program_row(&e))
-            .await
-            .map_err(|err| unique_or(err, || dup_program(&e.obj.body.program_name)))?;
-        let mut objs = self.modify();
-        objs.programs.insert(id.to_string(), e.clone());
-        self.notify(
-            &objs,
-            Change {
-                kind: ObjectType::Program,
-                op: Operation::Update,
-                json: &e.json,
-                targets: &e.obj.body.targets,
-                program_id: Some(id),
-                owner: None,
-            },
-        );
-        Ok(e.json.clone())
+        self.write(e, Operation::Update).await
     }
 
     /// Deletes a program and, with it, its events.
     pub async fn delete_program(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
         caller.require_bl("delete programs")?;
         let _w = self.write.lock().await;
-        let (old, events): (_, Vec<_>) = {
+        let old = self.find::<Program>(caller, id)?;
+        let events: Vec<_> = {
             let objs = self.read();
-            let old = objs
-                .programs
-                .get(id)
-                .cloned()
-                .ok_or_else(|| OadrError::not_found("program", id))?;
-            let events = objs
-                .events
+            objs.events
                 .values()
                 .filter(|e| e.obj.body.program_id == id)
                 .cloned()
-                .collect();
-            (old, events)
+                .collect()
         };
         for e in &events {
             apply::cancel(&self.registry, &e.obj.meta.id, &[]).await?;
@@ -526,31 +523,9 @@ impl Vtn {
         store::delete(&self.store, &ids).await?;
         let mut objs = self.modify();
         for e in &events {
-            objs.events.remove(&e.obj.meta.id);
-            self.notify(
-                &objs,
-                Change {
-                    kind: ObjectType::Event,
-                    op: Operation::Delete,
-                    json: &e.json,
-                    targets: &e.obj.body.targets,
-                    program_id: Some(id),
-                    owner: None,
-                },
-            );
+            self.forget(&mut objs, e);
         }
-        objs.programs.remove(id);
-        self.notify(
-            &objs,
-            Change {
-                kind: ObjectType::Program,
-                op: Operation::Delete,
-                json: &old.json,
-                targets: &old.obj.body.targets,
-                program_id: Some(id),
-                owner: None,
-            },
-        );
+        self.forget(&mut objs, &old);
         Ok(old.json.clone())
     }
 
@@ -564,33 +539,22 @@ impl Vtn {
         active_at: Option<f64>,
         page: Page,
     ) -> Vec<Bytes> {
-        let objs = self.read();
         if program_id.is_none() && filter.is_empty() && active_at.is_none() {
+            let objs = self.read();
             let view = self.event_view(&objs, caller);
             let from = (page.skip as usize).min(view.len());
             let to = (from + page.limit as usize).min(view.len());
             return view[from..to].iter().map(|e| e.json.clone()).collect();
         }
-        let sc = scope(&objs, caller);
-        take_page(
-            objs.events.values().filter(|e| {
-                program_id.is_none_or(|p| e.obj.body.program_id == p)
-                    && sc.sees_targets(&e.obj.body.targets)
-                    && matches_filter(filter, &e.obj.body.targets)
-                    && active_at.is_none_or(|now| e.end.is_none_or(|end| end > now))
-            }),
-            page,
-        )
+        self.list::<Event>(caller, page, |e| {
+            program_id.is_none_or(|p| e.obj.body.program_id == p)
+                && matches_filter(filter, &e.obj.body.targets)
+                && active_at.is_none_or(|now| e.end.is_none_or(|end| end > now))
+        })
     }
 
     pub fn get_event(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
-        let objs = self.read();
-        let sc = scope(&objs, caller);
-        objs.events
-            .get(id)
-            .filter(|e| sc.sees_targets(&e.obj.body.targets))
-            .map(|e| e.json.clone())
-            .ok_or_else(|| OadrError::not_found("event", id))
+        Ok(self.find::<Event>(caller, id)?.json.clone())
     }
 
     /// Reference and target checks of an event against the current objects.
@@ -696,29 +660,17 @@ impl Vtn {
         validate::event(&req)?;
         let _w = self.write.lock().await;
         Self::check_event(&self.read(), &req)?;
-        let e = event_entry(Event {
+        let e = Event {
             meta: new_meta(ObjectType::Event),
             body: req,
-        });
-        let written = self.engage(&e.obj).await?;
-        if let Err(err) = self.persist_new(event_row(&e)).await {
-            apply::undo(&self.registry, &written).await;
-            return Err(err.into());
         }
-        let mut objs = self.modify();
-        objs.events.insert(e.obj.meta.id.clone(), e.clone());
-        self.notify(
-            &objs,
-            Change {
-                kind: ObjectType::Event,
-                op: Operation::Create,
-                json: &e.json,
-                targets: &e.obj.body.targets,
-                program_id: Some(&e.obj.body.program_id),
-                owner: None,
-            },
-        );
-        Ok(e.json.clone())
+        .into_entry();
+        let written = self.engage(&e.obj).await?;
+        let json = self.write(e, Operation::Create).await;
+        if json.is_err() {
+            apply::undo(&self.registry, &written).await;
+        }
+        json
     }
 
     pub async fn update_event(
@@ -730,71 +682,36 @@ impl Vtn {
         caller.require_bl("update events")?;
         validate::event(&req)?;
         let _w = self.write.lock().await;
-        let old = self
-            .read()
-            .events
-            .get(id)
-            .cloned()
-            .ok_or_else(|| OadrError::not_found("event", id))?;
+        let old = self.find::<Event>(caller, id)?;
         Self::check_event(&self.read(), &req)?;
-        let e = event_entry(Event {
+        let e = Event {
             meta: touched(&old.obj.meta),
             body: req,
-        });
+        }
+        .into_entry();
         let written = self.engage(&e.obj).await?;
-        if let Err(err) = store::update(&self.store, &event_row(&e)).await {
-            apply::undo(&self.registry, &written).await;
-            return Err(err.into());
-        }
-        {
-            let mut objs = self.modify();
-            objs.events.insert(id.to_string(), e.clone());
-            self.notify(
-                &objs,
-                Change {
-                    kind: ObjectType::Event,
-                    op: Operation::Update,
-                    json: &e.json,
-                    targets: &e.obj.body.targets,
-                    program_id: Some(&e.obj.body.program_id),
-                    owner: None,
-                },
-            );
-        }
+        let json = match self.write(e, Operation::Update).await {
+            Ok(json) => json,
+            Err(err) => {
+                apply::undo(&self.registry, &written).await;
+                return Err(err);
+            }
+        };
         // The event as it was no longer holds: its limits are replaced by the new ones.
         // The update itself stands either way; a failure here leaves old limits beside the
         // new ones (the lowest holds) and is answered 500 so that the BL retries.
         apply::cancel(&self.registry, id, &written.controls).await?;
-        Ok(e.json.clone())
+        Ok(json)
     }
 
     pub async fn delete_event(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
         caller.require_bl("delete events")?;
         let _w = self.write.lock().await;
-        let old = self
-            .read()
-            .events
-            .get(id)
-            .cloned()
-            .ok_or_else(|| OadrError::not_found("event", id))?;
+        let old = self.find::<Event>(caller, id)?;
         // Limits go first: should the store fail after, the event is still there to be
         // deleted again, rather than limits outliving their event.
         apply::cancel(&self.registry, id, &[]).await?;
-        store::delete(&self.store, &[id.to_string()]).await?;
-        let mut objs = self.modify();
-        objs.events.remove(id);
-        self.notify(
-            &objs,
-            Change {
-                kind: ObjectType::Event,
-                op: Operation::Delete,
-                json: &old.json,
-                targets: &old.obj.body.targets,
-                program_id: Some(&old.obj.body.program_id),
-                owner: None,
-            },
-        );
-        Ok(old.json.clone())
+        self.remove(&old).await
     }
 
     // ----- reports -----
@@ -844,6 +761,34 @@ impl Vtn {
             })
     }
 
+    /// Stores a new (`Create`) or replaced (`Update`) report with the readings it carries,
+    /// and tells subscribers.
+    async fn store_report(
+        &self,
+        r: &Report,
+        program_id: &str,
+        op: Operation,
+    ) -> Result<Bytes, OadrError> {
+        let json = Bytes::from(serde_json::to_vec(r).expect("serializes"));
+        let now = crate::domain::now_epoch();
+        let readings = super::engine::readings(r, now);
+        let row = report_row(r, program_id, &json);
+        store::save_report(&self.store, &row, op == Operation::Update, &readings, now).await?;
+        let objs = self.read();
+        self.notify(
+            &objs,
+            Change {
+                kind: ObjectType::Report,
+                op,
+                json: &json,
+                targets: &None,
+                program_id: Some(program_id),
+                owner: Some(&r.client_id),
+            },
+        );
+        Ok(json)
+    }
+
     pub async fn create_report(
         &self,
         caller: &Caller,
@@ -857,30 +802,7 @@ impl Vtn {
             client_id: caller.client_id.clone(),
             body: req,
         };
-        let json = Bytes::from(serde_json::to_vec(&r).expect("serializes"));
-        let now = crate::domain::now_epoch();
-        let readings = super::engine::readings(&r, now);
-        store::save_report(
-            &self.store,
-            &report_row(&r, &program_id, &json),
-            false,
-            &readings,
-            now,
-        )
-        .await?;
-        let objs = self.read();
-        self.notify(
-            &objs,
-            Change {
-                kind: ObjectType::Report,
-                op: Operation::Create,
-                json: &json,
-                targets: &None,
-                program_id: Some(&program_id),
-                owner: Some(&r.client_id),
-            },
-        );
-        Ok(json)
+        self.store_report(&r, &program_id, Operation::Create).await
     }
 
     pub async fn update_report(
@@ -898,30 +820,7 @@ impl Vtn {
             client_id: old.client_id,
             body: req,
         };
-        let json = Bytes::from(serde_json::to_vec(&r).expect("serializes"));
-        let now = crate::domain::now_epoch();
-        let readings = super::engine::readings(&r, now);
-        store::save_report(
-            &self.store,
-            &report_row(&r, &program_id, &json),
-            true,
-            &readings,
-            now,
-        )
-        .await?;
-        let objs = self.read();
-        self.notify(
-            &objs,
-            Change {
-                kind: ObjectType::Report,
-                op: Operation::Update,
-                json: &json,
-                targets: &None,
-                program_id: Some(&program_id),
-                owner: Some(&r.client_id),
-            },
-        );
-        Ok(json)
+        self.store_report(&r, &program_id, Operation::Update).await
     }
 
     pub async fn delete_report(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
@@ -959,39 +858,19 @@ impl Vtn {
         objects: &[ObjectType],
         page: Page,
     ) -> Vec<Bytes> {
-        let objs = self.read();
-        let sc = scope(&objs, caller);
-        take_page(
-            objs.subscriptions.values().filter(|s| {
-                let b = &s.obj.body;
-                sc.owns(&s.obj.client_id)
-                    && program_id.is_none_or(|p| b.program_id.as_deref() == Some(p))
-                    && client_name.is_none_or(|c| b.client_name == c)
-                    && (objects.is_empty()
-                        || b.object_operations
-                            .iter()
-                            .any(|o| o.objects.iter().any(|k| objects.contains(k))))
-            }),
-            page,
-        )
-    }
-
-    fn own_subscription(
-        &self,
-        caller: &Caller,
-        id: &str,
-    ) -> Result<Arc<Entry<Subscription>>, OadrError> {
-        let objs = self.read();
-        let sc = scope(&objs, caller);
-        objs.subscriptions
-            .get(id)
-            .filter(|s| sc.owns(&s.obj.client_id))
-            .cloned()
-            .ok_or_else(|| OadrError::not_found("subscription", id))
+        self.list::<Subscription>(caller, page, |s| {
+            let b = &s.obj.body;
+            program_id.is_none_or(|p| b.program_id.as_deref() == Some(p))
+                && client_name.is_none_or(|c| b.client_name == c)
+                && (objects.is_empty()
+                    || b.object_operations
+                        .iter()
+                        .any(|o| o.objects.iter().any(|k| objects.contains(k))))
+        })
     }
 
     pub fn get_subscription(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
-        Ok(self.own_subscription(caller, id)?.json.clone())
+        Ok(self.find::<Subscription>(caller, id)?.json.clone())
     }
 
     fn check_subscription(
@@ -1029,21 +908,7 @@ impl Vtn {
             client_id: caller.client_id.clone(),
             body: req,
         });
-        self.persist_new(subscription_row(&e)).await?;
-        let mut objs = self.modify();
-        objs.subscriptions.insert(e.obj.meta.id.clone(), e.clone());
-        self.notify(
-            &objs,
-            Change {
-                kind: ObjectType::Subscription,
-                op: Operation::Create,
-                json: &e.json,
-                targets: &e.obj.body.targets,
-                program_id: None,
-                owner: Some(&e.obj.client_id),
-            },
-        );
-        Ok(e.json.clone())
+        self.write(e, Operation::Create).await
     }
 
     pub async fn update_subscription(
@@ -1054,48 +919,20 @@ impl Vtn {
     ) -> Result<Bytes, OadrError> {
         validate::subscription(&req)?;
         let _w = self.write.lock().await;
-        let old = self.own_subscription(caller, id)?;
+        let old = self.find::<Subscription>(caller, id)?;
         self.check_subscription(caller, &req)?;
         let e = Entry::new(Subscription {
             meta: touched(&old.obj.meta),
             client_id: old.obj.client_id.clone(),
             body: req,
         });
-        store::update(&self.store, &subscription_row(&e)).await?;
-        let mut objs = self.modify();
-        objs.subscriptions.insert(id.to_string(), e.clone());
-        self.notify(
-            &objs,
-            Change {
-                kind: ObjectType::Subscription,
-                op: Operation::Update,
-                json: &e.json,
-                targets: &e.obj.body.targets,
-                program_id: None,
-                owner: Some(&e.obj.client_id),
-            },
-        );
-        Ok(e.json.clone())
+        self.write(e, Operation::Update).await
     }
 
     pub async fn delete_subscription(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
         let _w = self.write.lock().await;
-        let old = self.own_subscription(caller, id)?;
-        store::delete(&self.store, &[id.to_string()]).await?;
-        let mut objs = self.modify();
-        objs.subscriptions.remove(id);
-        self.notify(
-            &objs,
-            Change {
-                kind: ObjectType::Subscription,
-                op: Operation::Delete,
-                json: &old.json,
-                targets: &old.obj.body.targets,
-                program_id: None,
-                owner: Some(&old.obj.client_id),
-            },
-        );
-        Ok(old.json.clone())
+        let old = self.find::<Subscription>(caller, id)?;
+        self.remove(&old).await
     }
 
     // ----- vens -----
@@ -1107,30 +944,13 @@ impl Vtn {
         filter: &[String],
         page: Page,
     ) -> Vec<Bytes> {
-        let objs = self.read();
-        let sc = scope(&objs, caller);
-        take_page(
-            objs.vens.values().filter(|v| {
-                sc.owns(&v.obj.client_id)
-                    && ven_name.is_none_or(|n| v.obj.ven_name == n)
-                    && matches_filter(filter, &v.obj.targets)
-            }),
-            page,
-        )
-    }
-
-    fn own_ven(&self, caller: &Caller, id: &str) -> Result<Arc<Entry<Ven>>, OadrError> {
-        let objs = self.read();
-        let sc = scope(&objs, caller);
-        objs.vens
-            .get(id)
-            .filter(|v| sc.owns(&v.obj.client_id))
-            .cloned()
-            .ok_or_else(|| OadrError::not_found("ven", id))
+        self.list::<Ven>(caller, page, |v| {
+            ven_name.is_none_or(|n| v.obj.ven_name == n) && matches_filter(filter, &v.obj.targets)
+        })
     }
 
     pub fn get_ven(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
-        Ok(self.own_ven(caller, id)?.json.clone())
+        Ok(self.find::<Ven>(caller, id)?.json.clone())
     }
 
     /// The VEN object a request makes, given who asks (and the object it replaces).
@@ -1173,38 +993,11 @@ impl Vtn {
         })
     }
 
-    fn ven_name_taken(objs: &Objects, name: &str, except: Option<&str>) -> bool {
-        objs.vens
-            .values()
-            .any(|v| v.obj.ven_name == name && Some(v.obj.meta.id.as_str()) != except)
-    }
-
     pub async fn create_ven(&self, caller: &Caller, req: VenRequest) -> Result<Bytes, OadrError> {
         validate::ven(&req)?;
         let ven = Self::ven_from(caller, req, new_meta(ObjectType::Ven), None)?;
         let _w = self.write.lock().await;
-        if Self::ven_name_taken(&self.read(), &ven.ven_name, None) {
-            return Err(dup_ven(&ven.ven_name));
-        }
-        let e = Entry::new(ven);
-        self.persist_new(ven_row(&e))
-            .await
-            .map_err(|err| unique_or(err, || dup_ven(&e.obj.ven_name)))?;
-        let mut objs = self.modify();
-        objs.vens.insert(e.obj.meta.id.clone(), e.clone());
-        objs.rebuild_targets();
-        self.notify(
-            &objs,
-            Change {
-                kind: ObjectType::Ven,
-                op: Operation::Create,
-                json: &e.json,
-                targets: &e.obj.targets,
-                program_id: None,
-                owner: Some(&e.obj.client_id),
-            },
-        );
-        Ok(e.json.clone())
+        self.write(Entry::new(ven), Operation::Create).await
     }
 
     pub async fn update_ven(
@@ -1215,36 +1008,15 @@ impl Vtn {
     ) -> Result<Bytes, OadrError> {
         validate::ven(&req)?;
         let _w = self.write.lock().await;
-        let old = self.own_ven(caller, id)?;
+        let old = self.find::<Ven>(caller, id)?;
         let ven = Self::ven_from(caller, req, touched(&old.obj.meta), Some(&old.obj))?;
-        if Self::ven_name_taken(&self.read(), &ven.ven_name, Some(id)) {
-            return Err(dup_ven(&ven.ven_name));
-        }
-        let e = Entry::new(ven);
-        store::update(&self.store, &ven_row(&e))
-            .await
-            .map_err(|err| unique_or(err, || dup_ven(&e.obj.ven_name)))?;
-        let mut objs = self.modify();
-        objs.vens.insert(id.to_string(), e.clone());
-        objs.rebuild_targets();
-        self.notify(
-            &objs,
-            Change {
-                kind: ObjectType::Ven,
-                op: Operation::Update,
-                json: &e.json,
-                targets: &e.obj.targets,
-                program_id: None,
-                owner: Some(&e.obj.client_id),
-            },
-        );
-        Ok(e.json.clone())
+        self.write(Entry::new(ven), Operation::Update).await
     }
 
     /// Deletes a VEN and its resources.
     pub async fn delete_ven(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
         let _w = self.write.lock().await;
-        let old = self.own_ven(caller, id)?;
+        let old = self.find::<Ven>(caller, id)?;
         let resources: Vec<_> = self
             .read()
             .resources
@@ -1256,33 +1028,12 @@ impl Vtn {
         ids.push(id.to_string());
         store::delete(&self.store, &ids).await?;
         let mut objs = self.modify();
+        // Not `forget`: the targets are rebuilt once, with the VEN, not for each resource.
         for r in &resources {
             objs.resources.remove(&r.obj.meta.id);
-            self.notify(
-                &objs,
-                Change {
-                    kind: ObjectType::Resource,
-                    op: Operation::Delete,
-                    json: &r.json,
-                    targets: &r.obj.targets,
-                    program_id: None,
-                    owner: Some(&r.obj.client_id),
-                },
-            );
+            self.notify(&objs, change(r, Operation::Delete));
         }
-        objs.vens.remove(id);
-        objs.rebuild_targets();
-        self.notify(
-            &objs,
-            Change {
-                kind: ObjectType::Ven,
-                op: Operation::Delete,
-                json: &old.json,
-                targets: &old.obj.targets,
-                program_id: None,
-                owner: Some(&old.obj.client_id),
-            },
-        );
+        self.forget(&mut objs, &old);
         Ok(old.json.clone())
     }
 
@@ -1296,31 +1047,15 @@ impl Vtn {
         filter: &[String],
         page: Page,
     ) -> Vec<Bytes> {
-        let objs = self.read();
-        let sc = scope(&objs, caller);
-        take_page(
-            objs.resources.values().filter(|r| {
-                sc.owns(&r.obj.client_id)
-                    && resource_name.is_none_or(|n| r.obj.resource_name == n)
-                    && ven_id.is_none_or(|v| r.obj.ven_id == v)
-                    && matches_filter(filter, &r.obj.targets)
-            }),
-            page,
-        )
-    }
-
-    fn own_resource(&self, caller: &Caller, id: &str) -> Result<Arc<Entry<Resource>>, OadrError> {
-        let objs = self.read();
-        let sc = scope(&objs, caller);
-        objs.resources
-            .get(id)
-            .filter(|r| sc.owns(&r.obj.client_id))
-            .cloned()
-            .ok_or_else(|| OadrError::not_found("resource", id))
+        self.list::<Resource>(caller, page, |r| {
+            resource_name.is_none_or(|n| r.obj.resource_name == n)
+                && ven_id.is_none_or(|v| r.obj.ven_id == v)
+                && matches_filter(filter, &r.obj.targets)
+        })
     }
 
     pub fn get_resource(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
-        Ok(self.own_resource(caller, id)?.json.clone())
+        Ok(self.find::<Resource>(caller, id)?.json.clone())
     }
 
     fn resource_from(
@@ -1330,7 +1065,7 @@ impl Vtn {
         meta: Metadata,
         old: Option<&Resource>,
     ) -> Result<Resource, OadrError> {
-        let ven = self.own_ven(caller, &req.ven_id).map_err(|_| {
+        let ven = self.find::<Ven>(caller, &req.ven_id).map_err(|_| {
             OadrError::new(
                 axum::http::StatusCode::NOT_FOUND,
                 "not-found",
@@ -1362,14 +1097,6 @@ impl Vtn {
         })
     }
 
-    fn resource_name_taken(objs: &Objects, r: &Resource, except: Option<&str>) -> bool {
-        objs.resources.values().any(|x| {
-            x.obj.ven_id == r.ven_id
-                && x.obj.resource_name == r.resource_name
-                && Some(x.obj.meta.id.as_str()) != except
-        })
-    }
-
     pub async fn create_resource(
         &self,
         caller: &Caller,
@@ -1378,28 +1105,7 @@ impl Vtn {
         validate::resource(&req)?;
         let _w = self.write.lock().await;
         let r = self.resource_from(caller, req, new_meta(ObjectType::Resource), None)?;
-        if Self::resource_name_taken(&self.read(), &r, None) {
-            return Err(dup_resource(&r));
-        }
-        let e = Entry::new(r);
-        self.persist_new(resource_row(&e))
-            .await
-            .map_err(|err| unique_or(err, || dup_resource(&e.obj)))?;
-        let mut objs = self.modify();
-        objs.resources.insert(e.obj.meta.id.clone(), e.clone());
-        objs.rebuild_targets();
-        self.notify(
-            &objs,
-            Change {
-                kind: ObjectType::Resource,
-                op: Operation::Create,
-                json: &e.json,
-                targets: &e.obj.targets,
-                program_id: None,
-                owner: Some(&e.obj.client_id),
-            },
-        );
-        Ok(e.json.clone())
+        self.write(Entry::new(r), Operation::Create).await
     }
 
     pub async fn update_resource(
@@ -1410,55 +1116,15 @@ impl Vtn {
     ) -> Result<Bytes, OadrError> {
         validate::resource(&req)?;
         let _w = self.write.lock().await;
-        let old = self.own_resource(caller, id)?;
+        let old = self.find::<Resource>(caller, id)?;
         let r = self.resource_from(caller, req, touched(&old.obj.meta), Some(&old.obj))?;
-        if Self::resource_name_taken(&self.read(), &r, Some(id)) {
-            return Err(dup_resource(&r));
-        }
-        let e = Entry::new(r);
-        store::update(&self.store, &resource_row(&e))
-            .await
-            .map_err(|err| unique_or(err, || dup_resource(&e.obj)))?;
-        let mut objs = self.modify();
-        objs.resources.insert(id.to_string(), e.clone());
-        objs.rebuild_targets();
-        self.notify(
-            &objs,
-            Change {
-                kind: ObjectType::Resource,
-                op: Operation::Update,
-                json: &e.json,
-                targets: &e.obj.targets,
-                program_id: None,
-                owner: Some(&e.obj.client_id),
-            },
-        );
-        Ok(e.json.clone())
+        self.write(Entry::new(r), Operation::Update).await
     }
 
     pub async fn delete_resource(&self, caller: &Caller, id: &str) -> Result<Bytes, OadrError> {
         let _w = self.write.lock().await;
-        let old = self.own_resource(caller, id)?;
-        store::delete(&self.store, &[id.to_string()]).await?;
-        let mut objs = self.modify();
-        objs.resources.remove(id);
-        objs.rebuild_targets();
-        self.notify(
-            &objs,
-            Change {
-                kind: ObjectType::Resource,
-                op: Operation::Delete,
-                json: &old.json,
-                targets: &old.obj.targets,
-                program_id: None,
-                owner: Some(&old.obj.client_id),
-            },
-        );
-        Ok(old.json.clone())
-    }
-
-    async fn persist_new(&self, row: Row) -> Result<(), StoreError> {
-        store::insert(&self.store, &row).await
+        let old = self.find::<Resource>(caller, id)?;
+        self.remove(&old).await
     }
 }
 
@@ -1549,69 +1215,249 @@ fn notification_body(
     Bytes::from(body)
 }
 
-fn event_entry(e: Event) -> Arc<Entry<Event>> {
-    let end = event_end(&e.body);
-    let json = Bytes::from(serde_json::to_vec(&e).expect("serializes"));
-    Arc::new(Entry { obj: e, json, end })
-}
+/// What differs between the kinds the VTN holds in memory (programs, events, VENs,
+/// resources, subscriptions), so that finding, writing and deleting one is written once
+/// (`Vtn::find`, `Vtn::write`, `Vtn::forget`, `Vtn::remove`). Reports, kept in the store
+/// alone, are not one of them.
+trait Kept: Serialize + DeserializeOwned + Sized {
+    const KIND: ObjectType;
+    /// The name a 404 gives the kind.
+    const NAME: &'static str;
+    /// Whether the kind's names and targets are what VEN clients answer to, so that its
+    /// writes rebuild `Objects::client_targets`.
+    const TARGETING: bool = false;
 
-fn unique_or(err: StoreError, f: impl FnOnce() -> OadrError) -> OadrError {
-    if err.is_unique_violation() {
-        f()
-    } else {
-        err.into()
+    fn all(objs: &Objects) -> &BTreeMap<String, Arc<Entry<Self>>>;
+    fn all_mut(objs: &mut Objects) -> &mut BTreeMap<String, Arc<Entry<Self>>>;
+    fn meta(&self) -> &Metadata;
+    fn targets(&self) -> &Option<Vec<String>>;
+    /// The program a subscription on a programID hears this object under.
+    fn program_id(&self) -> Option<&str> {
+        None
+    }
+    /// The client that owns the object and alone (with BL clients) sees it; None for the
+    /// targeted kinds, which every client they target sees.
+    fn owner(&self) -> Option<&str>;
+    /// Sets the columns of the kind's store row that queries filter on, and the unique key
+    /// that keeps names unique across nodes.
+    fn columns(&self, row: &mut Row);
+
+    /// The store row.
+    fn row(e: &Entry<Self>) -> Row {
+        let mut row = Row {
+            id: e.obj.meta().id.clone(),
+            object_type: Self::KIND,
+            unique_key: None,
+            program_id: None,
+            event_id: None,
+            client_name: None,
+            client_id: None,
+            body: json_text(&e.json),
+        };
+        e.obj.columns(&mut row);
+        row
+    }
+
+    /// Whether another object already holds this one's unique name.
+    fn name_taken(&self, _objs: &Objects) -> bool {
+        false
+    }
+    /// The 409 for a name already taken; None for kinds without unique names.
+    fn duplicate(&self) -> Option<OadrError> {
+        None
+    }
+
+    fn into_entry(self) -> Arc<Entry<Self>> {
+        Entry::new(self)
+    }
+
+    fn visible(&self, sc: &Scope<'_>) -> bool {
+        match self.owner() {
+            Some(owner) => sc.owns(owner),
+            None => sc.sees_targets(self.targets()),
+        }
     }
 }
 
-fn dup_program(name: &str) -> OadrError {
-    OadrError::conflict(
-        "programName",
-        format!("a program named '{name}' already exists"),
-    )
+/// The change subscribers hear of when `e` is written or deleted.
+fn change<T: Kept>(e: &Entry<T>, op: Operation) -> Change<'_> {
+    Change {
+        kind: T::KIND,
+        op,
+        json: &e.json,
+        targets: e.obj.targets(),
+        program_id: e.obj.program_id(),
+        owner: e.obj.owner(),
+    }
 }
 
-fn dup_ven(name: &str) -> OadrError {
-    OadrError::conflict("venName", format!("a VEN named '{name}' already exists"))
+/// The accessors each [`Kept`] kind writes alike: its map in [`Objects`], its metadata.
+macro_rules! kept_in {
+    ($map:ident) => {
+        fn all(objs: &Objects) -> &BTreeMap<String, Arc<Entry<Self>>> {
+            &objs.$map
+        }
+        fn all_mut(objs: &mut Objects) -> &mut BTreeMap<String, Arc<Entry<Self>>> {
+            &mut objs.$map
+        }
+        fn meta(&self) -> &Metadata {
+            &self.meta
+        }
+    };
 }
 
-fn dup_resource(r: &Resource) -> OadrError {
-    OadrError::conflict(
-        "resourceName",
-        format!(
-            "VEN '{}' already has a resource named '{}'",
-            r.ven_id, r.resource_name
-        ),
-    )
+impl Kept for Program {
+    const KIND: ObjectType = ObjectType::Program;
+    const NAME: &'static str = "program";
+
+    kept_in!(programs);
+
+    fn targets(&self) -> &Option<Vec<String>> {
+        &self.body.targets
+    }
+    fn program_id(&self) -> Option<&str> {
+        Some(&self.meta.id)
+    }
+    fn owner(&self) -> Option<&str> {
+        None
+    }
+    fn columns(&self, row: &mut Row) {
+        row.unique_key = Some(format!("PROGRAM:{}", self.body.program_name));
+        row.program_id = Some(self.meta.id.clone());
+    }
+    fn name_taken(&self, objs: &Objects) -> bool {
+        objs.programs.values().any(|p| {
+            p.obj.body.program_name == self.body.program_name && p.obj.meta.id != self.meta.id
+        })
+    }
+    fn duplicate(&self) -> Option<OadrError> {
+        Some(OadrError::conflict(
+            "programName",
+            format!(
+                "a program named '{}' already exists",
+                self.body.program_name
+            ),
+        ))
+    }
+}
+
+impl Kept for Event {
+    const KIND: ObjectType = ObjectType::Event;
+    const NAME: &'static str = "event";
+
+    kept_in!(events);
+
+    fn targets(&self) -> &Option<Vec<String>> {
+        &self.body.targets
+    }
+    fn program_id(&self) -> Option<&str> {
+        Some(&self.body.program_id)
+    }
+    fn owner(&self) -> Option<&str> {
+        None
+    }
+    fn columns(&self, row: &mut Row) {
+        row.program_id = Some(self.body.program_id.clone());
+        row.event_id = Some(self.meta.id.clone());
+    }
+    /// An event's entry also holds when it ends, for `GET /events?active=true`.
+    fn into_entry(self) -> Arc<Entry<Self>> {
+        let end = event_end(&self.body);
+        let json = Bytes::from(serde_json::to_vec(&self).expect("serializes"));
+        Arc::new(Entry {
+            obj: self,
+            json,
+            end,
+        })
+    }
+}
+
+impl Kept for Subscription {
+    const KIND: ObjectType = ObjectType::Subscription;
+    const NAME: &'static str = "subscription";
+
+    kept_in!(subscriptions);
+
+    fn targets(&self) -> &Option<Vec<String>> {
+        &self.body.targets
+    }
+    fn owner(&self) -> Option<&str> {
+        Some(&self.client_id)
+    }
+    fn columns(&self, row: &mut Row) {
+        row.program_id = self.body.program_id.clone();
+        row.client_name = Some(self.body.client_name.clone());
+        row.client_id = Some(self.client_id.clone());
+    }
+}
+
+impl Kept for Ven {
+    const KIND: ObjectType = ObjectType::Ven;
+    const NAME: &'static str = "ven";
+    const TARGETING: bool = true;
+
+    kept_in!(vens);
+
+    fn targets(&self) -> &Option<Vec<String>> {
+        &self.targets
+    }
+    fn owner(&self) -> Option<&str> {
+        Some(&self.client_id)
+    }
+    fn columns(&self, row: &mut Row) {
+        row.unique_key = Some(format!("VEN:{}", self.ven_name));
+        row.client_id = Some(self.client_id.clone());
+    }
+    fn name_taken(&self, objs: &Objects) -> bool {
+        objs.vens
+            .values()
+            .any(|v| v.obj.ven_name == self.ven_name && v.obj.meta.id != self.meta.id)
+    }
+    fn duplicate(&self) -> Option<OadrError> {
+        Some(OadrError::conflict(
+            "venName",
+            format!("a VEN named '{}' already exists", self.ven_name),
+        ))
+    }
+}
+
+impl Kept for Resource {
+    const KIND: ObjectType = ObjectType::Resource;
+    const NAME: &'static str = "resource";
+    const TARGETING: bool = true;
+
+    kept_in!(resources);
+
+    fn targets(&self) -> &Option<Vec<String>> {
+        &self.targets
+    }
+    fn owner(&self) -> Option<&str> {
+        Some(&self.client_id)
+    }
+    fn columns(&self, row: &mut Row) {
+        row.unique_key = Some(format!("RESOURCE:{}:{}", self.ven_id, self.resource_name));
+        row.client_id = Some(self.client_id.clone());
+    }
+    fn name_taken(&self, objs: &Objects) -> bool {
+        objs.resources.values().any(|x| {
+            x.obj.ven_id == self.ven_id
+                && x.obj.resource_name == self.resource_name
+                && x.obj.meta.id != self.meta.id
+        })
+    }
+    fn duplicate(&self) -> Option<OadrError> {
+        Some(OadrError::conflict(
+            "resourceName",
+            format!(
+                "VEN '{}' already has a resource named '{}'",
+                self.ven_id, self.resource_name
+            ),
+        ))
+    }
 }
 
 fn json_text(b: &Bytes) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn program_row(e: &Entry<Program>) -> Row {
-    Row {
-        id: e.obj.meta.id.clone(),
-        object_type: ObjectType::Program,
-        unique_key: Some(format!("PROGRAM:{}", e.obj.body.program_name)),
-        program_id: Some(e.obj.meta.id.clone()),
-        event_id: None,
-        client_name: None,
-        client_id: None,
-        body: json_text(&e.json),
-    }
-}
-
-fn event_row(e: &Entry<Event>) -> Row {
-    Row {
-        id: e.obj.meta.id.clone(),
-        object_type: ObjectType::Event,
-        unique_key: None,
-        program_id: Some(e.obj.body.program_id.clone()),
-        event_id: Some(e.obj.meta.id.clone()),
-        client_name: None,
-        client_id: None,
-        body: json_text(&e.json),
-    }
 }
 
 fn report_row(r: &Report, program_id: &str, json: &Bytes) -> Row {
@@ -1624,45 +1470,6 @@ fn report_row(r: &Report, program_id: &str, json: &Bytes) -> Row {
         client_name: Some(r.body.client_name.clone()),
         client_id: Some(r.client_id.clone()),
         body: json_text(json),
-    }
-}
-
-fn subscription_row(e: &Entry<Subscription>) -> Row {
-    Row {
-        id: e.obj.meta.id.clone(),
-        object_type: ObjectType::Subscription,
-        unique_key: None,
-        program_id: e.obj.body.program_id.clone(),
-        event_id: None,
-        client_name: Some(e.obj.body.client_name.clone()),
-        client_id: Some(e.obj.client_id.clone()),
-        body: json_text(&e.json),
-    }
-}
-
-fn ven_row(e: &Entry<Ven>) -> Row {
-    Row {
-        id: e.obj.meta.id.clone(),
-        object_type: ObjectType::Ven,
-        unique_key: Some(format!("VEN:{}", e.obj.ven_name)),
-        program_id: None,
-        event_id: None,
-        client_name: None,
-        client_id: Some(e.obj.client_id.clone()),
-        body: json_text(&e.json),
-    }
-}
-
-fn resource_row(e: &Entry<Resource>) -> Row {
-    Row {
-        id: e.obj.meta.id.clone(),
-        object_type: ObjectType::Resource,
-        unique_key: Some(format!("RESOURCE:{}:{}", e.obj.ven_id, e.obj.resource_name)),
-        program_id: None,
-        event_id: None,
-        client_name: None,
-        client_id: Some(e.obj.client_id.clone()),
-        body: json_text(&e.json),
     }
 }
 
