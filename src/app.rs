@@ -375,6 +375,19 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
     } else {
         None
     };
+    // The upstream OpenADR 2.0b VEN: a utility's events become plans for the executor.
+    let upstream_ven = match &config.openadr2.upstream {
+        Some(u) => Some(
+            crate::protocol::openadr2::upstream::spawn(
+                u.clone(),
+                registry.clone(),
+                executor.as_ref().map(|(e, _)| e.clone()),
+                rx.clone(),
+            )
+            .map_err(|e| AppError::OpenAdr2(e.to_string()))?,
+        ),
+        None => None,
+    };
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
     let state = AppState {
         registry: registry.clone(),
@@ -434,6 +447,9 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
             let _ = t.await;
         }
         if let Some(t) = oadr3_task {
+            let _ = t.await;
+        }
+        if let Some(t) = upstream_ven {
             let _ = t.await;
         }
         // The executor goes first: its deliveries use the MQTT client and the store.
