@@ -2,7 +2,8 @@
 //! openleadr's OpenADRServer (tests/fixtures/openadr2b/openleadr_utility_vtn.py), which
 //! validates every payload the VEN sends against oadr_20b.xsd. The server is started with
 //! `[openadr2.upstream]` pointing at it; the test drives the VTN's events and checks what
-//! the VTN received and what Switchyard stored: registration, a feasible event planned for
+//! the VTN received and what Switchyard stored: registration (after the VTN was down at
+//! start), a feasible event planned for
 //! the group and opted in, an infeasible one and unmappable ones opted out with nothing
 //! planned, the aggregate report equal to the group's readings, and a cancellation
 //! stopping the plan. SKIPPED when python3 or openleadr is missing, unless CI=true.
@@ -130,10 +131,9 @@ async fn upstream_ven_runs_inside_serve(db: TestDb) {
     if !openleadr_available() {
         return;
     }
+    // Switchyard starts while the utility's VTN is still down: the VEN retries with
+    // backoff and registers once the VTN is up.
     let port = free_port();
-    let mut vtn = Utility::start(port).await;
-    assert_eq!(vtn.next().await["ready"], port);
-
     let (server, base) = start_server_with(&db, 64 * 1024, |c| {
         c.openadr2.upstream = Some(UpstreamConfig {
             vtn_url: format!("http://127.0.0.1:{port}/OpenADR2/Simple/2.0b"),
@@ -148,6 +148,9 @@ async fn upstream_ven_runs_inside_serve(db: TestDb) {
         });
     })
     .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut vtn = Utility::start(port).await;
+    assert_eq!(vtn.next().await["ready"], port);
     assert_eq!(vtn.next().await["registered"], "switchyard");
 
     // The group: four 5 kW / 10 kWh batteries on feeder F1.

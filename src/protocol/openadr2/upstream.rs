@@ -517,3 +517,63 @@ async fn undo(ctx: &Context, ids: &[String]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str) -> Result<UpstreamConfig, String> {
+        let c: crate::config::Config = toml::from_str(toml_text).map_err(|e| e.to_string())?;
+        let u = c.openadr2.upstream.ok_or("no upstream section")?;
+        u.validate().map_err(|e| e.to_string())?;
+        Ok(u)
+    }
+
+    #[test]
+    fn upstream_section_parses_with_defaults() {
+        let u = parse(
+            "[openadr2.upstream]\nvtn_url = \"http://vtn.example/OpenADR2/Simple/2.0b\"\n\
+             group_id = \"g1\"\nopt_policy = \"always\"\n\
+             [openadr2.upstream.signals]\nsimple_level_kw = [0, 1, 2, 3]\n",
+        )
+        .unwrap();
+        assert_eq!(u.opt_policy, OptPolicy::Always);
+        assert_eq!(u.signals.simple_level_kw, [0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(u.poll_interval_seconds, 10);
+        assert_eq!(u.ven_name, "switchyard");
+        assert!(
+            crate::config::Config::default().openadr2.upstream.is_none(),
+            "off unless configured"
+        );
+    }
+
+    #[test]
+    fn bad_upstream_sections_are_refused_naming_the_key() {
+        let base = "[openadr2.upstream]\ngroup_id = \"g1\"\n";
+        for (extra, want) in [
+            ("vtn_url = \"ftp://x\"\n", "vtn_url"),
+            (
+                "vtn_url = \"https://vtn/OpenADR2/Simple/2.0b\"\n",
+                "an https VTN needs",
+            ),
+            (
+                "vtn_url = \"http://vtn\"\nclient_cert = \"c.pem\"\n",
+                "go together",
+            ),
+            (
+                "vtn_url = \"http://vtn\"\npoll_interval_seconds = 0\n",
+                "at least 1 s",
+            ),
+            (
+                "vtn_url = \"http://vtn\"\nopt_policy = \"sometimes\"\n",
+                "sometimes",
+            ),
+            ("vtn_url = \"http://vtn\"\nvenname = \"x\"\n", "venname"),
+        ] {
+            let e = parse(&format!("{base}{extra}")).unwrap_err();
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+        let e = parse("[openadr2.upstream]\nvtn_url = \"http://vtn\"\n").unwrap_err();
+        assert!(e.contains("group_id"), "{e}");
+    }
+}
