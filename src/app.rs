@@ -417,13 +417,26 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
         );
     }
     let (openadr2_addr, oadr2_task) = if config.openadr2.enabled {
-        let (addr, task, operator) =
-            start_openadr2(config, registry.store().clone(), app_state, rx.clone()).await?;
+        let (addr, task, operator) = start_openadr2(
+            config,
+            registry.store().clone(),
+            app_state.clone(),
+            rx.clone(),
+        )
+        .await?;
         router = operator.merge(router);
         (Some(addr), Some(task))
     } else {
         (None, None)
     };
+    if upstream_ven.is_some() {
+        router = crate::protocol::openadr2::upstream::operator_router(registry.store().clone())
+            .layer(axum::middleware::from_fn_with_state(
+                app_state.clone(),
+                crate::api::auth::require_token,
+            ))
+            .merge(router);
+    }
     let task = tokio::spawn(async move {
         let (drained_tx, drained_rx) = oneshot::channel::<()>();
         let serve = axum::serve(listener, router).with_graceful_shutdown(async move {

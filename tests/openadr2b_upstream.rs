@@ -266,6 +266,16 @@ async fn upstream_ven_runs_inside_serve(db: TestDb) {
     let plan_id = p["id"].as_str().unwrap().to_string();
 
     let decisions = upstream_store::all(&db.store).await.unwrap();
+    // The operator sees the same decisions (and needs a token for them).
+    let listed = get(&http, &base, "/api/v1/openadr2/upstream/events").await;
+    assert_eq!(listed, serde_json::to_value(&decisions).unwrap());
+    assert_eq!(listed.as_array().unwrap().len(), events.len());
+    let anonymous = http
+        .get(format!("{base}/api/v1/openadr2/upstream/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     let by_id = |id: &str| decisions.iter().find(|d| d.event_id == id).unwrap().clone();
     assert_eq!(by_id("ev-ok").plan_ids, vec![plan_id.clone()]);
     let big = by_id("ev-big");

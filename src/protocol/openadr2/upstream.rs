@@ -213,6 +213,27 @@ pub fn spawn(
     Ok(tokio::spawn(run(ctx, ven, shutdown)))
 }
 
+/// `GET /api/v1/openadr2/upstream/events`: every stored decision (operator API, behind its
+/// token check).
+pub fn operator_router(store: crate::store::Store) -> axum::Router {
+    async fn list(
+        axum::extract::State(store): axum::extract::State<crate::store::Store>,
+    ) -> Result<axum::Json<Vec<Decision>>, crate::api::problem::Problem> {
+        decisions::all(&store).await.map(axum::Json).map_err(|e| {
+            let p = crate::api::problem::Problem::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; quote the correlation id to the operator",
+            );
+            tracing::error!(correlation_id = %p.correlation_id, error = %e, "upstream decisions unreadable");
+            p
+        })
+    }
+    axum::Router::new()
+        .route("/api/v1/openadr2/upstream/events", axum::routing::get(list))
+        .with_state(store)
+}
+
 /// Sleeps `d`; false when shutdown was raised meanwhile.
 async fn pause(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
     let stopped = tokio::select! {
