@@ -6,7 +6,8 @@
 //! start), a feasible event planned for
 //! the group and opted in, an infeasible one and unmappable ones opted out with nothing
 //! planned, the aggregate report equal to the group's readings, and a cancellation
-//! stopping the plan. SKIPPED when python3 or openleadr is missing, unless CI=true.
+//! stopping the plan; and the same VEN over mutual TLS, known to the VTN by its
+//! certificate's fingerprint. SKIPPED when python3 or openleadr is missing, unless CI=true.
 
 mod common;
 
@@ -23,7 +24,7 @@ use switchyard::telemetry::{Measurand, Quality, Reading, SourceKind, insert_batc
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout};
 
-on_both_backends!(upstream_ven_runs_inside_serve);
+on_both_backends!(upstream_ven_runs_inside_serve, upstream_ven_over_mutual_tls);
 
 fn openleadr_available() -> bool {
     let ok = Command::new("python3")
@@ -49,6 +50,10 @@ struct Utility {
 
 impl Utility {
     async fn start(port: u16) -> Utility {
+        Utility::start_with(port, &[]).await
+    }
+
+    async fn start_with(port: u16, extra: &[String]) -> Utility {
         let script = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/openadr2b/openleadr_utility_vtn.py"
@@ -56,6 +61,7 @@ impl Utility {
         let mut child = tokio::process::Command::new("python3")
             .arg(script)
             .arg(port.to_string())
+            .args(extra)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(
@@ -341,6 +347,94 @@ async fn upstream_ven_runs_inside_serve(db: TestDb) {
         1,
         "a cancellation plans nothing new"
     );
+    server.stop().await.unwrap();
+    vtn.child.kill().await.ok();
+}
+
+/// Over mutual TLS, as 2.0b wants: the VTN knows the VEN by its certificate's
+/// fingerprint and refuses "ven-sy" messages from any other certificate, so a report
+/// arriving proves the VEN presented `client_cert`.
+async fn upstream_ven_over_mutual_tls(db: TestDb) {
+    if !openleadr_available() {
+        return;
+    }
+    let pki = common::sep2::pki();
+    let dir = pki.dir.path();
+    let (cert, key) = (dir.join("ven.pem"), dir.join("ven.key"));
+    std::fs::write(&cert, &pki.device.cert_pem).unwrap();
+    std::fs::write(&key, &pki.device.key_pem).unwrap();
+    let fingerprint = switchyard::protocol::openadr2::fingerprint(&pki.device.cert_der);
+    let port = free_port();
+    let path = |p: &std::path::Path| p.display().to_string();
+    let mut vtn = Utility::start_with(
+        port,
+        &[
+            path(&dir.join("server.pem")),
+            path(&dir.join("server.key")),
+            path(&dir.join("ca.pem")),
+            fingerprint,
+        ],
+    )
+    .await;
+    assert_eq!(vtn.next().await["ready"], port);
+    let (server, base) = start_server_with(&db, 64 * 1024, |c| {
+        c.openadr2.upstream = Some(UpstreamConfig {
+            vtn_url: format!("https://127.0.0.1:{port}/OpenADR2/Simple/2.0b"),
+            group_id: "g1".into(),
+            ca_cert: Some(dir.join("ca.pem")),
+            client_cert: Some(cert.clone()),
+            client_key: Some(key.clone()),
+            poll_interval_seconds: 1,
+            report_interval_seconds: 1,
+            ..UpstreamConfig::default()
+        });
+    })
+    .await;
+    assert_eq!(vtn.next().await["registered"], "switchyard");
+    let http = Client::new();
+    created(
+        &http,
+        &base,
+        "/api/v1/accounts",
+        json!({"id": "a1", "account_number": "A1", "name": "A", "kind": "residential"}),
+    )
+    .await;
+    created(&http, &base, "/api/v1/sites", json!({"id": "s1", "account_id": "a1", "territory": "T", "interconnection_type": "nem", "grid_location": {"feeder": "F9"}})).await;
+    created(&http, &base, "/api/v1/ders", json!({"id": "d1", "site_id": "s1", "der_class": "battery", "manufacturer": "M", "model": "B", "serial": "1", "rated_kw": 5.0, "storage_kwh": 10.0, "reserve_pct": 20.0, "status": "active"})).await;
+    created(
+        &http,
+        &base,
+        "/api/v1/groups",
+        json!({"id": "g1", "name": "G", "grid_location": {"feeder": "F9"}}),
+    )
+    .await;
+    let now = now_epoch();
+    insert_batch(
+        &db.store,
+        &[Reading {
+            source_id: "d1".into(),
+            source_kind: SourceKind::Mqtt,
+            measurand: Measurand::ActivePower,
+            instant: now - 5,
+            value: -2750.0,
+            quality: Quality::Measured,
+        }],
+        now,
+    )
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no report over mutual TLS"
+        );
+        let v = vtn.next().await;
+        if let Some(values) = v["report"].as_array() {
+            assert_eq!(values[0][1], -2750.0);
+            break;
+        }
+    }
     server.stop().await.unwrap();
     vtn.child.kill().await.ok();
 }
