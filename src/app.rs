@@ -376,6 +376,19 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
     } else {
         None
     };
+    // The upstream OpenADR 2.0b VEN: a utility's events become plans for the executor.
+    let upstream_ven = match &config.openadr2.upstream {
+        Some(u) => Some(
+            crate::protocol::openadr2::upstream::spawn(
+                u.clone(),
+                registry.clone(),
+                executor.as_ref().map(|(e, _)| e.clone()),
+                rx.clone(),
+            )
+            .map_err(|e| AppError::OpenAdr2(e.to_string()))?,
+        ),
+        None => None,
+    };
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
     let state = AppState {
         registry: registry.clone(),
@@ -405,13 +418,26 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
         );
     }
     let (openadr2_addr, oadr2_task) = if config.openadr2.enabled {
-        let (addr, task, operator) =
-            start_openadr2(config, registry.store().clone(), app_state, rx.clone()).await?;
+        let (addr, task, operator) = start_openadr2(
+            config,
+            registry.store().clone(),
+            app_state.clone(),
+            rx.clone(),
+        )
+        .await?;
         router = operator.merge(router);
         (Some(addr), Some(task))
     } else {
         (None, None)
     };
+    if upstream_ven.is_some() {
+        router = crate::protocol::openadr2::upstream::operator_router(registry.store().clone())
+            .layer(axum::middleware::from_fn_with_state(
+                app_state.clone(),
+                crate::api::auth::require_token,
+            ))
+            .merge(router);
+    }
     let task = tokio::spawn(async move {
         let (drained_tx, drained_rx) = oneshot::channel::<()>();
         let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -435,6 +461,9 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
             let _ = t.await;
         }
         if let Some(t) = oadr3_task {
+            let _ = t.await;
+        }
+        if let Some(t) = upstream_ven {
             let _ = t.await;
         }
         // The executor goes first: its deliveries use the MQTT client and the store.

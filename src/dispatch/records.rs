@@ -32,6 +32,47 @@ pub struct PlanRecord {
     pub created_at: EpochSeconds,
 }
 
+impl PlanRecord {
+    /// The record of a freshly made `plan` for `request` under `assumptions`, with a new
+    /// id.
+    pub fn of_plan(
+        request: &super::DispatchRequest,
+        assumptions: &super::portfolio::Assumptions,
+        plan: &super::Plan,
+        now: EpochSeconds,
+    ) -> Result<PlanRecord, StoreError> {
+        let json = |v: serde_json::Result<serde_json::Value>| {
+            v.map_err(|e| StoreError::Corrupt(e.to_string()))
+        };
+        Ok(PlanRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            request_id: plan.request_id.clone(),
+            source_kind: match request.source {
+                super::RequestSource::Operator => "operator",
+                super::RequestSource::OpenadrEvent { .. } => "openadr_event",
+                super::RequestSource::IsoInstruction { .. } => "iso_instruction",
+            }
+            .into(),
+            direction: match plan.direction {
+                super::Direction::Discharge => "discharge".into(),
+                super::Direction::Charge => "charge".into(),
+            },
+            power_kw: plan.requested_kw,
+            window_start: plan.steps[0],
+            window_end: *plan.steps.last().unwrap_or(&plan.steps[0]),
+            feasible: plan.feasible(),
+            shortfall_kwh: plan.shortfall_kwh(),
+            der_count: plan.der_count as i64,
+            body: json(serde_json::to_value(serde_json::json!({
+                "request": request,
+                "assumptions": assumptions,
+            })))?,
+            steps: json(serde_json::to_value(&plan.report))?,
+            created_at: now,
+        })
+    }
+}
+
 const COLUMNS: &[&str] = &[
     "id",
     "request_id",

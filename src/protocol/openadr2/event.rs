@@ -257,6 +257,7 @@ pub fn to_oadr(e: &StoredEvent, now: EpochSeconds) -> OadrEvent {
                     signal_name: d.signal_name.clone(),
                     signal_type: d.signal_type.clone(),
                     signal_id: format!("{}-0", e.event_id),
+                    power_real: None,
                     current_value: current.map(|v| super::model::CurrentValue {
                         payload_float: PayloadFloat { value: v },
                     }),

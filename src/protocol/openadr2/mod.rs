@@ -5,6 +5,8 @@
 //! - [`vtn`]: the VTN's behaviour over the store (migration 0013), transport-agnostic.
 //! - [`event`]: operator-defined events and their 2.0b form; [`engine`]: report values to
 //!   telemetry readings.
+//! - [`ven`], [`upstream`], [`upstream_map`], [`upstream_store`]: the upstream VEN that
+//!   registers with a utility's VTN (`[openadr2.upstream]`).
 //! - this module: configuration, the HTTP endpoints
 //!   (`/OpenADR2/Simple/2.0b/{service}`), VEN identity and push delivery, and the operator
 //!   endpoints (`/api/v1/openadr2/...`).
@@ -18,6 +20,9 @@
 pub mod engine;
 pub mod event;
 pub mod model;
+pub mod upstream;
+pub mod upstream_map;
+pub mod upstream_store;
 pub mod ven;
 pub mod vtn;
 pub mod xml;
@@ -67,6 +72,9 @@ pub struct OpenAdr2Config {
     pub body_limit_bytes: usize,
     /// Longest time a push (POST to a VEN's transport address) may take, seconds.
     pub push_timeout_seconds: u64,
+    /// The upstream VEN (`[openadr2.upstream]`): Switchyard as a VEN of a utility's VTN;
+    /// runs when present, whether or not this VTN is enabled.
+    pub upstream: Option<upstream::UpstreamConfig>,
 }
 
 impl Default for OpenAdr2Config {
@@ -83,6 +91,7 @@ impl Default for OpenAdr2Config {
             market_context: "http://switchyard.local/openadr2/default".into(),
             body_limit_bytes: 256 * 1024,
             push_timeout_seconds: 10,
+            upstream: None,
         }
     }
 }

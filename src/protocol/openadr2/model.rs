@@ -651,6 +651,15 @@ pub struct EventSignal {
     pub signal_type: String,
     #[serde(rename = "ei:signalID", alias = "signalID")]
     pub signal_id: String,
+    /// The signal's item base when it is real power (`power:powerReal`, e.g. for
+    /// LOAD_DISPATCH): the units of its values.
+    #[serde(
+        rename = "power:powerReal",
+        alias = "powerReal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub power_real: Option<ItemBase>,
     #[serde(
         rename = "ei:currentValue",
         alias = "currentValue",

@@ -1,22 +1,14 @@
-//! An upstream OpenADR 2.0b VEN: Switchyard registering with a utility's VTN as one VEN for
-//! a group of its devices. It registers (pull mode), offers one TELEMETRY_USAGE report (the
-//! group's aggregate real power, rID `aggregate`), polls, turns the events it receives into
-//! engine [`DispatchRequest`]s for the configured group (source `openadr_event`), answers
-//! them with oadrCreatedEvent (opt in, or out when asked), and sends report updates.
-//!
-//! Mapping of an event to dispatch requests: one request per signal interval whose value is
-//! not zero, from the interval's start for its duration; `power_kw = |value| * kw_per_unit`
-//! (for a SIMPLE level signal, `kw_per_unit` is the kW shed per level; for setpoints and
-//! deltas in kW, 1.0), direction `discharge` for positive values and `charge` for
-//! negative. Cancelled and completed events produce nothing. The caller plans and executes
-//! the requests; this module does no I/O besides talking to the VTN.
+//! An upstream OpenADR 2.0b VEN client: Switchyard registering with a utility's VTN as one
+//! VEN for a group of its devices. It registers (pull mode), offers one TELEMETRY_USAGE
+//! report (the group's aggregate real power, rID `aggregate`), polls, hands the events it
+//! receives to its caller, answers them with the caller's oadrCreatedEvent opts, and sends
+//! report updates. Only the wire exchange lives here: what an event means to the engine is
+//! [`super::upstream_map`], and the task that runs it inside `switchyard serve` is
+//! [`super::upstream`].
 
 use super::model::*;
 use super::xml;
-use crate::dispatch::DispatchRequest;
-use crate::dispatch::request::{Direction, Pacing, Ramp, RequestSource, Target as DispatchTarget};
 use crate::domain::EpochSeconds;
-use crate::protocol::openadr3::duration::{parse_datetime, seconds};
 
 /// Why the VEN could not talk to the VTN, or the VTN refused.
 #[derive(Debug, thiserror::Error)]
@@ -48,15 +40,33 @@ pub struct VenSettings {
     /// The VTN's base URL, ending in `/OpenADR2/Simple/2.0b`.
     pub vtn_url: String,
     pub ven_name: String,
-    /// The engine group the utility's events dispatch.
+    /// The engine group the utility's events dispatch (the report's data source).
     pub group_id: String,
-    /// kW per unit of signal value.
-    pub kw_per_unit: f64,
-    /// Whether to opt in to events (out otherwise).
-    pub opt_in: bool,
     /// Grid frequency and voltage announced with the power report (the schema wants them).
     pub grid_hertz: f64,
     pub grid_voltage: f64,
+}
+
+/// What one poll brought.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Polled {
+    /// Nothing for the caller (an oadrResponse, or a report request already taken).
+    Nothing,
+    /// An oadrDistributeEvent: every event the VTN has for us now.
+    Events {
+        request_id: String,
+        events: Vec<OadrEvent>,
+    },
+}
+
+/// The VEN's answer to one event, sent in oadrCreatedEvent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventOpt {
+    pub event_id: String,
+    pub modification_number: u32,
+    pub opt_in: bool,
+    /// Why (sent as the response description).
+    pub reason: String,
 }
 
 /// The upstream VEN.
@@ -247,75 +257,74 @@ impl Ven {
         Ok(())
     }
 
-    /// Polls once; returns the dispatch requests of any events received (after answering
-    /// them).
-    pub async fn poll(&mut self) -> Result<Vec<DispatchRequest>, VenError> {
+    /// Polls once; returns the events of an oadrDistributeEvent (answer them with
+    /// [`Ven::respond`]). Report requests are taken and re-registration requests obeyed
+    /// here.
+    pub async fn poll(&mut self) -> Result<Polled, VenError> {
         let m = Message::Poll(Poll {
             schema_version: Some(SCHEMA_VERSION.into()),
             ven_id: Some(self.ven()?),
         });
         match self.post("OadrPoll", &m).await? {
-            Message::DistributeEvent(d) => self.on_events(d).await,
+            Message::DistributeEvent(d) => Ok(Polled::Events {
+                request_id: d.request_id,
+                events: d.events,
+            }),
             Message::CreateReport(c) => {
                 self.take_report_requests(&c.report_requests, &c.request_id)
                     .await?;
-                Ok(Vec::new())
+                Ok(Polled::Nothing)
             }
             Message::RegisteredReport(r) => {
                 self.take_report_requests(&r.report_requests, &r.response.request_id)
                     .await?;
-                Ok(Vec::new())
+                Ok(Polled::Nothing)
             }
             Message::RequestReregistration(_) => {
                 self.register().await?;
-                Ok(Vec::new())
+                Ok(Polled::Nothing)
             }
-            _ => Ok(Vec::new()),
+            Message::Response(r) if r.response.response_code == "463" => {
+                Err(VenError::NotRegistered)
+            }
+            _ => Ok(Polled::Nothing),
         }
     }
 
-    async fn on_events(&mut self, d: DistributeEvent) -> Result<Vec<DispatchRequest>, VenError> {
-        let mut requests = Vec::new();
-        let mut responses = Vec::new();
-        for e in &d.events {
-            let status = e.event.descriptor.event_status.as_str();
-            if status != "cancelled" && status != "completed" {
-                requests.extend(to_dispatch(
-                    &e.event,
-                    &self.settings.group_id,
-                    self.settings.kw_per_unit,
-                ));
-            }
-            if e.response_required == "always" {
-                responses.push(EventResponse {
-                    response_code: "200".into(),
-                    response_description: Some("OK".into()),
-                    request_id: d.request_id.clone(),
-                    qualified_event_id: QualifiedEventId {
-                        event_id: e.event.descriptor.event_id.clone(),
-                        modification_number: e.event.descriptor.modification_number,
-                    },
-                    opt_type: if self.settings.opt_in {
-                        "optIn"
-                    } else {
-                        "optOut"
-                    }
-                    .into(),
-                });
-            }
+    /// Answers the events of the oadrDistributeEvent `request_id` with oadrCreatedEvent.
+    pub async fn respond(&mut self, request_id: &str, opts: &[EventOpt]) -> Result<(), VenError> {
+        if opts.is_empty() {
+            return Ok(());
         }
-        if !responses.is_empty() {
-            let m = Message::CreatedEvent(CreatedEvent {
-                schema_version: Some(SCHEMA_VERSION.into()),
-                ei_created_event: EiCreatedEvent {
-                    response: EiResponse::new(200, "OK", &d.request_id),
-                    event_responses: Some(EventResponses { responses }),
-                    ven_id: Some(self.ven()?),
+        let responses = opts
+            .iter()
+            .map(|o| EventResponse {
+                response_code: "200".into(),
+                response_description: Some(o.reason.chars().take(250).collect()),
+                request_id: request_id.to_string(),
+                qualified_event_id: QualifiedEventId {
+                    event_id: o.event_id.clone(),
+                    modification_number: o.modification_number,
                 },
-            });
-            self.post("EiEvent", &m).await?;
+                opt_type: if o.opt_in { "optIn" } else { "optOut" }.into(),
+            })
+            .collect();
+        let m = Message::CreatedEvent(CreatedEvent {
+            schema_version: Some(SCHEMA_VERSION.into()),
+            ei_created_event: EiCreatedEvent {
+                response: EiResponse::new(200, "OK", request_id),
+                event_responses: Some(EventResponses { responses }),
+                ven_id: Some(self.ven()?),
+            },
+        });
+        match self.post("EiEvent", &m).await? {
+            Message::Response(r) if r.response.response_code != "200" => Err(VenError::Refused {
+                what: "oadrCreatedEvent",
+                code: r.response.response_code,
+                description: r.response.response_description.unwrap_or_default(),
+            }),
+            _ => Ok(()),
         }
-        Ok(requests)
     }
 
     /// Sends the group's aggregate real power (W) measured at `at`.
@@ -368,61 +377,4 @@ impl Ven {
             _ => Ok(()),
         }
     }
-}
-
-/// The dispatch requests of one event for `group_id` (see the module documentation).
-pub fn to_dispatch(event: &EiEvent, group_id: &str, kw_per_unit: f64) -> Vec<DispatchRequest> {
-    let Some(start) = parse_datetime(&event.active_period.properties.dtstart.date_time)
-        .map(|t| t.unix_timestamp())
-    else {
-        return Vec::new();
-    };
-    let priority = event.descriptor.priority.unwrap_or(0).min(255) as u8;
-    let mut out = Vec::new();
-    for signal in &event.signals.signals {
-        let mut t = start;
-        for (i, iv) in signal.intervals.intervals.iter().enumerate() {
-            let from = iv
-                .dtstart
-                .as_ref()
-                .and_then(|d| parse_datetime(&d.date_time))
-                .map(|d| d.unix_timestamp())
-                .unwrap_or(t);
-            let duration = iv
-                .duration
-                .as_ref()
-                .and_then(|d| seconds(&d.duration))
-                .unwrap_or(0.0) as i64;
-            t = from + duration;
-            let value = iv
-                .signal_payload
-                .as_ref()
-                .map(|p| p.payload_float.value)
-                .unwrap_or(0.0);
-            if value == 0.0 || !value.is_finite() || duration <= 0 {
-                continue;
-            }
-            out.push(DispatchRequest {
-                id: format!("{}:{}:{}", event.descriptor.event_id, signal.signal_id, i),
-                target: DispatchTarget::Group {
-                    group_id: group_id.to_string(),
-                },
-                direction: if value > 0.0 {
-                    Direction::Discharge
-                } else {
-                    Direction::Charge
-                },
-                power_kw: value.abs() * kw_per_unit,
-                start: from,
-                duration_s: duration,
-                ramp: Ramp::Simultaneous,
-                priority,
-                source: RequestSource::OpenadrEvent {
-                    event_id: event.descriptor.event_id.clone(),
-                },
-                pacing: Pacing::default(),
-            });
-        }
-    }
-    out
 }
