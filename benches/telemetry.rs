@@ -5,9 +5,15 @@
 //! Run with `cargo bench --bench telemetry`. `SWITCHYARD_BENCH_TELEMETRY_READINGS` (default
 //! 5,000,000) sets how many readings go through the writer; the baseline writes a fifth of
 //! that (it is slow). Readings come from `DEVICES` devices, each reporting active power once
-//! a second, in time order, as a fleet does. `PRODUCERS` tasks submit batches of `BATCH`
-//! readings at once and each waits for its commit before sending the next batch (as the
-//! MQTT ingest and the bulk API do), so every reading counted is acknowledged durable.
+//! a second, in time order, as a fleet does. Submitters send batches of `BATCH` readings and
+//! each waits for its commit before sending its next batch (as the MQTT ingest and the bulk
+//! API do), so every reading counted is acknowledged durable. The baseline runs
+//! `PRODUCERS` submitters (one per pool connection); the writer runs as many as it takes
+//! to keep its queue full (`SWITCHYARD_BENCH_TELEMETRY_INFLIGHT` submits in flight, default
+//! the queue's size over `BATCH`): a writer that commits ~250k readings at a time is only
+//! fed by that many readings awaiting their acknowledgement, as a large fleet of devices
+//! each awaiting its own would. `SWITCHYARD_BENCH_TELEMETRY_TX` sets the writer's
+//! `max_batch_readings` (the queue holds two of them).
 //! Besides the average, the slowest window of `WINDOW` consecutive acknowledged readings is
 //! reported: "sustained" means that rate, not a burst into an empty table.
 
@@ -58,7 +64,7 @@ struct Run {
 
 /// Runs PRODUCERS tasks that take batch numbers from a shared counter and submit them with
 /// `submit`; records when each WINDOW of acknowledged readings completed.
-async fn drive<F, Fut>(n: u64, submit: F) -> Result<Run>
+async fn drive<F, Fut>(n: u64, submitters: u64, submit: F) -> Result<Run>
 where
     F: Fn(u64) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<()>> + Send,
@@ -68,7 +74,7 @@ where
     let batches = n.div_ceil(BATCH);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..PRODUCERS {
+    for _ in 0..submitters {
         let (next, acked, submit) = (next.clone(), acked.clone(), submit.clone());
         tasks.push(tokio::spawn(async move {
             loop {
@@ -123,14 +129,31 @@ fn rate(n: u64, d: Duration) -> String {
     )
 }
 
+/// A count from the environment (underscores allowed), or `default`.
+fn env_count(name: &str, default: u64) -> Result<u64> {
+    match std::env::var(name) {
+        Ok(v) => v.replace('_', "").parse().context(name.to_string()),
+        Err(_) => Ok(default),
+    }
+}
+
 fn main() -> Result<()> {
-    let n: u64 = match std::env::var("SWITCHYARD_BENCH_TELEMETRY_READINGS") {
-        Ok(v) => v
-            .replace('_', "")
-            .parse()
-            .context("SWITCHYARD_BENCH_TELEMETRY_READINGS")?,
-        Err(_) => 5_000_000,
+    let n = env_count("SWITCHYARD_BENCH_TELEMETRY_READINGS", 5_000_000)?;
+    let defaults = WriterSettings::default();
+    let tx = env_count(
+        "SWITCHYARD_BENCH_TELEMETRY_TX",
+        defaults.max_batch_readings as u64,
+    )?
+    .max(1);
+    let settings = WriterSettings {
+        queue_readings: 2 * tx as usize,
+        max_batch_readings: tx as usize,
     };
+    let inflight = env_count(
+        "SWITCHYARD_BENCH_TELEMETRY_INFLIGHT",
+        (settings.queue_readings as u64 / BATCH).max(1),
+    )?
+    .max(1);
     let baseline_n = (n / 5).max(BATCH);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -140,8 +163,9 @@ fn main() -> Result<()> {
     let base = switchyard::domain::now_epoch() - (n / DEVICES) as i64 - 10;
     let mut table = Table::new();
     println!(
-        "Telemetry writes into SQLite: {n} readings via the writer ({baseline_n} via the baseline), {DEVICES} devices, {PRODUCERS} producers x {BATCH} readings per submit"
+        "Telemetry writes into SQLite: {n} readings via the writer ({baseline_n} via the baseline), {DEVICES} devices, {BATCH} readings per submit; baseline {PRODUCERS} submitters; writer {inflight} submits in flight, transactions of up to {tx} readings"
     );
+    let mut baseline_rate = 0.0;
     rt.block_on(async {
         table.section(
             "baseline: insert_batch (sqlx Any, 1000-row statements, a transaction per submit)",
@@ -153,7 +177,7 @@ fn main() -> Result<()> {
             );
             let store = Store::open(&url, 8).await?;
             let s = store.clone();
-            let run = drive(baseline_n, move |b| {
+            let run = drive(baseline_n, PRODUCERS, move |b| {
                 let s = s.clone();
                 async move {
                     let readings = batch(b, baseline_n, base);
@@ -165,6 +189,7 @@ fn main() -> Result<()> {
             if count(&store).await? != baseline_n as i64 {
                 bail!("baseline stored the wrong number of readings");
             }
+            baseline_rate = baseline_n as f64 / run.took.as_secs_f64();
             table.add(
                 "average",
                 rate(baseline_n, run.took),
@@ -177,9 +202,9 @@ fn main() -> Result<()> {
         {
             let url = format!("sqlite:{}?mode=rwc", dir.path().join("writer.db").display());
             let store = Store::open(&url, 8).await?;
-            let writer = TelemetryWriter::start(&store, WriterSettings::default()).await?;
+            let writer = TelemetryWriter::start(&store, settings).await?;
             let w = writer.clone();
-            let run = drive(n, move |b| {
+            let run = drive(n, inflight, move |b| {
                 let w = w.clone();
                 async move {
                     let outcome = w.submit(batch(b, n, base)).await?;
@@ -198,12 +223,19 @@ fn main() -> Result<()> {
             table.add(
                 "average",
                 rate(n, run.took),
-                &format!("{n} readings in {:.1} s", run.took.as_secs_f64()),
+                &format!(
+                    "{n} readings in {:.1} s ({:.2}x the baseline's average)",
+                    run.took.as_secs_f64(),
+                    (n as f64 / run.took.as_secs_f64()) / baseline_rate
+                ),
             );
             table.add(
                 &format!("slowest {} readings", thousands(WINDOW as usize)),
                 rate(WINDOW.min(n), run.slowest_window),
-                "the sustained rate",
+                &format!(
+                    "the sustained rate ({:.2}x the baseline's average)",
+                    (WINDOW.min(n) as f64 / run.slowest_window.as_secs_f64()) / baseline_rate
+                ),
             );
             table.add(
                 "transactions",

@@ -1,7 +1,9 @@
 //! The durable telemetry writer on both backends: answers after the commit with exact
 //! per-job counts (also when several jobs share a statement and some readings were already
 //! stored), backpressure when its queue is full, invalid readings refused before queueing,
-//! and a clean close that writes what was queued.
+//! and a clean close that writes what was queued; late data submitted through the writer
+//! revises an earlier stored aggregate with an audit record, also when the revision was
+//! only queued when the process died.
 
 mod common;
 
@@ -9,8 +11,10 @@ use common::TestDb;
 use sqlx::Executor;
 use std::time::Duration;
 use switchyard::store::Backend;
+use switchyard::telemetry::revisions::{self, ComputeRequest, Revision, RevisionQuery};
 use switchyard::telemetry::{
     self, Measurand, Quality, Reading, SourceKind, TelemetryError, TelemetryWriter, WriterSettings,
+    align::Grid,
 };
 
 fn reading(source: &str, instant: i64, value: f64) -> Reading {
@@ -205,8 +209,186 @@ async fn count_on(conn: &mut sqlx::pool::PoolConnection<sqlx::Any>, db: &TestDb)
     }
 }
 
+/// A fixed past hour, so that every interval of it is closed.
+const T0: i64 = 1_750_000_000 - 1_750_000_000 % 3600;
+
+/// d1 reads 1000 W every minute for half an hour, without T0+360..=T0+1020; the 5-minute
+/// aggregates of that half hour are stored.
+async fn stored_aggregates_with_a_hole(db: &TestDb, writer: Option<&TelemetryWriter>) {
+    let on_time: Vec<Reading> = (0..30)
+        .map(|k| T0 + 60 * k)
+        .filter(|t| !(T0 + 360..=T0 + 1020).contains(t))
+        .map(|t| reading("d1", t, 1000.0))
+        .collect();
+    match writer {
+        Some(w) => assert_eq!(w.submit(on_time).await.unwrap().inserted, 18),
+        None => {
+            telemetry::insert_batch(&db.store, &on_time, T0 + 3600)
+                .await
+                .unwrap();
+        }
+    }
+    let req = ComputeRequest {
+        source_id: "d1".into(),
+        measurand: Measurand::ActivePower,
+        grid: Grid::FiveMinutes,
+        from: T0,
+        to: T0 + 1800,
+        max_gap_s: 120,
+    };
+    let rows = revisions::compute(&db.store, &req, switchyard::domain::now_epoch())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 6);
+    assert_eq!((rows[1].value, rows[1].samples), (Some(1000.0), 1));
+    assert!(rows.iter().all(|r| r.revision == 0));
+}
+
+/// Four readings of 4000 W from T0+360, arriving late.
+fn late_readings() -> Vec<Reading> {
+    (0..4)
+        .map(|k| reading("d1", T0 + 360 + 60 * k, 4000.0))
+        .collect()
+}
+
+/// The revisions of d1, once there are any (the writer works them off right after the
+/// commit that acknowledged the readings), or none after a few seconds.
+async fn revisions_of_d1(db: &TestDb) -> Vec<Revision> {
+    let q = RevisionQuery {
+        source_id: Some("d1".into()),
+        from: None,
+        to: None,
+        after: None,
+        limit: 100,
+    };
+    for _ in 0..100 {
+        let items = revisions::revisions(&db.store, &q).await.unwrap();
+        if !items.is_empty() {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Vec::new()
+}
+
+/// The revision the late readings make: 300..360 ramps 1000 -> 4000 W and 360..540 holds
+/// 4000 W, 3625 W over the 240 s covered, from 5 samples instead of 1.
+fn assert_the_late_revision(items: &[Revision]) {
+    assert_eq!(items.len(), 1, "{items:?}");
+    let r = &items[0];
+    assert_eq!((r.interval_start, r.grid), (T0 + 300, Grid::FiveMinutes));
+    assert_eq!(r.revision, 1);
+    assert_eq!(r.old_value, Some(1000.0));
+    assert!((r.new_value.unwrap() - 3625.0).abs() < 1e-6, "{r:?}");
+    assert_eq!((r.old_samples, r.new_samples), (1, 5));
+    assert_eq!((r.cause_instant, r.cause_value), (T0 + 360, 4000.0));
+    assert_eq!(r.cause_readings, 4);
+}
+
+async fn queued(db: &TestDb) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM telemetry_revision_queue")
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap()
+}
+
+async fn late_data_through_the_writer_revises_an_earlier_aggregate(db: TestDb) {
+    let writer = TelemetryWriter::start(&db.store, WriterSettings::default())
+        .await
+        .unwrap();
+    stored_aggregates_with_a_hole(&db, Some(&writer)).await;
+    // On-time data of another source revises nothing.
+    writer
+        .submit(vec![reading("d2", T0 + 400, 5.0)])
+        .await
+        .unwrap();
+
+    let o = writer.submit(late_readings()).await.unwrap();
+    assert_eq!((o.inserted, o.duplicates), (4, 0));
+    let items = revisions_of_d1(&db).await;
+    assert_the_late_revision(&items);
+    let stored = revisions::query(
+        &db.store,
+        "d1",
+        Measurand::ActivePower,
+        Grid::FiveMinutes,
+        T0 + 300,
+        T0 + 600,
+    )
+    .await
+    .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!((stored[0].revision, stored[0].samples), (1, 5));
+    assert!((stored[0].value.unwrap() - 3625.0).abs() < 1e-6);
+
+    // Delivered again: stored once, revised once.
+    let o = writer.submit(late_readings()).await.unwrap();
+    assert_eq!((o.inserted, o.duplicates), (0, 4));
+    writer.close().await;
+    assert_eq!(revisions_of_d1(&db).await.len(), 1);
+    assert_eq!(queued(&db).await, 0, "nothing left owed");
+}
+
+async fn revisions_queued_before_a_crash_are_made_at_the_next_start(db: TestDb) {
+    stored_aggregates_with_a_hole(&db, None).await;
+    // What the writer's SQLite transaction leaves when the process dies right after its
+    // commit: the late readings and the revision they owe, not yet made.
+    let received = T0 + 4000;
+    let mut tx = db.store.begin_write().await.unwrap();
+    for r in late_readings() {
+        sqlx::query(
+            "INSERT INTO readings (source_id, source_kind, measurand, instant, value, quality, \
+             received_at) VALUES ($1, 'mqtt', 'active_power_w', $2, $3, 'measured', $4)",
+        )
+        .bind(r.source_id)
+        .bind(r.instant)
+        .bind(r.value)
+        .bind(received)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO telemetry_revision_queue (source_id, measurand, received_at, min_instant, \
+         max_instant) VALUES ('d1', 'active_power_w', $1, $2, $3)",
+    )
+    .bind(received)
+    .bind(T0 + 360)
+    .bind(T0 + 540)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert!(revisions_of_d1_now(&db).await.is_empty());
+
+    let writer = TelemetryWriter::start(&db.store, WriterSettings::default())
+        .await
+        .unwrap();
+    let items = revisions_of_d1(&db).await;
+    assert_the_late_revision(&items);
+    assert_eq!(
+        (items[0].cause_received_at, items[0].revised_at),
+        (received, received)
+    );
+    writer.close().await;
+    assert_eq!(queued(&db).await, 0);
+}
+
+async fn revisions_of_d1_now(db: &TestDb) -> Vec<Revision> {
+    let q = RevisionQuery {
+        source_id: Some("d1".into()),
+        from: None,
+        to: None,
+        after: None,
+        limit: 100,
+    };
+    revisions::revisions(&db.store, &q).await.unwrap()
+}
+
 on_both_backends!(
     jobs_sharing_a_transaction_get_exact_counts,
     invalid_readings_are_refused_before_queueing,
     a_full_queue_holds_producers_back,
+    late_data_through_the_writer_revises_an_earlier_aggregate,
+    revisions_queued_before_a_crash_are_made_at_the_next_start,
 );

@@ -5,6 +5,7 @@
 //! subset the two engines share; the schema migrations are shared for the same reason.
 
 pub mod record;
+mod sqlite_schema;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
@@ -131,6 +132,9 @@ impl Store {
             }
         };
         MIGRATOR.run(&store.pool).await?;
+        if backend == Backend::Sqlite {
+            sqlite_schema::apply(&store.pool).await?;
+        }
         Ok(store)
     }
 

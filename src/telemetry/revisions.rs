@@ -345,6 +345,66 @@ pub async fn revise_in(
     Ok(revised)
 }
 
+/// Queue rows worked off per transaction.
+const QUEUE_ROWS_PER_TRANSACTION: i64 = 500;
+
+/// Works off `telemetry_revision_queue` (migration 0019), where the durable writer's native
+/// SQLite transactions leave the late-data revisions they owe: for each row, the readings it
+/// stands for are read back and [`revise_in`] runs on them, and the row is deleted in the
+/// same transaction as the revisions it caused. Rows are taken in arrival order. The
+/// revisions are dated by the readings' arrival, as those of the pool path are. Returns
+/// how many aggregates were revised.
+pub async fn work_off_queue(store: &Store) -> Result<u64, TelemetryError> {
+    let mut revised = 0;
+    loop {
+        let mut tx = store.begin_write().await?;
+        let rows = dynamic(format!(
+            "SELECT source_id, measurand, received_at, min_instant, max_instant \
+             FROM telemetry_revision_queue ORDER BY received_at, source_id, measurand \
+             LIMIT {QUEUE_ROWS_PER_TRANSACTION}"
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            tx.commit().await?;
+            return Ok(revised);
+        }
+        for row in &rows {
+            let source_id = text(row, "source_id")?;
+            let measurand = text(row, "measurand")?;
+            let received_at = int(row, "received_at")?;
+            let readings = dynamic(
+                "SELECT source_id, source_kind, measurand, instant, value, quality \
+                 FROM readings WHERE source_id = $1 AND measurand = $2 AND instant >= $3 \
+                 AND instant <= $4 AND received_at = $5 ORDER BY instant"
+                    .to_string(),
+            )
+            .bind(source_id.clone())
+            .bind(measurand.clone())
+            .bind(int(row, "min_instant")?)
+            .bind(int(row, "max_instant")?)
+            .bind(received_at)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(super::store::from_row)
+            .collect::<Result<Vec<Reading>, _>>()?;
+            revised += revise_in(&mut tx, &readings, received_at).await?;
+            dynamic(
+                "DELETE FROM telemetry_revision_queue WHERE source_id = $1 AND measurand = $2 \
+                 AND received_at = $3"
+                    .to_string(),
+            )
+            .bind(source_id)
+            .bind(measurand)
+            .bind(received_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+    }
+}
+
 async fn revise_pair(
     conn: &mut AnyConnection,
     source_id: &str,

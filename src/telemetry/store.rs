@@ -145,7 +145,7 @@ pub async fn query(
     rows.iter().map(from_row).collect()
 }
 
-fn from_row(row: &AnyRow) -> Result<Reading, TelemetryError> {
+pub(super) fn from_row(row: &AnyRow) -> Result<Reading, TelemetryError> {
     Ok(Reading {
         source_id: text(row, "source_id")?,
         source_kind: parsed(row, "source_kind")?,

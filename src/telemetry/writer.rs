@@ -36,6 +36,7 @@ use crate::domain::{EpochSeconds, now_epoch};
 use crate::store::{Backend, Store};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection, Executor};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,11 +57,15 @@ pub struct WriterSettings {
 
 impl Default for WriterSettings {
     fn default() -> Self {
-        // 64k readings of ~100 bytes is a few MiB of queue; 16k readings per transaction
-        // is ~50 ms of SQLite's write lock at 300k readings/s.
+        // Page writes, not statements, limit SQLite here: a transaction dirties about one
+        // leaf page per source it touches, so the more readings per source a commit holds,
+        // the fewer bytes per reading reach the disk (docs/telemetry.md). 256k readings
+        // per transaction is ~25 per source for a fleet of 10,000 reporting each second,
+        // about a second of SQLite's write lock at 200k readings/s. The queue holds two
+        // such batches (~50 MiB of readings) so that one fills while the other is written.
         WriterSettings {
-            queue_readings: 65_536,
-            max_batch_readings: 16_384,
+            queue_readings: 524_288,
+            max_batch_readings: 262_144,
         }
     }
 }
@@ -151,6 +156,7 @@ impl TelemetryWriter {
                 sink,
                 counters: counters.clone(),
                 max_batch: settings.max_batch_readings.max(1),
+                revisions_owed: true,
             }
             .run(rx, stop_rx),
         );
@@ -236,7 +242,8 @@ impl TelemetryWriter {
 /// Where the writer's rows go.
 enum Sink {
     /// A connection of the writer's own, native driver; the store is kept for the
-    /// late-data revisions, which run through the shared pool after the commit.
+    /// late-data revisions, which are queued in the readings' transaction and worked off
+    /// through the shared pool after the commit.
     Sqlite(Box<SqliteConnection>, Statements, Store),
     /// The shared `Any` pool (PostgreSQL, in-memory SQLite).
     Pool(Store),
@@ -259,9 +266,11 @@ impl Sink {
                 let mut conn = options.connect().await?;
                 // The same settings as the shared pool's connections (Store::open):
                 // synchronous=NORMAL in WAL mode keeps every commit across a process crash.
+                // A larger cache than theirs (256 MiB, a ceiling): the leaf pages where each
+                // source's newest readings go are revisited by every transaction.
                 conn.execute(
                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
-                     PRAGMA busy_timeout=10000; PRAGMA cache_size=-65536;",
+                     PRAGMA busy_timeout=10000; PRAGMA cache_size=-262144;",
                 )
                 .await?;
                 Ok(Sink::Sqlite(
@@ -277,19 +286,24 @@ impl Sink {
     /// Writes `jobs` in one transaction. With `per_job`, no statement mixes two jobs'
     /// rows, so every job's count of new readings is exact; without, a mixed statement
     /// that skipped a duplicate makes the whole call return `Ok(None)` after rolling back.
+    /// Sets `owed` when the committed transaction queued late-data revisions.
     async fn write(
         &mut self,
         jobs: &[Job],
         now: EpochSeconds,
         per_job: bool,
+        owed: &mut bool,
     ) -> Result<Option<Vec<u64>>, TelemetryError> {
         match self {
-            Sink::Sqlite(conn, statements, store) => {
-                let mut tx = conn.begin().await?;
+            Sink::Sqlite(conn, statements, _) => {
+                // The write lock at once: the transaction reads (which sources have stored
+                // aggregates) besides writing, and this is the only connection that uses it.
+                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
                 let counts = sqlite_rows(&mut tx, statements, jobs, now, per_job).await?;
                 if counts.is_some() {
+                    let queued = queue_revisions(&mut tx, jobs, now).await?;
                     tx.commit().await?;
-                    revise_after_commit(store, jobs, now).await;
+                    *owed |= queued > 0;
                 } else {
                     tx.rollback().await?;
                 }
@@ -311,25 +325,72 @@ impl Sink {
 }
 
 /// Late readings revise the stored aggregates they fall in (`telemetry::revisions`). On the
-/// pool path that happens inside the insert transaction (`insert_in`); the native SQLite
+/// pool path that happens inside the insert transaction (`insert_in`). The native SQLite
 /// connection cannot run the `Any` revision queries, and a second connection cannot write
-/// while this one holds the lock, so here it runs right after the commit. The readings
-/// are already durable and acknowledged whatever happens next, so a failed revision is
-/// logged (the aggregates can be recomputed through the API) rather than failing the jobs.
-async fn revise_after_commit(store: &Store, jobs: &[Job], now: EpochSeconds) {
-    let result = async {
-        let mut tx = store.pool().begin().await?;
-        for job in jobs {
-            super::revisions::revise_in(&mut tx, &job.readings, now).await?;
+/// while this one holds the lock; so, in the readings' own transaction, each (source,
+/// measurand) of the batch whose source has stored aggregates gets a row in
+/// `telemetry_revision_queue` (migration 0019), which [`super::revisions::work_off_queue`]
+/// turns into revisions through the pool right after the commit. A reading is therefore
+/// never acknowledged without its revision owed durably, whatever happens next.
+async fn queue_revisions(
+    conn: &mut SqliteConnection,
+    jobs: &[Job],
+    now: EpochSeconds,
+) -> Result<u64, TelemetryError> {
+    let sources: BTreeSet<&str> = jobs
+        .iter()
+        .flat_map(|j| j.readings.iter().map(|r| r.source_id.as_str()))
+        .collect();
+    let sources: Vec<&str> = sources.into_iter().collect();
+    let mut with_aggregates: HashSet<String> = HashSet::new();
+    for chunk in sources.chunks(SOURCES_PER_QUERY) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let sql = format!(
+            "SELECT DISTINCT source_id FROM telemetry_aggregates WHERE source_id IN ({marks})"
+        );
+        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        for s in chunk {
+            q = q.bind(s.to_string());
         }
-        tx.commit().await?;
-        Ok::<(), TelemetryError>(())
+        with_aggregates.extend(q.fetch_all(&mut *conn).await?);
     }
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "late-data revision after a telemetry commit failed");
+    if with_aggregates.is_empty() {
+        return Ok(0);
     }
+    // The span of each (source, measurand) in the batch; the queue row stands for the
+    // readings of that span received now.
+    let mut spans: BTreeMap<(&str, &'static str), (EpochSeconds, EpochSeconds)> = BTreeMap::new();
+    for r in jobs.iter().flat_map(|j| j.readings.iter()) {
+        if !with_aggregates.contains(r.source_id.as_str()) {
+            continue;
+        }
+        let span = spans
+            .entry((r.source_id.as_str(), r.measurand.as_str()))
+            .or_insert((r.instant, r.instant));
+        span.0 = span.0.min(r.instant);
+        span.1 = span.1.max(r.instant);
+    }
+    for ((source_id, measurand), (min, max)) in &spans {
+        sqlx::query(
+            "INSERT INTO telemetry_revision_queue (source_id, measurand, received_at, \
+             min_instant, max_instant) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (source_id, measurand, received_at) DO UPDATE SET \
+             min_instant = min(min_instant, excluded.min_instant), \
+             max_instant = max(max_instant, excluded.max_instant)",
+        )
+        .bind(source_id.to_string())
+        .bind(*measurand)
+        .bind(now)
+        .bind(*min)
+        .bind(*max)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(spans.len() as u64)
 }
+
+/// Source ids per query of [`queue_revisions`]: well under SQLite's parameter limit.
+const SOURCES_PER_QUERY: usize = 500;
 
 /// The SQLite INSERT texts, one per size of [`SQLITE_SIZES`], built once.
 struct Statements([Arc<str>; SQLITE_SIZES.len()]);
@@ -382,7 +443,7 @@ async fn sqlite_rows(
     let mut names = Names::default();
     let mut counts = vec![0u64; jobs.len()];
     // Each row carries its job's index, so that a statement's count can be attributed.
-    let groups: Vec<Vec<(usize, &Reading)>> = if per_job {
+    let mut groups: Vec<Vec<(usize, &Reading)>> = if per_job {
         jobs.iter()
             .enumerate()
             .map(|(j, job)| job.readings.iter().map(|r| (j, r)).collect())
@@ -395,6 +456,17 @@ async fn sqlite_rows(
                 .collect(),
         ]
     };
+    // In the order of the clustered key (crate::store's SQLite schema step): each source's
+    // readings then go into its leaf pages together, in one pass along the B-tree.
+    for group in &mut groups {
+        group.sort_unstable_by(|(_, a), (_, b)| {
+            (a.source_id.as_str(), a.instant, a.measurand.as_str()).cmp(&(
+                b.source_id.as_str(),
+                b.instant,
+                b.measurand.as_str(),
+            ))
+        });
+    }
     for group in groups {
         let mut rest: &[(usize, &Reading)] = &group;
         while !rest.is_empty() {
@@ -453,10 +525,15 @@ struct Worker {
     sink: Sink,
     counters: Arc<Counters>,
     max_batch: usize,
+    /// Rows may wait in `telemetry_revision_queue` (SQLite sink only). True at the start:
+    /// a crash may have left rows that a commit queued but no revision worked off.
+    revisions_owed: bool,
 }
 
 impl Worker {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>, mut stop: watch::Receiver<bool>) {
+        // What a crash of an earlier run left owed, before any new readings.
+        self.revise().await;
         let mut batch: Vec<Job> = Vec::new();
         let mut stopping = false;
         loop {
@@ -487,9 +564,29 @@ impl Worker {
                 continue;
             }
             self.write(&mut batch).await;
+            self.revise().await;
         }
+        self.revise().await;
         if let Sink::Sqlite(conn, _, _) = self.sink {
             let _ = conn.close().await;
+        }
+    }
+
+    /// Works off the queued late-data revisions, if any are owed, after the jobs that
+    /// queued them were answered. A failure leaves the rows queued for the next attempt
+    /// (after the next commit, or at the next start).
+    async fn revise(&mut self) {
+        if !self.revisions_owed {
+            return;
+        }
+        // The pool path revises in the readings' transaction and queues nothing, but a
+        // SQLite file may have been left with rows by a crash of an earlier run.
+        let store = match &self.sink {
+            Sink::Sqlite(_, _, store) | Sink::Pool(store) => store,
+        };
+        match super::revisions::work_off_queue(store).await {
+            Ok(_) => self.revisions_owed = false,
+            Err(e) => tracing::warn!(error = %e, "queued late-data revisions not worked off yet"),
         }
     }
 
@@ -497,9 +594,10 @@ impl Worker {
     /// job-aligned statements; if that fails too, every job of the batch is told so.
     async fn write(&mut self, batch: &mut Vec<Job>) {
         let now = now_epoch();
-        let mut result = self.sink.write(batch, now, false).await;
+        let owed = &mut self.revisions_owed;
+        let mut result = self.sink.write(batch, now, false, owed).await;
         if matches!(result, Ok(None)) {
-            result = self.sink.write(batch, now, true).await;
+            result = self.sink.write(batch, now, true, owed).await;
         }
         match result {
             Ok(Some(counts)) => {
