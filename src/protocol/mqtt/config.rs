@@ -233,6 +233,16 @@ mod tests {
             ..Default::default()
         };
         assert!(c.options().unwrap_err().to_string().contains("wildcards"));
+        let c = MqttConfig {
+            receive_maximum: 0,
+            ..Default::default()
+        };
+        assert!(
+            c.options()
+                .unwrap_err()
+                .to_string()
+                .contains("receive_maximum must be at least 1")
+        );
         let mut c = MqttConfig::default();
         c.tls.enabled = true;
         assert!(
