@@ -44,7 +44,7 @@ const PUBLISHERS: usize = 4;
 const JOB: usize = 500;
 /// How far the publishers run ahead of a bare subscriber (it acknowledges on receipt, so
 /// Mosquitto's 3.1.1 window of 20 plus its queue of 1000 are enough).
-const RAW_WINDOW: u64 = 800;
+const RAW_WINDOW: u64 = 400;
 const BROKER: (&str, u16) = ("127.0.0.1", 1883);
 /// Device messages per publish in the gateway variant.
 const GATEWAY_BATCH: usize = 20;
@@ -78,6 +78,8 @@ fn broker_pid() -> Option<String> {
 /// Wall time and CPU seconds of the bench process and the broker for one measurement.
 struct Measured {
     took: Duration,
+    /// Device messages that arrived (fewer than published when the broker dropped some).
+    messages: u64,
     own_cpu: Option<f64>,
     broker_cpu: Option<f64>,
 }
@@ -102,6 +104,7 @@ impl CpuClock {
         let delta = |before: Option<f64>, now: Option<f64>| Some(now? - before?);
         Measured {
             took,
+            messages: 0,
             own_cpu: delta(self.own, cpu_seconds("self")),
             broker_cpu: delta(self.broker, broker_pid().and_then(|p| cpu_seconds(&p))),
         }
@@ -188,10 +191,24 @@ impl Publishers {
             let done = done.clone();
             tasks.push(tokio::spawn(async move {
                 for p in payloads {
-                    while published.load(Ordering::Relaxed) >= done() + window {
+                    // Reserve a place in the window atomically, so that the publishers
+                    // together never overshoot it.
+                    loop {
+                        let cur = published.load(Ordering::Relaxed);
+                        if cur < done() + window
+                            && published
+                                .compare_exchange(
+                                    cur,
+                                    cur + 1,
+                                    Ordering::Relaxed,
+                                    Ordering::Relaxed,
+                                )
+                                .is_ok()
+                        {
+                            break;
+                        }
                         tokio::time::sleep(Duration::from_micros(200)).await;
                     }
-                    published.fetch_add(1, Ordering::Relaxed);
                     client.publish(&topic, QoS::AtLeastOnce, false, p).await?;
                 }
                 anyhow::Ok(())
@@ -210,18 +227,32 @@ impl Publishers {
     }
 }
 
-async fn wait_for(n: u64, done: impl Fn() -> u64, what: &str) -> Result<()> {
+/// Waits until `done` reaches `n`, or stops growing for 5 s (messages the broker dropped:
+/// it drops QoS 1 messages beyond its queue limit and says so only in its log). Returns
+/// how many arrived and how long it waited in vain, to be left out of the time.
+async fn wait_for(n: u64, done: impl Fn() -> u64, what: &str) -> (u64, Duration) {
     let mut last = (done(), Instant::now());
     while done() < n {
         tokio::time::sleep(Duration::from_millis(2)).await;
         let d = done();
         if d != last.0 {
             last = (d, Instant::now());
-        } else if last.1.elapsed() > Duration::from_secs(30) {
-            bail!("{what}: stuck at {d} of {n} messages");
+        } else if last.1.elapsed() > Duration::from_secs(5) {
+            eprintln!(
+                "{what}: {} of {n} messages never arrived (dropped by the broker)",
+                n - d
+            );
+            return (d, last.1.elapsed());
         }
     }
-    Ok(())
+    (done(), Duration::ZERO)
+}
+
+fn finish(clock: CpuClock, (arrived, idle): (u64, Duration), per_publish: usize) -> Measured {
+    let mut m = clock.stop();
+    m.took = m.took.saturating_sub(idle);
+    m.messages = arrived * per_publish as u64;
+    m
 }
 
 async fn writer_only(payloads: &[String], dir: &std::path::Path) -> Result<Measured> {
@@ -245,7 +276,8 @@ async fn writer_only(payloads: &[String], dir: &std::path::Path) -> Result<Measu
     for p in pending {
         p.committed().await?;
     }
-    let m = clock.stop();
+    let mut m = clock.stop();
+    m.messages = payloads.len() as u64;
     let stats = writer.stats();
     if stats.inserted != 2 * payloads.len() as u64 {
         bail!("writer only: unexpected outcome {stats:?}");
@@ -282,8 +314,8 @@ async fn broker_only(payloads: &[String], tag: &str) -> Result<Measured> {
     let done = Arc::new(move || c.load(Ordering::Relaxed));
     pubs.run(|k| format!("{prefix}/p{k}"), RAW_WINDOW, done.clone())
         .await?;
-    wait_for(payloads.len() as u64, &*done, "broker only").await?;
-    let m = clock.stop();
+    let waited = wait_for(payloads.len() as u64, &*done, "broker only").await;
+    let m = finish(clock, waited, 1);
     pubs.close().await;
     sub.disconnect().await.ok();
     task.abort();
@@ -335,18 +367,20 @@ async fn ingest_run(
         let s = i.stats();
         s.messages + s.quarantined
     });
-    // The broker holds up to the Receive Maximum in flight and 1000 more queued.
-    let window = u64::from(run.receive_maximum) + 800;
+    // The broker holds up to the Receive Maximum in flight plus `max_queued_messages`
+    // (1000) queued. Messages counted here as settled may still have their PUBACK in the
+    // client's request queue (up to 10,000), so half the window is left for those.
+    let window = (u64::from(run.receive_maximum) / 2).max(400);
     let clock = CpuClock::start();
     pubs.run(|k| topics.telemetry(&format!("p{k}")), window, done.clone())
         .await?;
-    wait_for(publishes, &*done, run.name).await?;
-    let m = clock.stop();
+    let waited = wait_for(publishes, &*done, run.name).await;
+    let m = finish(clock, waited, run.per_publish);
     pubs.close().await;
     drop(done);
     let s = ingest.stats();
     let expected = if run.store_readings {
-        2 * payloads.len() as u64
+        2 * m.messages
     } else {
         0
     };
@@ -374,8 +408,13 @@ async fn ingest_run(
 fn row(what: &str, n: usize, m: &Measured) -> String {
     let cpu = |c: Option<f64>| c.map_or("-".to_string(), |c| format!("{c:.1} s"));
     format!(
-        "| {what} | {:.0} msg/s | {:.3} s | {} | {} |",
-        n as f64 / m.took.as_secs_f64(),
+        "| {what}{} | {:.0} msg/s | {:.3} s | {} | {} |",
+        if (m.messages as usize) < n {
+            format!(" ({} of {n} arrived)", m.messages)
+        } else {
+            String::new()
+        },
+        m.messages as f64 / m.took.as_secs_f64(),
         m.took.as_secs_f64(),
         cpu(m.own_cpu),
         cpu(m.broker_cpu)
@@ -408,7 +447,8 @@ fn main() -> Result<()> {
         decode_into(p.as_bytes(), now, &mut out).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     std::hint::black_box(&out);
-    let decode = clock.stop();
+    let mut decode = clock.stop();
+    decode.messages = n as u64;
     drop(out);
 
     let tag = uuid::Uuid::new_v4().simple().to_string();
@@ -472,7 +512,8 @@ fn main() -> Result<()> {
             )
         );
         println!();
-        let ratio = |a: &Measured, b: &Measured| b.took.as_secs_f64() / a.took.as_secs_f64();
+        let rate = |m: &Measured| m.messages as f64 / m.took.as_secs_f64();
+        let ratio = |a: &Measured, b: &Measured| rate(a) / rate(b);
         println!(
             "end to end: {:.0}% of the MQTT path alone, {:.0}% of the writer alone; {:.1}x the 20-message window",
             100.0 * ratio(&measured[1], &measured[0]),
