@@ -369,8 +369,8 @@ async fn ingest_run(
     });
     // The broker holds up to the Receive Maximum in flight plus `max_queued_messages`
     // (1000) queued. Messages counted here as settled may still have their PUBACK in the
-    // client's request queue (up to 10,000), so half the window is left for those.
-    let window = (u64::from(run.receive_maximum) / 2).max(400);
+    // client's request queue (up to 10,000), so most of the window is left for those.
+    let window = (u64::from(run.receive_maximum) / 4).max(400);
     let clock = CpuClock::start();
     pubs.run(|k| topics.telemetry(&format!("p{k}")), window, done.clone())
         .await?;
