@@ -516,6 +516,189 @@ async fn serve_starts_the_ingest_when_configured(db: TestDb) {
     forget_session(&cfg.client_id).await;
 }
 
+/// Holds the database's write lock (SQLite) or a lock on the readings table that blocks
+/// inserts (PostgreSQL) until `release`, so that the telemetry writer cannot commit.
+struct WriteBlock(sqlx::pool::PoolConnection<sqlx::Any>);
+
+impl WriteBlock {
+    async fn hold(db: &TestDb) -> WriteBlock {
+        use switchyard::store::Backend;
+        use switchyard::store::record::dynamic;
+        let mut conn = db.store.pool().acquire().await.unwrap();
+        let statements: &[&str] = match db.store.backend() {
+            Backend::Sqlite => &["BEGIN IMMEDIATE"],
+            Backend::Postgres => &["BEGIN", "LOCK TABLE readings IN EXCLUSIVE MODE"],
+        };
+        for sql in statements {
+            dynamic(sql.to_string()).execute(&mut *conn).await.unwrap();
+        }
+        WriteBlock(conn)
+    }
+
+    async fn release(mut self) {
+        switchyard::store::record::dynamic("ROLLBACK".to_string())
+            .execute(&mut *self.0)
+            .await
+            .unwrap();
+    }
+}
+
+/// Takes over the ingest's client id (the broker then drops the ingest's connection and
+/// hands the session to us) and returns what the broker delivers within `listen`: the
+/// messages of the session that were never acknowledged. Acknowledges nothing, so they
+/// stay in the session.
+async fn take_over_session(client_id: &str, listen: Duration) -> Vec<rumqttc::Publish> {
+    let mut o = MqttOptions::new(client_id, BROKER.0, BROKER.1);
+    o.set_clean_session(false).set_manual_acks(true);
+    let (client, mut ev) = AsyncClient::new(o, 10);
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(listen, async {
+        loop {
+            match ev.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => got.push(p),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    })
+    .await;
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), ev.poll()).await;
+    got
+}
+
+async fn puback_waits_for_the_commit(db: TestDb) {
+    if !broker_up().await {
+        return;
+    }
+    // A slow reconnect leaves time to look at the session while the ingest is away.
+    let cfg = MqttConfig {
+        reconnect_initial_ms: 3000,
+        reconnect_max_seconds: 3,
+        ..config()
+    };
+    let ingest = MqttIngest::start(&cfg, db.store.clone(), writer(&db).await).unwrap();
+    ingest.ready(WAIT).await.unwrap();
+    let (pubc, _rx) = peer(&format!("{}-dev", cfg.client_id), &[]).await;
+    let t = now() - 20;
+    let m = format!(
+        r#"{{"device_id":"held","ts":{t},"measurements":[{{"measurand":"active_power","value":7,"unit":"W"}}]}}"#
+    );
+
+    let block = WriteBlock::hold(&db).await;
+    pubc.publish(
+        ingest.topics().telemetry("held"),
+        QoS::AtLeastOnce,
+        false,
+        m.clone(),
+    )
+    .await
+    .unwrap();
+    eventually("the message received", async || {
+        ingest.stats().received == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        ingest.stats().messages,
+        0,
+        "not stored while the database is locked"
+    );
+
+    // Received but not committed: the broker still holds it as unacknowledged and
+    // delivers it again to whoever resumes the session.
+    let redelivered = take_over_session(&cfg.client_id, Duration::from_millis(1500)).await;
+    assert_eq!(
+        redelivered.len(),
+        1,
+        "the uncommitted message is still in the session"
+    );
+    assert_eq!(redelivered[0].payload, m.as_bytes());
+
+    block.release().await;
+    // The original commits once the lock is gone; the ingest reconnects, receives the
+    // redelivered copy and stores it as a duplicate.
+    eventually("both copies settled", async || ingest.stats().messages == 2).await;
+    let s = ingest.stats();
+    assert_eq!((s.readings_inserted, s.readings_duplicate), (1, 1), "{s:?}");
+    let stored = telemetry::query(&db.store, "held", None, t, t + 1)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].value, 7.0);
+
+    // Committed, so acknowledged: nothing is left in the session.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let left = take_over_session(&cfg.client_id, Duration::from_millis(1000)).await;
+    assert!(left.is_empty(), "acknowledged after the commit: {left:?}");
+    ingest.stop().await;
+    forget_session(&cfg.client_id).await;
+}
+
+async fn each_device_keeps_its_order_across_publishers(db: TestDb) {
+    if !broker_up().await {
+        return;
+    }
+    let cfg = config();
+    let ingest = MqttIngest::start(&cfg, db.store.clone(), writer(&db).await).unwrap();
+    ingest.ready(WAIT).await.unwrap();
+    const PUBLISHERS: usize = 4;
+    const DEVICES_EACH: usize = 5;
+    const INSTANTS: i64 = 40;
+    let t = now() - 1000;
+    // Each device sends two values for every instant, the original and then a correction;
+    // the readings key keeps the first one stored. So if any device's messages were
+    // stored out of order, some instant would show the correction.
+    let mut tasks = Vec::new();
+    for k in 0..PUBLISHERS {
+        let (pubc, _rx) = peer(&format!("{}-pub{k}", cfg.client_id), &[]).await;
+        let topic = ingest.topics().telemetry(&format!("gw{k}"));
+        tasks.push(tokio::spawn(async move {
+            for i in 0..INSTANTS {
+                for v in [1.0, 2.0] {
+                    for d in 0..DEVICES_EACH {
+                        let m = format!(
+                            r#"{{"device_id":"ord-{k}-{d}","ts":{},"measurements":[{{"measurand":"active_power","value":{},"unit":"W"}}]}}"#,
+                            t + i,
+                            v * 1000.0 + i as f64
+                        );
+                        pubc.publish(&topic, QoS::AtLeastOnce, false, m).await.unwrap();
+                    }
+                }
+            }
+            pubc
+        }));
+    }
+    let mut keep = Vec::new();
+    for task in tasks {
+        keep.push(task.await.unwrap());
+    }
+    let total = (PUBLISHERS * DEVICES_EACH) as u64 * INSTANTS as u64 * 2;
+    eventually("every message settled", async || {
+        ingest.stats().messages == total
+    })
+    .await;
+    let s = ingest.stats();
+    assert_eq!(s.readings_inserted, total / 2, "{s:?}");
+    assert_eq!(s.readings_duplicate, total / 2, "{s:?}");
+    for k in 0..PUBLISHERS {
+        for d in 0..DEVICES_EACH {
+            let stored =
+                telemetry::query(&db.store, &format!("ord-{k}-{d}"), None, t, t + INSTANTS)
+                    .await
+                    .unwrap();
+            let values: Vec<f64> = stored.iter().map(|r| r.value).collect();
+            let expected: Vec<f64> = (0..INSTANTS).map(|i| 1000.0 + i as f64).collect();
+            assert_eq!(
+                values, expected,
+                "device ord-{k}-{d}: the first value of each instant"
+            );
+        }
+    }
+    ingest.stop().await;
+    forget_session(&cfg.client_id).await;
+}
+
 on_both_backends!(
     serve_starts_the_ingest_when_configured,
     acknowledging_on_receipt_still_stores_everything,
@@ -523,4 +706,6 @@ on_both_backends!(
     malformed_messages_are_quarantined_and_ingest_continues,
     command_round_trip_with_ack_and_retained_state,
     reconnects_and_keeps_the_session,
+    puback_waits_for_the_commit,
+    each_device_keeps_its_order_across_publishers,
 );

@@ -1,7 +1,8 @@
 //! The `[mqtt]` configuration: broker address, credentials, TLS, topics and ingest limits,
 //! and how it becomes rumqttc options (docs/configuration.md lists every key).
 
-use rumqttc::{MqttOptions, TlsConfiguration, Transport};
+use rumqttc::v5::MqttOptions;
+use rumqttc::{TlsConfiguration, Transport};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,15 @@ pub struct MqttConfig {
     pub reconnect_max_seconds: u64,
     /// Most telemetry messages stored in one database transaction.
     pub max_batch: usize,
+    /// MQTT 5 Receive Maximum announced to the broker: how many QoS 1 messages it may send
+    /// before Switchyard has acknowledged them. With acknowledgements after the commit this
+    /// window, divided by the commit latency, bounds the ingest rate; it also bounds the
+    /// memory held by messages waiting for their commit (about this many payloads).
+    pub receive_maximum: u16,
+    /// MQTT 5 Session Expiry Interval, seconds: how long the broker keeps the session (the
+    /// subscriptions and the telemetry queued for Switchyard) after a disconnect.
+    /// `4294967295` means it never expires, as an MQTT 3.1.1 persistent session.
+    pub session_expiry_seconds: u32,
     /// Acknowledge messages to the broker only once they are stored (at-least-once from
     /// broker to database). When false, messages are acknowledged on receipt: faster with
     /// a broker's small in-flight window, but a crash loses the batch being written.
@@ -77,6 +87,8 @@ impl Default for MqttConfig {
             reconnect_initial_ms: 100,
             reconnect_max_seconds: 30,
             max_batch: 5000,
+            receive_maximum: 20_000,
+            session_expiry_seconds: u32::MAX,
             ack_after_store: true,
             max_packet_bytes: 1024 * 1024,
             quarantine_retention_days: 30,
@@ -109,9 +121,13 @@ fn read(path: &PathBuf, what: &'static str) -> Result<Vec<u8>, MqttConfigError> 
 }
 
 impl MqttConfig {
-    /// The rumqttc options: persistent session (clean session off) under the fixed client
-    /// id, and manual acknowledgements so that a message is acknowledged to the broker
-    /// only once it is stored.
+    /// The rumqttc (MQTT 5) options: persistent session (clean start off, the configured
+    /// session expiry) under the fixed client id, and manual acknowledgements so that a
+    /// message is acknowledged to the broker only once it is stored.
+    ///
+    /// MQTT 5 rather than 3.1.1 for the Receive Maximum: a 3.1.1 client gets the broker's
+    /// own in-flight limit (Mosquitto: 20 messages), which with acknowledgements after the
+    /// commit caps the ingest at 20 messages per commit round trip.
     pub fn options(&self) -> Result<MqttOptions, MqttConfigError> {
         if self.client_id.is_empty() {
             return Err(MqttConfigError::Invalid(
@@ -124,16 +140,24 @@ impl MqttConfig {
                 self.topic_prefix
             )));
         }
+        if self.receive_maximum == 0 {
+            return Err(MqttConfigError::Invalid(
+                "receive_maximum must be at least 1".into(),
+            ));
+        }
         if self.max_batch == 0 {
             return Err(MqttConfigError::Invalid(
                 "max_batch must be at least 1".into(),
             ));
         }
         let mut o = MqttOptions::new(&self.client_id, &self.host, self.port);
-        o.set_clean_session(false)
+        let max_packet = u32::try_from(self.max_packet_bytes).unwrap_or(u32::MAX);
+        o.set_clean_start(false)
+            .set_session_expiry_interval(Some(self.session_expiry_seconds))
+            .set_receive_maximum(Some(self.receive_maximum))
             .set_manual_acks(true)
             .set_keep_alive(Duration::from_secs(self.keep_alive_seconds.max(5)))
-            .set_max_packet_size(self.max_packet_bytes, self.max_packet_bytes)
+            .set_max_packet_size(Some(max_packet))
             // Room for one acknowledgement per message of a full batch, so the ingest never
             // waits on its own request queue.
             .set_request_channel_capacity(self.max_batch.max(1024) * 2);
@@ -195,7 +219,9 @@ mod tests {
     #[test]
     fn defaults_are_a_persistent_session_on_localhost() {
         let o = MqttConfig::default().options().unwrap();
-        assert!(!o.clean_session());
+        assert!(!o.clean_start());
+        assert_eq!(o.session_expiry_interval(), Some(u32::MAX));
+        assert_eq!(o.receive_maximum(), Some(20_000));
         assert_eq!(o.client_id(), "switchyard");
         assert_eq!(o.broker_address(), ("127.0.0.1".to_string(), 1883));
     }
@@ -207,6 +233,16 @@ mod tests {
             ..Default::default()
         };
         assert!(c.options().unwrap_err().to_string().contains("wildcards"));
+        let c = MqttConfig {
+            receive_maximum: 0,
+            ..Default::default()
+        };
+        assert!(
+            c.options()
+                .unwrap_err()
+                .to_string()
+                .contains("receive_maximum must be at least 1")
+        );
         let mut c = MqttConfig::default();
         c.tls.enabled = true;
         assert!(

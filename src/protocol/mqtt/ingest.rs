@@ -1,6 +1,13 @@
 //! The MQTT transport: one broker connection that ingests telemetry into the engine's
 //! readings and publishes engine commands, with acknowledgements correlated back.
 //!
+//! The connection speaks MQTT 5 so that it can announce a Receive Maximum
+//! (`mqtt.receive_maximum`): acknowledging after the commit, the number of messages the
+//! broker may have in flight to us, divided by the commit latency, is the ingest's ceiling,
+//! and a 3.1.1 client gets only the broker's own limit (Mosquitto's default is 20).
+//! One connection, not several with shared subscriptions: a shared subscription spreads
+//! one device's messages over several consumers and loses their order.
+//!
 //! Three tasks share the connection. The connection task drives rumqttc's event loop,
 //! (re)subscribes on every connect and reconnects with exponential backoff; it hands every
 //! incoming message to the writer task in arrival order. The writer task drains what has
@@ -24,7 +31,9 @@ use crate::domain::{EpochSeconds, now_epoch};
 use crate::envelope::model::ControlModes;
 use crate::store::Store;
 use crate::telemetry::{self, Reading, TelemetryError, TelemetryWriter};
-use rumqttc::{AsyncClient, Event, Packet, Publish, QoS, SubscribeFilter};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish};
+use rumqttc::v5::{AsyncClient, Event};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,8 +47,9 @@ pub enum MqttError {
     #[error(transparent)]
     Config(#[from] MqttConfigError),
     /// The request could not be queued to the connection (it is shutting down).
+    /// Boxed: the MQTT 5 client's error carries the whole request it could not queue.
     #[error("mqtt client: {0}")]
-    Client(#[from] rumqttc::ClientError),
+    Client(Box<rumqttc::v5::ClientError>),
     #[error("'{0}' cannot be a topic segment (no '/', '+', '#')")]
     BadDeviceId(String),
     #[error("no acknowledgement for command {command_id} within {timeout:?}")]
@@ -53,9 +63,16 @@ pub enum MqttError {
     NotReady(Duration),
 }
 
+impl From<rumqttc::v5::ClientError> for MqttError {
+    fn from(e: rumqttc::v5::ClientError) -> Self {
+        MqttError::Client(Box::new(e))
+    }
+}
+
 /// Counters of the ingest since it started.
 #[derive(Debug, Default)]
 struct Counters {
+    received: AtomicU64,
     messages: AtomicU64,
     readings_inserted: AtomicU64,
     readings_duplicate: AtomicU64,
@@ -70,6 +87,9 @@ struct Counters {
 /// A snapshot of the ingest's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct IngestStats {
+    /// Messages received from the broker on the telemetry and ack topics, whether
+    /// stored, quarantined or still waiting for their commit.
+    pub received: u64,
     /// Telemetry messages stored (a gateway array counts once).
     pub messages: u64,
     /// Readings newly stored.
@@ -94,6 +114,7 @@ impl Counters {
     fn snapshot(&self) -> IngestStats {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         IngestStats {
+            received: g(&self.received),
             messages: g(&self.messages),
             readings_inserted: g(&self.readings_inserted),
             readings_duplicate: g(&self.readings_duplicate),
@@ -143,6 +164,18 @@ impl PendingCommand {
     }
 }
 
+/// Where the ingest puts the readings it decodes.
+#[derive(Debug, Clone)]
+pub enum ReadingSink {
+    /// The durable telemetry writer: messages are acknowledged after its commit. What
+    /// `switchyard serve` uses.
+    Telemetry(TelemetryWriter),
+    /// Drops the readings as if they were committed at once. It measures the MQTT path
+    /// alone (broker, client, decoding, acknowledgements) without the database, as
+    /// benches/mqtt.rs does; nothing is stored.
+    Discard,
+}
+
 /// The running MQTT ingest and command publisher.
 pub struct MqttIngest {
     client: AsyncClient,
@@ -163,14 +196,24 @@ impl MqttIngest {
         store: Store,
         telemetry: TelemetryWriter,
     ) -> Result<MqttIngest, MqttError> {
-        let options = config.options()?;
-        let (client, mut eventloop) = AsyncClient::new(options, config.max_batch.max(1024) * 2);
+        Self::start_with_sink(config, store, ReadingSink::Telemetry(telemetry))
+    }
+
+    /// [`MqttIngest::start`] with the readings going to `sink`; quarantined messages are
+    /// still stored in `store`.
+    pub fn start_with_sink(
+        config: &MqttConfig,
+        store: Store,
+        sink: ReadingSink,
+    ) -> Result<MqttIngest, MqttError> {
+        let mut options = config.options()?;
         // Acknowledgements go out one small packet each; without TCP_NODELAY, Nagle's
         // algorithm holds them back behind the peer's delayed ACK and the broker's in-flight
         // window stalls for tens of milliseconds per batch.
         let mut net = rumqttc::NetworkOptions::new();
         net.set_tcp_nodelay(true);
-        eventloop.set_network_options(net);
+        options.set_network_options(net);
+        let (client, eventloop) = AsyncClient::new(options, config.max_batch.max(1024) * 2);
         let topics = Topics::new(&config.topic_prefix);
         let counters = Arc::new(Counters::default());
         let pending: Pending = Arc::default();
@@ -204,7 +247,7 @@ impl MqttIngest {
                 max_batch: config.max_batch.max(1),
                 ack_after_store: config.ack_after_store,
                 retention: i64::from(config.quarantine_retention_days) * 86_400,
-                telemetry,
+                sink,
             }
             .run(rx, stop_rx),
         );
@@ -314,7 +357,7 @@ struct ConnectionSettings {
 
 #[allow(clippy::too_many_arguments)]
 async fn connection_task(
-    mut eventloop: rumqttc::EventLoop,
+    mut eventloop: rumqttc::v5::EventLoop,
     client: AsyncClient,
     topics: Topics,
     settings: ConnectionSettings,
@@ -332,6 +375,7 @@ async fn connection_task(
         };
         match event {
             Ok(Event::Incoming(Packet::Publish(p))) => {
+                bump(&counters.received, 1);
                 if ack_on_receipt && let Err(e) = client.try_ack(&p) {
                     tracing::debug!(error = %e, "MQTT ack not queued");
                 }
@@ -340,13 +384,18 @@ async fn connection_task(
                 }
             }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                let receive_max = ack.properties.as_ref().and_then(|p| p.receive_max);
                 backoff = settings.initial;
                 bump(&counters.connects, 1);
-                tracing::info!(session_present = ack.session_present, "MQTT connected");
+                tracing::info!(
+                    session_present = ack.session_present,
+                    ?receive_max,
+                    "MQTT connected"
+                );
                 // Subscribing on every connect costs one round trip and covers a broker
                 // that lost the session (restarted without persistence, or expired it).
                 let filters = [topics.telemetry_filter(), topics.ack_filter()]
-                    .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
+                    .map(|f| Filter::new(f, QoS::AtLeastOnce));
                 if let Err(e) = client.try_subscribe_many(filters) {
                     tracing::error!(error = %e, "MQTT subscribe could not be queued");
                 }
@@ -379,7 +428,7 @@ struct Writer {
     max_batch: usize,
     ack_after_store: bool,
     retention: i64,
-    telemetry: TelemetryWriter,
+    sink: ReadingSink,
 }
 
 /// What one batch decoded to.
@@ -392,9 +441,11 @@ struct Decoded {
 }
 
 /// A batch handed to the telemetry writer, waiting for its commit before the broker is
-/// told.
+/// told. The readings themselves went to the writer; should its transaction fail, they
+/// are decoded again from `messages` (cheaper than keeping a copy of every batch).
 struct InFlight {
     committed: Option<telemetry::writer::Pending>,
+    readings: usize,
     decoded: Decoded,
     messages: Vec<Publish>,
     now: EpochSeconds,
@@ -415,8 +466,9 @@ impl Writer {
             Acker {
                 store: self.store.clone(),
                 client: self.client.clone(),
+                topics: self.topics.clone(),
                 counters: self.counters.clone(),
-                telemetry: self.telemetry.clone(),
+                sink: self.sink.clone(),
                 ack_after_store: self.ack_after_store,
                 retention: self.retention,
             }
@@ -437,22 +489,26 @@ impl Writer {
                 }
             }
             let now = now_epoch();
-            let decoded = self.decode(&batch, now);
-            let committed = if decoded.readings.is_empty() {
-                None
-            } else {
-                // Waits only when the writer's queue is full (backpressure up to the
-                // broker, which holds the unacknowledged messages).
-                match self.telemetry.enqueue(decoded.readings.clone()).await {
-                    Ok(p) => Some(p),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "MQTT telemetry not queued; the broker will deliver it again");
-                        break;
+            let mut decoded = self.decode(&batch, now);
+            let readings = std::mem::take(&mut decoded.readings);
+            let count = readings.len();
+            let committed = match &self.sink {
+                ReadingSink::Telemetry(w) if count > 0 => {
+                    // Waits only when the writer's queue is full (backpressure up to the
+                    // broker, which holds the unacknowledged messages).
+                    match w.enqueue(readings).await {
+                        Ok(p) => Some(p),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "MQTT telemetry not queued; the broker will deliver it again");
+                            break;
+                        }
                     }
                 }
+                _ => None,
             };
             let flight = InFlight {
                 committed,
+                readings: count,
                 decoded,
                 messages: std::mem::take(&mut batch),
                 now,
@@ -468,7 +524,16 @@ impl Writer {
     fn decode(&self, batch: &[Publish], now: EpochSeconds) -> Decoded {
         let mut d = Decoded::default();
         for p in batch {
-            let refused = match self.topics.classify(&p.topic) {
+            let Ok(topic) = std::str::from_utf8(&p.topic) else {
+                d.quarantine.push(Quarantined::new(
+                    &String::from_utf8_lossy(&p.topic),
+                    &p.payload,
+                    "topic is not UTF-8".to_string(),
+                    now,
+                ));
+                continue;
+            };
+            let refused = match self.topics.classify(topic) {
                 Incoming::Telemetry { .. } => match decode_into(&p.payload, now, &mut d.readings) {
                     Ok(_) => {
                         d.messages += 1;
@@ -480,9 +545,9 @@ impl Writer {
                 Incoming::Other => Some("not a telemetry or ack topic".to_string()),
             };
             if let Some(reason) = refused {
-                tracing::debug!(topic = %p.topic, %reason, "MQTT message quarantined");
+                tracing::debug!(%topic, %reason, "MQTT message quarantined");
                 d.quarantine
-                    .push(Quarantined::new(&p.topic, &p.payload, reason, now));
+                    .push(Quarantined::new(topic, &p.payload, reason, now));
             }
         }
         d
@@ -515,8 +580,9 @@ impl Writer {
 struct Acker {
     store: Store,
     client: AsyncClient,
+    topics: Topics,
     counters: Arc<Counters>,
-    telemetry: TelemetryWriter,
+    sink: ReadingSink,
     ack_after_store: bool,
     retention: i64,
 }
@@ -526,11 +592,15 @@ impl Acker {
         while let Some(flight) = batches.recv().await {
             let InFlight {
                 committed,
+                readings,
                 decoded,
                 messages,
                 now,
             } = flight;
-            if !self.settle(committed, &decoded, now, &mut stop).await {
+            if !self
+                .settle(committed, readings, &decoded, &messages, now, &mut stop)
+                .await
+            {
                 // Stopping with the database failing: what is left stays unacknowledged
                 // and the broker delivers it again next time.
                 break;
@@ -554,24 +624,28 @@ impl Acker {
 
     /// Waits for the readings' commit (resubmitting them, with backoff, when the writer's
     /// transaction failed) and stores the quarantine; false when asked to stop first.
+    #[allow(clippy::too_many_arguments)]
     async fn settle(
         &self,
         mut committed: Option<telemetry::writer::Pending>,
+        readings: usize,
         d: &Decoded,
+        messages: &[Publish],
         now: EpochSeconds,
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
         let mut wait = Duration::from_millis(100);
-        let mut stored = d
-            .readings
-            .is_empty()
-            .then(telemetry::InsertOutcome::default);
+        let writer = match &self.sink {
+            ReadingSink::Telemetry(w) if readings > 0 => Some(w),
+            _ => None,
+        };
+        let mut stored = writer.is_none().then(telemetry::InsertOutcome::default);
         loop {
-            let failed = match stored {
-                None => {
+            let failed = match (stored, writer) {
+                (None, Some(writer)) => {
                     let result = match committed.take() {
                         Some(p) => p.committed().await,
-                        None => self.telemetry.submit(d.readings.clone()).await,
+                        None => writer.submit(self.redecode(messages, now)).await,
                     };
                     match result {
                         Ok(outcome) => {
@@ -583,7 +657,7 @@ impl Acker {
                         Err(e) => Some(e),
                     }
                 }
-                Some(_) => None,
+                _ => None,
             };
             let failed = match failed {
                 Some(e) => Some(e),
@@ -600,6 +674,21 @@ impl Acker {
             }
             wait = (wait * 2).min(Duration::from_secs(30));
         }
+    }
+
+    /// The readings of a batch's telemetry messages, decoded again as they were the first
+    /// time (same messages, same `now`), for resubmitting after a failed transaction.
+    fn redecode(&self, messages: &[Publish], now: EpochSeconds) -> Vec<Reading> {
+        let mut out = Vec::new();
+        for p in messages {
+            if let Ok(topic) = std::str::from_utf8(&p.topic)
+                && let Incoming::Telemetry { .. } = self.topics.classify(topic)
+            {
+                // A message refused the first time is refused again and adds nothing.
+                let _ = decode_into(&p.payload, now, &mut out);
+            }
+        }
+        out
     }
 
     async fn store_quarantine(&self, d: &Decoded, now: EpochSeconds) -> Result<(), TelemetryError> {

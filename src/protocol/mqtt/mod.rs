@@ -16,4 +16,4 @@ pub mod quarantine;
 pub mod topics;
 
 pub use config::{MqttConfig, MqttTlsConfig};
-pub use ingest::{IngestStats, MqttError, MqttIngest, PendingCommand};
+pub use ingest::{IngestStats, MqttError, MqttIngest, PendingCommand, ReadingSink};
