@@ -385,7 +385,42 @@ async fn revisions_of_d1_now(db: &TestDb) -> Vec<Revision> {
     revisions::revisions(&db.store, &q).await.unwrap()
 }
 
+/// Of two readings with the same key queued in one transaction, the one queued first is
+/// stored: the writer sorts each batch by the table's key, and that sort must keep arrival
+/// order (per-device order over MQTT depends on it).
+async fn the_first_of_two_readings_with_one_key_is_kept(db: TestDb) {
+    let t = base();
+    let writer = TelemetryWriter::start(&db.store, WriterSettings::default())
+        .await
+        .unwrap();
+    // One submission holding, for many sources, the originals and then corrections with
+    // the same keys (as an MQTT batch of several messages per device does); enough rows
+    // that an unstable sort would reorder equal keys.
+    let sources: Vec<String> = (0..500).map(|i| format!("dup-{i}")).collect();
+    let mut batch = Vec::new();
+    for v in [1.0, 2.0] {
+        for i in 0..40 {
+            batch.extend(sources.iter().map(|s| reading(s, t + i, v)));
+        }
+    }
+    let o = writer.submit(batch).await.unwrap();
+    let (inserted, duplicates) = (o.inserted, o.duplicates);
+    assert_eq!((inserted, duplicates), (20_000, 20_000));
+    for s in &sources {
+        let stored = telemetry::query(&db.store, s, None, t, t + 40)
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 40, "{s}");
+        assert!(
+            stored.iter().all(|r| r.value == 1.0),
+            "{s}: a later reading replaced the first: {stored:?}"
+        );
+    }
+    writer.close().await;
+}
+
 on_both_backends!(
+    the_first_of_two_readings_with_one_key_is_kept,
     jobs_sharing_a_transaction_get_exact_counts,
     invalid_readings_are_refused_before_queueing,
     a_full_queue_holds_producers_back,

@@ -457,9 +457,12 @@ async fn sqlite_rows(
         ]
     };
     // In the order of the clustered key (crate::store's SQLite schema step): each source's
-    // readings then go into its leaf pages together, in one pass along the B-tree.
+    // readings then go into its leaf pages together, in one pass along the B-tree. The sort
+    // is stable: of two readings with the same key, the one that arrived first must stay
+    // first, since the insert keeps the first and counts the second as a duplicate (MQTT
+    // relies on it for per-device order).
     for group in &mut groups {
-        group.sort_unstable_by(|(_, a), (_, b)| {
+        group.sort_by(|(_, a), (_, b)| {
             (a.source_id.as_str(), a.instant, a.measurand.as_str()).cmp(&(
                 b.source_id.as_str(),
                 b.instant,
