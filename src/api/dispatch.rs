@@ -245,36 +245,9 @@ async fn create(
     .await?;
     let offsets = activation_offsets(&plan, request.ramp);
     let schedules = schedules(&plan, &problem, &offsets);
-    let id = uuid::Uuid::now_v7().to_string();
-    let to_json = |v: serde_json::Result<serde_json::Value>| {
-        v.map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
-    };
-    let source_kind = match &request.source {
-        crate::dispatch::RequestSource::Operator => "operator",
-        crate::dispatch::RequestSource::OpenadrEvent { .. } => "openadr_event",
-        crate::dispatch::RequestSource::IsoInstruction { .. } => "iso_instruction",
-    };
-    let record = PlanRecord {
-        id: id.clone(),
-        request_id: plan.request_id.clone(),
-        source_kind: source_kind.to_string(),
-        direction: match plan.direction {
-            crate::dispatch::Direction::Discharge => "discharge".into(),
-            crate::dispatch::Direction::Charge => "charge".into(),
-        },
-        power_kw: plan.requested_kw,
-        window_start: plan.steps[0],
-        window_end: *plan.steps.last().unwrap_or(&plan.steps[0]),
-        feasible: plan.feasible(),
-        shortfall_kwh: plan.shortfall_kwh(),
-        der_count: plan.der_count as i64,
-        body: to_json(serde_json::to_value(json!({
-            "request": &request,
-            "assumptions": &assumptions,
-        })))?,
-        steps: to_json(serde_json::to_value(&plan.report))?,
-        created_at: now,
-    };
+    let record = PlanRecord::of_plan(&request, &assumptions, &plan, now)
+        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let id = record.id.clone();
     records::insert(state.registry.store(), &record)
         .await
         .map_err(RegistryError::from)?;

@@ -195,10 +195,7 @@ impl Entity for DerCurveRecord {
     /// Generates the mRID and fixes the multipliers, so the stored curve says exactly what
     /// devices will read.
     fn prepare(&mut self) -> Result<(), RegistryError> {
-        if self.id.is_empty() {
-            self.id = uuid::Uuid::new_v4().simple().to_string();
-        }
-        self.id = self.id.to_ascii_uppercase();
+        crate::registry::entity::assign_mrid(&mut self.id);
         if let Ok((x, y)) = curves::check(&self.curve()) {
             self.x_multiplier = Some(x);
             self.y_multiplier = Some(y);

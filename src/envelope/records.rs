@@ -294,10 +294,7 @@ impl Entity for ControlRecord {
     }
 
     fn prepare(&mut self) -> Result<(), RegistryError> {
-        if self.id.is_empty() {
-            self.id = uuid::Uuid::new_v4().simple().to_string();
-        }
-        self.id = self.id.to_ascii_uppercase();
+        crate::registry::entity::assign_mrid(&mut self.id);
         super::curve_records::normalize_links(&mut self.modes);
         Ok(())
     }

@@ -148,6 +148,15 @@ pub trait Entity: Record + Clone + Serialize + DeserializeOwned + ToSchema {
     fn after_commit(_registry: &Registry, _old: Option<&Self>, _new: Option<&Self>) {}
 }
 
+/// Gives a record keyed by a 2030.5-style mRID its key: a fresh random 128-bit one when the
+/// client left it empty, and always in upper case, the form 2030.5 serves and lookups use.
+pub fn assign_mrid(id: &mut String) {
+    if id.is_empty() {
+        *id = uuid::Uuid::new_v4().simple().to_string();
+    }
+    id.make_ascii_uppercase();
+}
+
 /// Implements the bookkeeping accessors every record has in the same shape.
 macro_rules! common_accessors {
     ($key:ident) => {

@@ -15,7 +15,6 @@ use super::model::EventRequest;
 use crate::api::envelopes::RANDOMIZATION_SEED;
 use crate::dispatch::portfolio::{Assumptions, PortfolioError, plan};
 use crate::dispatch::records::{self as plans, PlanRecord};
-use crate::dispatch::{Direction, RequestSource};
 use crate::domain::EpochSeconds;
 use crate::envelope::records::{ControlProgram, ControlRecord, TargetKind};
 use crate::registry::model::{Group, Site};
@@ -112,35 +111,7 @@ pub async fn prepare(
         let (_, p, _) = plan(registry, request, now, &assumptions, RANDOMIZATION_SEED)
             .await
             .map_err(|e| portfolio_error(&request.id, e))?;
-        let json = |v: serde_json::Result<serde_json::Value>| {
-            v.map_err(|e| OadrError::from(StoreError::Corrupt(e.to_string())))
-        };
-        out.push(PlanRecord {
-            id: uuid::Uuid::now_v7().to_string(),
-            request_id: p.request_id.clone(),
-            source_kind: match request.source {
-                RequestSource::OpenadrEvent { .. } => "openadr_event",
-                RequestSource::Operator => "operator",
-                RequestSource::IsoInstruction { .. } => "iso_instruction",
-            }
-            .into(),
-            direction: match p.direction {
-                Direction::Discharge => "discharge".into(),
-                Direction::Charge => "charge".into(),
-            },
-            power_kw: p.requested_kw,
-            window_start: p.steps[0],
-            window_end: *p.steps.last().unwrap_or(&p.steps[0]),
-            feasible: p.feasible(),
-            shortfall_kwh: p.shortfall_kwh(),
-            der_count: p.der_count as i64,
-            body: json(serde_json::to_value(serde_json::json!({
-                "request": request,
-                "assumptions": &assumptions,
-            })))?,
-            steps: json(serde_json::to_value(&p.report))?,
-            created_at: now,
-        });
+        out.push(PlanRecord::of_plan(request, &assumptions, &p, now)?);
     }
     Ok(Prepared {
         translation,

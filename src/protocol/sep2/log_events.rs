@@ -165,10 +165,7 @@ impl Entity for LogEventRecord {
     }
 
     fn prepare(&mut self) -> std::result::Result<(), RegistryError> {
-        if self.id.is_empty() {
-            self.id = uuid::Uuid::new_v4().simple().to_string();
-        }
-        self.id = self.id.to_ascii_uppercase();
+        crate::registry::entity::assign_mrid(&mut self.id);
         Ok(())
     }
 
