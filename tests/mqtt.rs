@@ -10,6 +10,7 @@ use std::time::Duration;
 use switchyard::envelope::model::ControlModes;
 use switchyard::protocol::mqtt::payload::{AckMessage, AckStatus, CommandMessage};
 use switchyard::protocol::mqtt::{MqttConfig, MqttError, MqttIngest, quarantine};
+use switchyard::telemetry::status::OperatingState;
 use switchyard::telemetry::{
     self, Measurand, Quality, SourceKind, TelemetryWriter, WriterSettings,
 };
@@ -699,7 +700,70 @@ async fn each_device_keeps_its_order_across_publishers(db: TestDb) {
     forget_session(&cfg.client_id).await;
 }
 
+async fn device_status_is_stored_as_state_codes(db: TestDb) {
+    if !broker_up().await {
+        return;
+    }
+    let cfg = config();
+    let ingest = MqttIngest::start(&cfg, db.store.clone(), writer(&db).await).unwrap();
+    ingest.ready(WAIT).await.unwrap();
+    let (pubc, _rx) = peer(&format!("{}-dev", cfg.client_id), &[]).await;
+    let topics = ingest.topics().clone();
+    let t = now() - 30;
+    let status = |ts: i64, state: &str, connected: bool| {
+        format!(
+            r#"{{"device_id":"chg-1","ts":{ts},"measurements":[{{"measurand":"operating_state","value":"{state}"}},{{"measurand":"grid_connected","value":{connected}}},{{"measurand":"active_power","value":7.2,"unit":"kW"}}]}}"#
+        )
+    };
+    let bad = format!(
+        r#"{{"device_id":"chg-1","ts":{},"measurements":[{{"measurand":"operating_state","value":"exploded"}},{{"measurand":"active_power","value":1,"unit":"W"}}]}}"#,
+        t + 5
+    );
+    for payload in [
+        status(t, "running", true),
+        bad,
+        status(t + 10, "fault", false),
+    ] {
+        pubc.publish(topics.telemetry("chg-1"), QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+    eventually("two stored, one quarantined", async || {
+        let s = ingest.stats();
+        s.messages == 2 && s.quarantined == 1
+    })
+    .await;
+    let rows = telemetry::query(&db.store, "chg-1", None, t, t + 11)
+        .await
+        .unwrap();
+    let got: Vec<(i64, Measurand, f64)> = rows
+        .iter()
+        .map(|r| (r.instant - t, r.measurand, r.value))
+        .collect();
+    for want in [
+        (0, Measurand::OperatingState, OperatingState::Running.code()),
+        (0, Measurand::GridConnected, 1.0),
+        (0, Measurand::ActivePower, 7200.0),
+        (10, Measurand::OperatingState, OperatingState::Fault.code()),
+        (10, Measurand::GridConnected, 0.0),
+    ] {
+        assert!(got.contains(&want), "{want:?} not in {got:?}");
+    }
+    // The message with an unknown state stored nothing, not even its power.
+    assert!(got.iter().all(|(dt, _, _)| *dt != 5), "{got:?}");
+    let q = quarantine::list(&db.store, 10).await.unwrap();
+    assert!(
+        q[0].reason
+            .contains("operating_state must be one of off, sleeping"),
+        "{}",
+        q[0].reason
+    );
+    ingest.stop().await;
+    forget_session(&cfg.client_id).await;
+}
+
 on_both_backends!(
+    device_status_is_stored_as_state_codes,
     serve_starts_the_ingest_when_configured,
     acknowledging_on_receipt_still_stores_everything,
     telemetry_single_and_gateway_batches_are_stored_in_si,
