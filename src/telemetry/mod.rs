@@ -92,6 +92,8 @@ string_enum!(
     SourceKind, "source_kind", {
         /// An IEEE 2030.5 MirrorUsagePoint posted by a device or aggregator.
         Sep2Mirror => "sep2_mirror",
+        /// An IEEE 2030.5 DERStatus written by a device.
+        Sep2Der => "sep2_der",
         /// A SunSpec Modbus poll.
         SunSpec => "sunspec",
         /// An MQTT telemetry message.
