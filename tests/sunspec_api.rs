@@ -256,7 +256,8 @@ async fn the_api_shows_a_healthy_device_a_refusing_unit_and_a_dead_link_backing_
     let (_, doc) = api.send(None, Method::GET, "/openapi.json", None).await;
     assert!(doc["paths"]["/api/v1/sunspec/devices"]["get"].is_object());
     assert!(doc["paths"]["/api/v1/sunspec/devices/{key}"]["get"].is_object());
-    let schema = &doc["components"]["schemas"]["DeviceState"]["properties"];
+    let schemas = &doc["components"]["schemas"];
+    let schema = &schemas["DeviceState"]["properties"];
     for field in [
         "last_failure",
         "consecutive_failures",
@@ -267,6 +268,38 @@ async fn the_api_shows_a_healthy_device_a_refusing_unit_and_a_dead_link_backing_
         assert!(
             schema[field].is_object(),
             "{field} undocumented: {schema:#}"
+        );
+    }
+    // Every schema the list refers to, directly or not, is in the document.
+    let mut todo = vec![schemas["SunSpecDevices"].clone()];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(v) = todo.pop() {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    let name = r.trim_start_matches("#/components/schemas/").to_string();
+                    let target = &schemas[&name];
+                    assert!(target.is_object(), "{r} is referred to but not defined");
+                    if seen.insert(name) {
+                        todo.push(target.clone());
+                    }
+                }
+                todo.extend(m.into_values());
+            }
+            Value::Array(a) => todo.extend(a),
+            _ => {}
+        }
+    }
+    for name in [
+        "DeviceState",
+        "DeviceStatus",
+        "LastFailure",
+        "FailureKind",
+        "Health",
+    ] {
+        assert!(
+            seen.contains(name),
+            "{name} not reached from the list: {seen:?}"
         );
     }
     server.stop().await.unwrap();
