@@ -45,14 +45,17 @@ async fn silent() -> SocketAddr {
     addr
 }
 
-fn device(source_id: &str, address: SocketAddr, unit: u8) -> SunSpecDevice {
+/// A device polled every second without jitter (so the backoff is exact); `timeout_ms`
+/// short for the silent one (the test waits for three of its timeouts), generous for the
+/// simulator so that a loaded machine does not make the live device fail.
+fn device(source_id: &str, address: SocketAddr, unit: u8, timeout_ms: u64) -> SunSpecDevice {
     SunSpecDevice {
         source_id: source_id.into(),
         address,
         unit,
         interval_seconds: 1,
         jitter_ms: 0,
-        timeout_ms: 300,
+        timeout_ms,
     }
 }
 
@@ -71,9 +74,9 @@ async fn the_api_shows_a_healthy_device_a_refusing_unit_and_a_dead_link_backing_
     let section = SunSpecConfig {
         enabled: true,
         devices: vec![
-            device("inv", live, 1),
-            device("refusing", live, 9),
-            device("dead", dead, 1),
+            device("inv", live, 1, 3000),
+            device("refusing", live, 9, 3000),
+            device("dead", dead, 1, 300),
         ],
         ..SunSpecConfig::default()
     };
@@ -92,7 +95,8 @@ async fn the_api_shows_a_healthy_device_a_refusing_unit_and_a_dead_link_backing_
         if let Some(n) = d["consecutive_failures"].as_u64().filter(|n| *n > 0) {
             dead_seen.entry(n).or_insert_with(|| d.clone());
         }
-        let inv_ok = item(&list, "inv")["last_stored"].is_u64();
+        let inv = item(&list, "inv");
+        let inv_ok = inv["health"] == "ok" && inv["last_stored"].is_u64();
         if dead_seen.len() >= 3 && inv_ok {
             break list;
         }
@@ -161,6 +165,7 @@ async fn the_api_shows_a_healthy_device_a_refusing_unit_and_a_dead_link_backing_
         let d = &dead_seen[&n];
         assert_eq!(d["health"], "failing");
         assert_eq!(d["last_failure"]["kind"], "link", "{d:#}");
+        assert_eq!(d["timeout_ms"], 300);
         let error = d["last_failure"]["error"].as_str().unwrap();
         assert!(error.contains(&dead.to_string()), "{error}");
         assert_eq!(
