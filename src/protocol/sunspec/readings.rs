@@ -19,10 +19,12 @@ use serde::Serialize;
 /// The models readings and status are taken from; a poll reads only these.
 pub const MEASURED_MODELS: [u16; 7] = [701, 101, 102, 103, 802, 713, 124];
 
-/// The device's state as the poll saw it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+/// The device's state as the poll saw it, in SunSpec's own symbols (the readings carry the
+/// engine's state codes).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeviceStatus {
-    /// The operating state symbol (`MPPT`, `THROTTLED`, `RUNNING`, ...).
+    /// The operating state symbol (`MPPT`, `THROTTLED`, `RUNNING`, ...), null when the
+    /// device does not report one.
     pub operating_state: Option<String>,
     /// Whether the device reports itself connected to the grid.
     pub connected: Option<bool>,

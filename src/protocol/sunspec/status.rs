@@ -50,21 +50,6 @@ pub struct LastFailure {
     pub at: EpochSeconds,
 }
 
-/// The status a device reported in its last successful poll, as decoded. The serialized
-/// value is [`DeviceStatus`] itself; this type only documents its shape in OpenAPI.
-#[derive(ToSchema)]
-#[schema(as = DeviceStatus)]
-#[allow(dead_code)]
-struct DeviceStatusSchema {
-    /// The operating state symbol (`MPPT`, `THROTTLED`, `RUNNING`, ...), null when the
-    /// device does not report one.
-    operating_state: Option<String>,
-    /// Whether the device reports itself connected to the grid.
-    connected: Option<bool>,
-    /// The battery's charge status symbol (`CHARGING`, `HOLDING`, ...).
-    charge_status: Option<String>,
-}
-
 /// One polled device: its configuration and its live state.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct DeviceState {
@@ -93,7 +78,6 @@ pub struct DeviceState {
     /// When the next poll is due, epoch seconds, jitter included (null before the first).
     pub next_poll_due: Option<EpochSeconds>,
     /// The status reported by the last successful poll.
-    #[schema(value_type = Option<DeviceStatusSchema>)]
     pub status: Option<DeviceStatus>,
     /// Readings the last successful poll produced (points the device does not implement
     /// produce none).
