@@ -41,24 +41,33 @@ const INGEST_CN: &str = "switchyard-ingest";
 const USER: &str = "switchyard";
 const PASSWORD: &str = "correct horse battery staple";
 
-/// The `mosquitto` binary, or None (after saying so) when it is missing outside CI.
-fn mosquitto_binary() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
+/// A program on the PATH or in /usr/sbin (Debian installs `mosquitto` there, and root's
+/// PATH is not the only one tests run with).
+fn find_tool(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
-        .map(|d| d.join("mosquitto"))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("the mosquitto binary is required under CI but not installed");
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The `mosquitto` and `mosquitto_passwd` binaries, or None (after saying so) when they
+/// are missing outside CI.
+fn mosquitto_binaries() -> Option<(PathBuf, PathBuf)> {
+    match (find_tool("mosquitto"), find_tool("mosquitto_passwd")) {
+        (Some(m), Some(p)) => Some((m, p)),
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("mosquitto and mosquitto_passwd are required under CI but not installed");
+            }
+            eprintln!(
+                "SKIPPED: no mosquitto or mosquitto_passwd binary (apt-get install mosquitto, \
+                 or run .ci/run); the MQTT TLS tests start their own broker"
+            );
+            None
         }
-        eprintln!(
-            "SKIPPED: no mosquitto binary (apt-get install mosquitto, or run .ci/run); \
-             the MQTT TLS tests start their own broker"
-        );
     }
-    found
 }
 
 /// The test PKI: the broker's CA with a server certificate and client certificates, and
@@ -121,6 +130,7 @@ struct Broker {
     child: Child,
     dir: tempfile::TempDir,
     pki: Pki,
+    passwd_tool: PathBuf,
     /// TLS, client certificate required, its common name is the user name.
     cert_port: u16,
     /// TLS, user name and password from the password file.
@@ -148,27 +158,12 @@ impl Broker {
     /// Starts Mosquitto and waits until both listeners accept connections; None when the
     /// binary is missing (outside CI).
     async fn start() -> Option<Broker> {
-        let bin = mosquitto_binary()?;
+        let (bin, passwd_tool) = mosquitto_binaries()?;
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::create(dir.path());
         let passwd = dir.path().join("passwd");
         std::fs::write(&passwd, "").unwrap();
-        let status = Command::new(bin.with_file_name("mosquitto_passwd"))
-            .arg("-b")
-            .arg(&passwd)
-            .arg(USER)
-            .arg(PASSWORD)
-            .status()
-            .or_else(|_| {
-                Command::new("mosquitto_passwd")
-                    .arg("-b")
-                    .arg(&passwd)
-                    .arg(USER)
-                    .arg(PASSWORD)
-                    .status()
-            })
-            .expect("mosquitto_passwd (in the mosquitto package) runs");
-        assert!(status.success(), "mosquitto_passwd failed: {status}");
+        set_password(&passwd_tool, &passwd, PASSWORD);
 
         let (cert_port, password_port) = free_ports();
         // Run as root, Mosquitto would switch to the `mosquitto` user, which cannot read
@@ -217,6 +212,7 @@ impl Broker {
             child,
             dir,
             pki,
+            passwd_tool,
             cert_port,
             password_port,
         };
@@ -275,15 +271,7 @@ impl Broker {
     /// Sets the password of the test user in the password file and has Mosquitto reload
     /// it (SIGHUP), as an operator would.
     fn change_password(&self, password: &str) {
-        let passwd = self.dir.path().join("passwd");
-        let status = Command::new("mosquitto_passwd")
-            .arg("-b")
-            .arg(&passwd)
-            .arg(USER)
-            .arg(password)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        set_password(&self.passwd_tool, &self.dir.path().join("passwd"), password);
         let status = Command::new("kill")
             .arg("-HUP")
             .arg(self.child.id().to_string())
@@ -317,6 +305,18 @@ impl Broker {
         let _ = client.disconnect().await;
         let _ = tokio::time::timeout(Duration::from_secs(2), ev.poll()).await;
     }
+}
+
+/// Sets the test user's password in a Mosquitto password file (hashed by the tool).
+fn set_password(tool: &Path, file: &Path, password: &str) {
+    let status = Command::new(tool)
+        .arg("-b")
+        .arg(file)
+        .arg(USER)
+        .arg(password)
+        .status()
+        .expect("mosquitto_passwd runs");
+    assert!(status.success(), "mosquitto_passwd failed: {status}");
 }
 
 fn base_config(port: u16) -> MqttConfig {
