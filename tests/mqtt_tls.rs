@@ -556,16 +556,33 @@ async fn unusable_tls_files_are_refused_at_start() {
         (Some(not_pem), "mqtt.tls: ca_cert holds no certificate"),
         (Some(broken_pem), "mqtt.tls: ca_cert:"),
     ];
-    for (ca, says) in cases {
-        let mut cfg = base_config(1);
-        cfg.tls.ca_cert = ca;
+    let mut configs: Vec<(MqttConfig, &str)> = cases
+        .into_iter()
+        .map(|(ca, says)| {
+            let mut cfg = base_config(1);
+            cfg.tls.ca_cert = ca;
+            (cfg, says)
+        })
+        .collect();
+    // With a good CA: a certificate without its key, and a key that is not PEM.
+    let pki = Pki::create(dir.path());
+    let mut cfg = base_config(1);
+    cfg.tls.ca_cert = Some(pki.path("ca.pem"));
+    cfg.tls.client_cert = Some(pki.path("client.pem"));
+    configs.push((
+        cfg.clone(),
+        "mqtt.tls: client_cert and client_key go together",
+    ));
+    cfg.tls.client_key = Some(dir.path().join("ca.txt"));
+    configs.push((cfg, "mqtt.tls: client_key:"));
+    for (cfg, says) in configs {
         let w = writer(&db).await;
         match MqttIngest::start(&cfg, db.store.clone(), w) {
             Err(e @ MqttError::Config(_)) => {
                 assert!(e.to_string().contains(says), "'{e}' should say '{says}'")
             }
             Err(e) => panic!("expected a configuration error, got {e}"),
-            Ok(_) => panic!("started with ca_cert {:?}", cfg.tls.ca_cert),
+            Ok(_) => panic!("started with {:?}", cfg.tls),
         }
     }
 }
@@ -578,3 +595,22 @@ on_both_backends!(
     missing_client_certificate_is_refused_by_the_broker,
     wrong_password_is_refused_then_accepted_once_changed,
 );
+
+/// No broker at all: the error says the network, not TLS or the credentials.
+#[tokio::test]
+async fn unreachable_broker_is_reported_as_network() {
+    let db = TestDb::sqlite().await;
+    let (port, _) = free_ports();
+    let mut cfg = base_config(port);
+    cfg.tls.enabled = false;
+    let ingest = MqttIngest::start(&cfg, db.store.clone(), writer(&db).await).unwrap();
+    let err = ingest.ready(Duration::from_secs(1)).await.unwrap_err();
+    let cause = ingest.last_error().expect("a cause");
+    assert_eq!(cause.kind, FailureKind::Network);
+    let text = err.to_string();
+    assert!(
+        text.starts_with("not subscribed within 1s: network: ") && text.contains("refused"),
+        "{text}"
+    );
+    ingest.stop().await;
+}
