@@ -61,7 +61,7 @@ pub enum MqttError {
     #[error("the ingest stopped before command {0} was acknowledged")]
     Stopped(String),
     /// Not connected and subscribed in time; `cause` is why the last attempt failed
-    /// (none when the broker never answered at all).
+    /// (none when no attempt has failed yet: the connect or subscribe is still pending).
     #[error("not subscribed within {timeout:?}: {}", match cause {
         Some(c) => c.to_string(),
         None => "no answer from the broker; is it reachable?".to_string(),
