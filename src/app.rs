@@ -404,6 +404,7 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
         dispatch: executor.as_ref().map(|(e, _)| e.clone()),
         telemetry: telemetry.clone(),
         sunspec: sunspec.as_ref().map(|(_, _, board)| board.clone()),
+        mqtt: mqtt.as_ref().map(|m| m.monitor()),
     };
     let app_state = state.clone();
     let mut router = api::router(state);

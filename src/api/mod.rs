@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod envelopes;
 pub mod extras;
 pub mod mirror;
+pub mod mqtt;
 pub mod openapi;
 pub mod problem;
 pub mod resources;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub telemetry: crate::telemetry::TelemetryWriter,
     /// The SunSpec poller's live state, when `[sunspec]` is enabled.
     pub sunspec: Option<crate::protocol::sunspec::status::PollStatus>,
+    /// The MQTT ingest's connection state and counters, when `[mqtt]` is enabled.
+    pub mqtt: Option<crate::protocol::mqtt::IngestMonitor>,
 }
 
 /// Collects routes and their documentation together.
@@ -99,6 +102,7 @@ pub fn router(state: AppState) -> Router {
     telemetry::register(&mut api);
     telemetry_ingest::register(&mut api);
     sunspec::register(&mut api);
+    mqtt::register(&mut api);
     let ApiBuilder { router, mut doc } = api;
     extras::document_public(&mut doc);
     let document = Arc::new(doc.finish());

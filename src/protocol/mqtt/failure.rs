@@ -14,8 +14,9 @@ use rumqttc::v5::mqttbytes::{self, v5::ConnectReturnCode};
 use rumqttc::v5::{ConnectionError, StateError, TlsError};
 
 /// What kind of failure stopped the last connection attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = MqttFailureKind)]
 pub enum FailureKind {
     /// The TLS handshake failed: the broker's certificate was not trusted, or the broker
     /// refused ours (missing, expired, from a CA it does not trust). Retrying does not
@@ -30,7 +31,7 @@ pub enum FailureKind {
 }
 
 /// The reason the last connection attempt failed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ConnectionFailure {
     /// Its kind.
     pub kind: FailureKind,

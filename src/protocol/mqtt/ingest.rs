@@ -94,7 +94,7 @@ struct Counters {
 }
 
 /// A snapshot of the ingest's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct IngestStats {
     /// Messages received from the broker on the telemetry and ack topics, whether
     /// stored, quarantined or still waiting for their commit.
@@ -183,6 +183,32 @@ pub enum ReadingSink {
     /// alone (broker, client, decoding, acknowledgements) without the database, as
     /// benches/mqtt.rs does; nothing is stored.
     Discard,
+}
+
+/// What [`MqttIngest::monitor`] hands out: connection state and counters, nothing that
+/// can publish or stop.
+#[derive(Clone)]
+pub struct IngestMonitor {
+    counters: Arc<Counters>,
+    ready: watch::Receiver<bool>,
+    last_error: LastError,
+}
+
+impl IngestMonitor {
+    /// Whether the connection is up and subscribed.
+    pub fn connected(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Why the last attempt to connect failed, until a connect succeeds.
+    pub fn last_error(&self) -> Option<ConnectionFailure> {
+        self.last_error.lock().expect("last_error").clone()
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> IngestStats {
+        self.counters.snapshot()
+    }
 }
 
 /// The running MQTT ingest and command publisher.
@@ -301,6 +327,16 @@ impl MqttIngest {
     /// The counters so far.
     pub fn stats(&self) -> IngestStats {
         self.counters.snapshot()
+    }
+
+    /// A read-only view of the connection state and counters, for the operator API: it
+    /// can be held anywhere without keeping the ingest from stopping.
+    pub fn monitor(&self) -> IngestMonitor {
+        IngestMonitor {
+            counters: self.counters.clone(),
+            ready: self.ready.clone(),
+            last_error: self.last_error.clone(),
+        }
     }
 
     /// The topic scheme in use.

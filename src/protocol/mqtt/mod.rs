@@ -19,4 +19,4 @@ pub mod topics;
 
 pub use config::{MqttConfig, MqttTlsConfig};
 pub use failure::{ConnectionFailure, FailureKind};
-pub use ingest::{IngestStats, MqttError, MqttIngest, PendingCommand, ReadingSink};
+pub use ingest::{IngestMonitor, IngestStats, MqttError, MqttIngest, PendingCommand, ReadingSink};
