@@ -11,9 +11,9 @@
 //! document is still stored and served back as it was written.
 
 use super::model::{ConnectStatus, DerStatus};
-use super::records::{DerResource, get_der_resource, put_der_resource};
+use super::records::{DerResource, put_der_resource};
 use super::server::{
-    Result, SEP_XML, Sep2Error, Sep2State, body_bytes, caller, enabled_end_device, read_xml,
+    Result, Sep2Error, Sep2State, body_bytes, caller, enabled_end_device, get_der_info, read_xml,
 };
 use super::tls::PeerIdentity;
 use super::xml as codec;
@@ -23,7 +23,7 @@ use crate::telemetry::{Measurand, Quality, Reading, SourceKind};
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 /// The engine's operating state for an `inverterStatus` code.
@@ -138,11 +138,7 @@ pub(super) async fn get_ders(
     Extension(peer): Extension<PeerIdentity>,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
-    match get_der_resource(state.registry.store(), &ed.id, DerResource::Status).await? {
-        Some(body) => Ok(([(header::CONTENT_TYPE, SEP_XML)], body).into_response()),
-        None => Err(Sep2Error::NotFound),
-    }
+    get_der_info(state, peer, id, DerResource::Status).await
 }
 
 /// PUT: stores the document and its readings together. The readings' source is the DER

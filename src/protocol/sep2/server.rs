@@ -1166,7 +1166,7 @@ where
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn get_der_info(
+pub(super) async fn get_der_info(
     state: Sep2State,
     peer: PeerIdentity,
     id: String,
