@@ -20,6 +20,7 @@ on_both_backends!(
     group_estimate_from_the_store,
     bad_requests_are_refused_and_change_nothing,
     a_status_history_aggregates_to_the_state_that_held_longest,
+    the_latest_status_of_a_group_and_of_listed_sources,
 );
 
 /// A fixed past hour, so that every interval is closed and every report deterministic.
@@ -251,6 +252,166 @@ async fn a_status_history_aggregates_to_the_state_that_held_longest(db: TestDb) 
             (None, "missing", 0),
         ]
     );
+    server.stop().await.unwrap();
+}
+
+async fn the_latest_status_of_a_group_and_of_listed_sources(db: TestDb) {
+    let (server, api) = setup(&db).await;
+    let state = |source: &str, instant: i64, s: OperatingState| Reading {
+        measurand: Measurand::OperatingState,
+        value: s.code(),
+        ..power(source, instant, 0.0)
+    };
+    // d1 runs, then faults at T0+60; d2 runs; d3 never reported a status.
+    arrive(
+        &db,
+        &[
+            state("d1", T0, OperatingState::Running),
+            state("d1", T0 + 60, OperatingState::Fault),
+            state("d2", T0 + 30, OperatingState::Running),
+            power("d1", T0 + 60, -2500.0),
+        ],
+        1,
+    )
+    .await;
+    let latest = |q: String| {
+        let api = &api;
+        async move {
+            api.ok_as(READER_TOKEN, &format!("/api/v1/telemetry/latest?{q}"))
+                .await
+        }
+    };
+    let summary = |v: &Value| -> Vec<(String, Option<String>, i64)> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["source_id"].as_str().unwrap().to_string(),
+                    i["state"].as_str().map(str::to_string),
+                    i["age_s"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let s = |x: &str| Some(x.to_string());
+    let v = latest(format!(
+        "measurand=operating_state&group=fleet&at={}",
+        T0 + 100
+    ))
+    .await;
+    assert_eq!(
+        summary(&v),
+        [
+            ("d1".into(), s("fault"), 40),
+            ("d2".into(), s("running"), 70)
+        ],
+        "{v}"
+    );
+    assert_eq!(v["items"][0]["value"], OperatingState::Fault.code());
+    assert_eq!(v["without_reading"], json!(["d3"]));
+    // Which are in fault now; and what was true before d1 faulted.
+    let v = latest(format!(
+        "measurand=operating_state&group=fleet&at={}&state=fault",
+        T0 + 100
+    ))
+    .await;
+    assert_eq!(summary(&v), [("d1".into(), s("fault"), 40)]);
+    let v = latest(format!(
+        "measurand=operating_state&group=fleet&at={}",
+        T0 + 50
+    ))
+    .await;
+    assert_eq!(summary(&v)[0], ("d1".into(), s("running"), 50));
+    // Listed sources keep their order; unknown ones have no reading.
+    let v = latest(format!(
+        "measurand=operating_state&source_id=d2,d3,nope&at={}",
+        T0 + 100
+    ))
+    .await;
+    assert_eq!(summary(&v), [("d2".into(), s("running"), 70)]);
+    assert_eq!(v["without_reading"], json!(["d3", "nope"]));
+    // A quantity has no state name.
+    let v = latest(format!(
+        "measurand=active_power_w&source_id=d1&at={}",
+        T0 + 100
+    ))
+    .await;
+    assert_eq!(v["items"][0]["value"], -2500.0);
+    assert!(v["items"][0].get("state").is_none(), "{v}");
+
+    let many = (0..1001)
+        .map(|i| format!("s{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    for (q, status, field) in [
+        (
+            "measurand=active_power_w&group=fleet&state=fault",
+            StatusCode::BAD_REQUEST,
+            "state",
+        ),
+        (
+            "measurand=operating_state&group=fleet&state=exploded",
+            StatusCode::BAD_REQUEST,
+            "state",
+        ),
+        (
+            "measurand=operating_state&group=fleet&source_id=d1",
+            StatusCode::BAD_REQUEST,
+            "group",
+        ),
+        (
+            "measurand=operating_state",
+            StatusCode::BAD_REQUEST,
+            "group",
+        ),
+        (
+            "measurand=operating_state&source_id=d1,,d2",
+            StatusCode::BAD_REQUEST,
+            "source_id",
+        ),
+        (
+            &format!("measurand=operating_state&source_id={many}"),
+            StatusCode::BAD_REQUEST,
+            "source_id",
+        ),
+        ("group=fleet", StatusCode::BAD_REQUEST, "measurand"),
+        (
+            "measurand=watts&group=fleet",
+            StatusCode::BAD_REQUEST,
+            "measurand",
+        ),
+        (
+            "measurand=operating_state&group=fleet&colour=red",
+            StatusCode::BAD_REQUEST,
+            "colour",
+        ),
+        (
+            "measurand=operating_state&group=nope",
+            StatusCode::NOT_FOUND,
+            "",
+        ),
+    ] {
+        api.refused(
+            READER_TOKEN,
+            Method::GET,
+            &format!("/api/v1/telemetry/latest?{q}"),
+            None,
+            status,
+            field,
+        )
+        .await;
+    }
+    let (s, _) = api
+        .send(
+            None,
+            Method::GET,
+            "/api/v1/telemetry/latest?measurand=operating_state&group=fleet",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
     server.stop().await.unwrap();
 }
 

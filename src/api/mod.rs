@@ -19,6 +19,7 @@ pub mod settlement;
 pub mod sunspec;
 pub mod telemetry;
 pub mod telemetry_ingest;
+pub mod telemetry_latest;
 
 use crate::envelope::curve_records::DerCurveRecord;
 use crate::envelope::records::{ControlProgram, ControlRecord, DefaultControlRecord};
@@ -101,6 +102,7 @@ pub fn router(state: AppState) -> Router {
     settlement::register(&mut api);
     telemetry::register(&mut api);
     telemetry_ingest::register(&mut api);
+    telemetry_latest::register(&mut api);
     sunspec::register(&mut api);
     mqtt::register(&mut api);
     let ApiBuilder { router, mut doc } = api;

@@ -105,7 +105,7 @@ impl From<LiveError> for Problem {
 }
 
 /// Takes query parameter `name` and parses it.
-fn take<T: FromStr>(
+pub(super) fn take<T: FromStr>(
     params: &mut HashMap<String, String>,
     name: &str,
     what: &str,
@@ -118,13 +118,13 @@ fn take<T: FromStr>(
     }
 }
 
-fn required<T>(v: Option<T>, name: &str) -> Result<T, Problem> {
+pub(super) fn required<T>(v: Option<T>, name: &str) -> Result<T, Problem> {
     v.ok_or_else(|| {
         Problem::bad_request(format!("query parameter {name} is required")).with_field(name)
     })
 }
 
-fn no_more(params: &HashMap<String, String>, accepted: &str) -> Result<(), Problem> {
+pub(super) fn no_more(params: &HashMap<String, String>, accepted: &str) -> Result<(), Problem> {
     match params.keys().min() {
         Some(k) => Err(Problem::bad_request(format!(
             "unknown query parameter '{k}'; accepted: {accepted}"
@@ -134,7 +134,7 @@ fn no_more(params: &HashMap<String, String>, accepted: &str) -> Result<(), Probl
     }
 }
 
-const EPOCH: &str = "an integer (epoch seconds)";
+pub(super) const EPOCH: &str = "an integer (epoch seconds)";
 
 /// Registers the routes and documents them.
 pub fn register(api: &mut ApiBuilder) {
@@ -290,7 +290,10 @@ pub fn register(api: &mut ApiBuilder) {
     });
 }
 
-async fn group_member_ids(state: &AppState, group: &str) -> Result<Vec<String>, Problem> {
+pub(super) async fn group_member_ids(
+    state: &AppState,
+    group: &str,
+) -> Result<Vec<String>, Problem> {
     state
         .registry
         .get::<crate::registry::model::Group>(group)

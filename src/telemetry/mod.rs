@@ -26,7 +26,7 @@ use crate::store::StoreError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub use store::{InsertOutcome, insert_batch, insert_in, query};
+pub use store::{InsertOutcome, insert_batch, insert_in, latest, query};
 pub use writer::{TelemetryWriter, WriterSettings, WriterStats};
 
 /// How far ahead of the server's clock a reading may be stamped, seconds. Device clocks

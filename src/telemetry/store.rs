@@ -145,6 +145,36 @@ pub async fn query(
     rows.iter().map(from_row).collect()
 }
 
+/// The latest reading of `measurand` at or before `at` of each of `source_ids`, in their
+/// order; a source without one is left out. One indexed lookup per source (the readings
+/// key starts with the source), so the cost follows the number of sources asked for, not
+/// the size of the table.
+pub async fn latest(
+    store: &Store,
+    source_ids: &[String],
+    measurand: Measurand,
+    at: EpochSeconds,
+) -> Result<Vec<Reading>, TelemetryError> {
+    let sql = format!(
+        "SELECT {} FROM readings WHERE source_id = $1 AND measurand = $2 AND instant <= $3 \
+         ORDER BY instant DESC LIMIT 1",
+        COLUMNS.join(", ")
+    );
+    let mut out = Vec::with_capacity(source_ids.len());
+    for id in source_ids {
+        let row = dynamic(sql.clone())
+            .bind(id.clone())
+            .bind(measurand.as_str())
+            .bind(at)
+            .fetch_optional(store.pool())
+            .await?;
+        if let Some(r) = row {
+            out.push(from_row(&r)?);
+        }
+    }
+    Ok(out)
+}
+
 pub(super) fn from_row(row: &AnyRow) -> Result<Reading, TelemetryError> {
     Ok(Reading {
         source_id: text(row, "source_id")?,
