@@ -471,6 +471,14 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
     if let Some(gb) = gb_router {
         router = gb.merge(router);
     }
+    if let Some(client) = gb_client {
+        router = crate::api::greenbutton::router(client)
+            .layer(axum::middleware::from_fn_with_state(
+                app_state.clone(),
+                crate::api::auth::require_token,
+            ))
+            .merge(router);
+    }
     let task = tokio::spawn(async move {
         let (drained_tx, drained_rx) = oneshot::channel::<()>();
         let serve = axum::serve(listener, router).with_graceful_shutdown(async move {

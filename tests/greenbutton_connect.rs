@@ -1338,6 +1338,50 @@ async fn redirect_uri_served(db: TestDb) {
 
     assert_eq!(authorization_names(&db).await, vec!["home-1".to_string()]);
     assert_eq!(code_grants(&dc), 1);
+
+    // Started from the operator API instead of the CLI: operator token only.
+    let start = |token: &'static str, body: serde_json::Value| {
+        let url = format!("{api}/api/v1/greenbutton/authorizations");
+        async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (
+                resp.status(),
+                resp.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let body = serde_json::json!({"name": "home-4"});
+    assert_eq!(
+        start("wrong", body.clone()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        start(common::READER_TOKEN, body.clone()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, bad) = start(common::OPERATOR_TOKEN, serde_json::json!({"name": "a b<"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    let (status, started) = start(common::OPERATOR_TOKEN, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    assert_eq!(started["name"], "home-4");
+    assert!(
+        started["expires_at"].as_i64().unwrap() >= now_epoch() + 899,
+        "{started}"
+    );
+    let (status, page) =
+        browser_round_trip(&ca, started["authorization_url"].as_str().unwrap(), &api).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("authorization 'home-4' stored"), "{page}");
+    assert_eq!(
+        authorization_names(&db).await,
+        vec!["home-1".to_string(), "home-4".to_string()]
+    );
     server.stop().await.unwrap();
 }
 
