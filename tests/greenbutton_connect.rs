@@ -5,6 +5,9 @@
 //! the GBA 15-day sample feed entry by entry, with `updated-min`, `max-results` and
 //! `start-index`, and on demand 429s, 5xx, truncated pages and revoked tokens. On SQLite and
 //! PostgreSQL, through the library and through the `switchyard greenbutton connect` CLI.
+//! Then `switchyard serve` as the Third Party's web side: the redirect URI the customer's
+//! browser returns to (single-use, expiring state) and the notify URI the Data Custodian
+//! POSTs a BatchList to.
 
 mod common;
 
