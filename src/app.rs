@@ -365,22 +365,44 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
     } else {
         None
     };
-    // Green Button Connect: every stored authorization is fetched on a schedule.
-    let greenbutton = if config.greenbutton.fetch_interval_seconds > 0 {
-        use crate::protocol::greenbutton::connect::{Client, run_schedule};
-        let client = Client::new(config.greenbutton.clone(), registry.store().clone())?;
-        let every = Duration::from_secs(config.greenbutton.fetch_interval_seconds);
-        tracing::info!(
-            every_s = every.as_secs(),
-            "Green Button Connect fetches scheduled"
-        );
-        Some(tokio::spawn(run_schedule(
-            client,
-            every,
-            stopped(rx.clone()),
-        )))
+    // Green Button Connect: every stored authorization is fetched on a schedule, the
+    // customer's browser completes authorizations at the redirect URI, and the Data
+    // Custodian's notifications start fetches; one client serves all three.
+    let gb = &config.greenbutton;
+    let gb_endpoints = (gb.serve_redirect && !gb.redirect_uri.trim().is_empty())
+        || gb.notification_token.is_some();
+    let gb_client = if gb.fetch_interval_seconds > 0 || gb_endpoints {
+        Some(Arc::new(
+            crate::protocol::greenbutton::connect::Client::new(
+                gb.clone(),
+                registry.store().clone(),
+            )?,
+        ))
     } else {
         None
+    };
+    let gb_router = match (&gb_client, gb_endpoints) {
+        (Some(client), true) => {
+            Some(crate::protocol::greenbutton::endpoints::router(client.clone())?.0)
+        }
+        _ => None,
+    };
+    let greenbutton = match &gb_client {
+        Some(client) if gb.fetch_interval_seconds > 0 => {
+            let every = Duration::from_secs(gb.fetch_interval_seconds);
+            tracing::info!(
+                every_s = every.as_secs(),
+                "Green Button Connect fetches scheduled"
+            );
+            Some(tokio::spawn(
+                crate::protocol::greenbutton::connect::run_schedule(
+                    client.clone(),
+                    every,
+                    stopped(rx.clone()),
+                ),
+            ))
+        }
+        _ => None,
     };
     // The upstream OpenADR 2.0b VEN: a utility's events become plans for the executor.
     let upstream_ven = match &config.openadr2.upstream {
@@ -440,6 +462,17 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
     };
     if upstream_ven.is_some() {
         router = crate::protocol::openadr2::upstream::operator_router(registry.store().clone())
+            .layer(axum::middleware::from_fn_with_state(
+                app_state.clone(),
+                crate::api::auth::require_token,
+            ))
+            .merge(router);
+    }
+    if let Some(gb) = gb_router {
+        router = gb.merge(router);
+    }
+    if let Some(client) = gb_client {
+        router = crate::api::greenbutton::router(client)
             .layer(axum::middleware::from_fn_with_state(
                 app_state.clone(),
                 crate::api::auth::require_token,

@@ -242,6 +242,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "greenbutton.client_secret",
     ),
     (
+        "SWITCHYARD_GREENBUTTON_NOTIFICATION_TOKEN",
+        "greenbutton.notification_token",
+    ),
+    (
         "SWITCHYARD_OPERATOR_TOKEN",
         "adds an operator token named 'env-operator'",
     ),
@@ -298,6 +302,9 @@ impl Config {
         }
         if let Some(v) = env("SWITCHYARD_GREENBUTTON_CLIENT_SECRET") {
             self.greenbutton.client_secret = Some(v);
+        }
+        if let Some(v) = env("SWITCHYARD_GREENBUTTON_NOTIFICATION_TOKEN") {
+            self.greenbutton.notification_token = Some(v);
         }
         if let Some(v) = env("SWITCHYARD_DATABASE_URL") {
             self.store.url = v;

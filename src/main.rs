@@ -200,7 +200,8 @@ enum ConnectWhat {
         /// The `code` the Data Custodian put on the redirect.
         #[arg(long)]
         code: Option<String>,
-        /// The `state` to put on the authorization URL (default: a random one).
+        /// The `state` to put on the authorization URL (default: 256 random bits; a chosen
+        /// one must be as unguessable, as it is all that protects the redirect endpoint).
         #[arg(long)]
         state: Option<String>,
     },
@@ -697,12 +698,16 @@ async fn greenbutton_connect(config: &Config, what: ConnectWhat) -> Result<()> {
                 code: None,
                 state,
             } => {
-                let state = state.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-                println!("{}", client.authorization_url(&state)?);
+                let (url, state) = client
+                    .start_authorization(&name, state, switchyard::domain::now_epoch())
+                    .await?;
+                println!("{url}");
                 eprintln!(
-                    "Send the customer to this URL. The Data Custodian redirects to {} with \
-                     code=... and state={state} (check it), then run:\n  \
+                    "Send the customer to this URL within {} s. The Data Custodian redirects to {} \
+                     with code=... and state={state}; `switchyard serve` completes the authorization \
+                     there, or run:\n  \
                      switchyard greenbutton connect authorize --name {name} --code CODE",
+                    config.greenbutton.authorization_timeout_seconds,
                     config.greenbutton.redirect_uri
                 );
             }

@@ -5,6 +5,9 @@
 //! the GBA 15-day sample feed entry by entry, with `updated-min`, `max-results` and
 //! `start-index`, and on demand 429s, 5xx, truncated pages and revoked tokens. On SQLite and
 //! PostgreSQL, through the library and through the `switchyard greenbutton connect` CLI.
+//! Then `switchyard serve` as the Third Party's web side: the redirect URI the customer's
+//! browser returns to (single-use, expiring state) and the notify URI the Data Custodian
+//! POSTs a BatchList to.
 
 mod common;
 
@@ -1056,6 +1059,12 @@ async fn cli_authorize_and_fetch(db: TestDb) {
         url.contains("state=s-1") && url.contains("response_type=code"),
         "{url}"
     );
+    assert!(
+        switchyard::protocol::greenbutton::pending::is_pending(&db.store, "s-1")
+            .await
+            .unwrap(),
+        "the state is remembered for the redirect endpoint"
+    );
 
     // The customer's browser at that URL, then the code from the redirect.
     let tls = switchyard::protocol::greenbutton::connect::tls_config(Some(
@@ -1185,11 +1194,354 @@ async fn serve_fetches_on_a_schedule(db: TestDb) {
     );
 }
 
+// ---------------------------------------------------------------------------------------
+// The redirect URI and notifications, served by `switchyard serve`
+// ---------------------------------------------------------------------------------------
+
+const NOTIFY_TOKEN: &str = "dc-notification-token-0123456789";
+
+fn browser(ca: &TestCa) -> reqwest::Client {
+    let tls = switchyard::protocol::greenbutton::connect::tls_config(Some(
+        &std::fs::read_to_string(ca.pem_path()).unwrap(),
+    ))
+    .unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The customer's browser: to the Data Custodian's authorization URL, then on to the
+/// redirect it answers with. The registered redirect URI's host (switchyard.example) is
+/// where the deployment's proxy forwards to the operator listener: here, `server`.
+async fn browser_round_trip(ca: &TestCa, url: &str, server: &str) -> (StatusCode, String) {
+    let b = browser(ca);
+    let resp = b.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND, "{url}");
+    let location = resp.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let back = location.strip_prefix("https://switchyard.example").unwrap();
+    get_text(&format!("{server}{back}")).await
+}
+
+async fn get_text(url: &str) -> (StatusCode, String) {
+    let resp = reqwest::get(url).await.unwrap();
+    (resp.status(), resp.text().await.unwrap())
+}
+
+async fn authorization_names(db: &TestDb) -> Vec<String> {
+    switchyard::protocol::greenbutton::connect::authorization_names(&db.store)
+        .await
+        .unwrap()
+}
+
+fn code_grants(dc: &Shared) -> usize {
+    dc.lock()
+        .unwrap()
+        .grants
+        .iter()
+        .filter(|g| *g == "authorization_code")
+        .count()
+}
+
+/// authorize -> the Data Custodian redirects the browser -> `serve` takes the code, stores
+/// the authorization and answers a page -> fetch works. The state is single use, expires,
+/// and an unknown one is refused; a customer who declines leaves nothing behind.
+async fn redirect_uri_served(db: TestDb) {
+    use switchyard::protocol::greenbutton::pending;
+    let ca = TestCa::new("Test Data Custodian CA");
+    let (dc, base) = start_dc(&ca).await;
+    let meter = gba_meter(&db).await;
+    let gb = config(&base, &ca);
+    let (server, api) =
+        common::start_server_with(&db, 64 * 1024, |c| c.greenbutton = gb.clone()).await;
+    let client = Client::new(gb.clone(), db.store.clone()).unwrap();
+
+    let (url, state) = client
+        .start_authorization("home-1", None, now_epoch())
+        .await
+        .unwrap();
+    assert_eq!(state.len(), 64, "256 random bits, hex: {state}");
+    assert!(url.contains(&format!("state={state}")), "{url}");
+    assert!(pending::is_pending(&db.store, &state).await.unwrap());
+    let (status, page) = browser_round_trip(&ca, &url, &api).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("authorization 'home-1' stored"), "{page}");
+    assert!(!pending::is_pending(&db.store, &state).await.unwrap());
+    let auth = load_authorization(&db.store, "home-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        auth.resource_uri.ends_with("/Batch/Subscription/5"),
+        "{auth:?}"
+    );
+    let report = client.fetch("home-1").await.unwrap();
+    let half = dc.lock().unwrap().readings(true);
+    assert_eq!(report.outcome.inserted as usize, half);
+    assert_eq!(stored(&db, &meter).await, half);
+    assert_eq!(code_grants(&dc), 1);
+
+    // The same redirect again (a reload, or someone replaying it): refused, nothing traded.
+    let redirect = format!("{api}/greenbutton/callback?code=whatever&state={state}");
+    let (status, page) = get_text(&redirect).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("unknown or was already used"), "{page}");
+    // A state never issued.
+    let (status, page) = get_text(&format!(
+        "{api}/greenbutton/callback?code=c&state={}",
+        "ab".repeat(32)
+    ))
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("unknown or was already used"), "{page}");
+    // No state or no code at all.
+    let (status, page) = get_text(&format!("{api}/greenbutton/callback?code=c")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("no state"), "{page}");
+    assert_eq!(
+        code_grants(&dc),
+        1,
+        "no code was traded for a refused redirect"
+    );
+
+    // Expired: the customer took longer than authorization_timeout_seconds.
+    let mut slow = gb.clone();
+    slow.authorization_timeout_seconds = 0;
+    let (url, state2) = Client::new(slow, db.store.clone())
+        .unwrap()
+        .start_authorization("home-2", None, now_epoch())
+        .await
+        .unwrap();
+    let (status, page) = browser_round_trip(&ca, &url, &api).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("expired"), "{page}");
+    assert!(page.contains("home-2"), "{page}");
+    assert!(!pending::is_pending(&db.store, &state2).await.unwrap());
+    assert_eq!(code_grants(&dc), 1);
+
+    // The customer declines at the Data Custodian.
+    let (_, state3) = client
+        .start_authorization("home-3", None, now_epoch())
+        .await
+        .unwrap();
+    let (status, page) = get_text(&format!(
+        "{api}/greenbutton/callback?error=access_denied&state={state3}"
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("'home-3': the customer declined"), "{page}");
+    assert!(!pending::is_pending(&db.store, &state3).await.unwrap());
+    // ... and that state cannot be used afterwards either.
+    let (status, _) = get_text(&format!("{api}/greenbutton/callback?code=c&state={state3}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    assert_eq!(authorization_names(&db).await, vec!["home-1".to_string()]);
+    assert_eq!(code_grants(&dc), 1);
+
+    // Started from the operator API instead of the CLI: operator token only.
+    let start = |token: &'static str, body: serde_json::Value| {
+        let url = format!("{api}/api/v1/greenbutton/authorizations");
+        async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (
+                resp.status(),
+                resp.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let body = serde_json::json!({"name": "home-4"});
+    assert_eq!(
+        start("wrong", body.clone()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        start(common::READER_TOKEN, body.clone()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, bad) = start(common::OPERATOR_TOKEN, serde_json::json!({"name": "a b<"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    let (status, started) = start(common::OPERATOR_TOKEN, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    assert_eq!(started["name"], "home-4");
+    assert!(
+        started["expires_at"].as_i64().unwrap() >= now_epoch() + 899,
+        "{started}"
+    );
+    let (status, page) =
+        browser_round_trip(&ca, started["authorization_url"].as_str().unwrap(), &api).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("authorization 'home-4' stored"), "{page}");
+    assert_eq!(
+        authorization_names(&db).await,
+        vec!["home-1".to_string(), "home-4".to_string()]
+    );
+    server.stop().await.unwrap();
+}
+
+fn batch_list(resources: &[String]) -> String {
+    let mut xml = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<espi:BatchList xmlns:espi=\"http://naesb.org/espi\">\n",
+    );
+    for r in resources {
+        xml.push_str(&format!("  <espi:resources>{r}</espi:resources>\n"));
+    }
+    xml.push_str("</espi:BatchList>\n");
+    xml
+}
+
+async fn notify(api: &str, token: Option<&str>, body: String) -> (StatusCode, String) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{api}/greenbutton/notify"))
+        .header(header::CONTENT_TYPE, "application/xml")
+        .body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status(), resp.text().await.unwrap())
+}
+
+/// The Data Custodian's BatchList POST makes `serve` fetch the authorization it names
+/// (in the background, coalesced); URIs of no authorization or of another host, bad tokens
+/// and bodies that are not a BatchList fetch nothing.
+async fn notifications_start_fetches(db: TestDb) {
+    let ca = TestCa::new("Test Data Custodian CA");
+    let (dc, base) = start_dc(&ca).await;
+    let meter = gba_meter(&db).await;
+    drop(authorized(&db, &ca, &base).await);
+    let mut gb = config(&base, &ca);
+    gb.notification_token = Some(NOTIFY_TOKEN.into());
+    gb.notification_body_limit_bytes = 4096;
+    let (server, api) = common::start_server_with(&db, 64 * 1024, |c| c.greenbutton = gb).await;
+    let subscription = format!("{base}/DataCustodian/espi/1_1/resource/Batch/Subscription/5");
+    let list = batch_list(std::slice::from_ref(&subscription));
+    let foreign = batch_list(&[
+        "https://evil.example/DataCustodian/espi/1_1/resource/Batch/Subscription/5".into(),
+        format!("{base}/DataCustodian/espi/1_1/resource/Batch/Subscription/99"),
+        format!("{base}/Elsewhere/espi/1_1/resource/Batch/Subscription/5"),
+    ]);
+    let declined = batch_list(&[]);
+    if let Some(schema) = common::espi::espi_schema() {
+        schema.validate("batchlist", &list);
+        schema.validate("batchlist-foreign", &foreign);
+        schema.validate("batchlist-empty", &declined);
+    }
+    let requests = || dc.lock().unwrap().log.len();
+
+    // Refused before anything else: no token, a wrong token, not a BatchList, too large.
+    let (status, _) = notify(&api, None, list.clone()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = notify(&api, Some("not-the-token-at-all-000"), list.clone()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let bad: Vec<(String, &str)> = vec![
+        ("this is not xml <".into(), "notification refused"),
+        (fixture("gba_electric_15min_cost_15days.xml")[..2000].to_string(), "root element is <feed>"),
+        (list[..list.len() - 20].to_string(), "notification refused"),
+        (
+            format!(
+                "<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"{subscription}\">]><BatchList xmlns=\"http://naesb.org/espi\"><resources>&a;</resources></BatchList>"
+            ),
+            "DOCTYPE",
+        ),
+        (
+            "<BatchList xmlns=\"http://naesb.org/espi\"><resources>/relative</resources></BatchList>".into(),
+            "not an absolute",
+        ),
+    ];
+    for (body, want) in bad {
+        let (status, text) = notify(&api, Some(NOTIFY_TOKEN), body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {text}");
+        assert!(text.contains(want), "{body}: {text}");
+    }
+    let huge = batch_list(&vec![subscription.clone(); 100]);
+    assert!(huge.len() > 4096);
+    let (status, _) = notify(&api, Some(NOTIFY_TOKEN), huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // URIs of no stored authorization, or not under the resource server: ignored, counted.
+    let (status, text) = notify(&api, Some(NOTIFY_TOKEN), foreign).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+    let out: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(out["ignored"], 3, "{out}");
+    assert_eq!(out["fetching"], serde_json::json!([]), "{out}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        requests(),
+        0,
+        "nothing was fetched: {:?}",
+        dc.lock().unwrap().log
+    );
+    assert_eq!(stored(&db, &meter).await, 0);
+
+    // The real notification: answered at once, the fetch runs in the background.
+    let (status, text) = notify(&api, Some(NOTIFY_TOKEN), list.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+    let out: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(out["fetching"], serde_json::json!(["home-1"]), "{out}");
+    let half = dc.lock().unwrap().readings(true);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stored(&db, &meter).await < half && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stored(&db, &meter).await, half);
+
+    // New data, and notifications arriving while a fetch runs (held up by a 429 asking
+    // for one second): the later ones are queued into one more round, not fetched each.
+    // Let the first fetch's task finish (it stored, and now ends).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    {
+        let mut d = dc.lock().unwrap();
+        d.publish_rest();
+        d.failures.push_back(Failure::TooMany { retry_after: 1 });
+    }
+    let first_pages = |d: &Dc| {
+        d.log
+            .iter()
+            .filter(|l| !l.starts_with("401") && l.split(['?', '&']).any(|p| p == "start-index=1"))
+            .count()
+    };
+    let before = first_pages(&dc.lock().unwrap());
+    let mut kinds = Vec::new();
+    for _ in 0..3 {
+        let (status, text) = notify(&api, Some(NOTIFY_TOKEN), list.clone()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+        let out: serde_json::Value = serde_json::from_str(&text).unwrap();
+        kinds.push(if out["queued"] == serde_json::json!(["home-1"]) {
+            "queued"
+        } else {
+            "fetching"
+        });
+    }
+    assert_eq!(kinds, ["fetching", "queued", "queued"]);
+    let all = dc.lock().unwrap().readings(true);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stored(&db, &meter).await < all && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stored(&db, &meter).await, all, "the notified data arrived");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rounds = first_pages(&dc.lock().unwrap()) - before;
+    // The 429'd request and its retry, then one more round for the two queued.
+    assert_eq!(rounds, 3, "{:?}", dc.lock().unwrap().log);
+    server.stop().await.unwrap();
+}
+
 on_both_backends!(
     authorize_fetch_import_and_incremental,
     failures_rate_limits_and_resume,
     token_refresh_and_revocation,
     wrong_certificate_and_bad_feeds,
     cli_authorize_and_fetch,
-    serve_fetches_on_a_schedule
+    serve_fetches_on_a_schedule,
+    redirect_uri_served,
+    notifications_start_fetches
 );

@@ -10,6 +10,7 @@ pub mod body;
 pub mod dispatch;
 pub mod envelopes;
 pub mod extras;
+pub mod greenbutton;
 pub mod mirror;
 pub mod mqtt;
 pub mod openapi;

@@ -52,6 +52,20 @@ pub struct GreenButtonConfig {
     pub max_page_bytes: usize,
     /// `switchyard serve` fetches every stored authorization this often (0: never).
     pub fetch_interval_seconds: u64,
+    /// How long an authorization started with `authorize` (or the API) waits for the
+    /// customer's browser to come back to the redirect URI, seconds.
+    pub authorization_timeout_seconds: u64,
+    /// Serve the redirect URI's path on the operator listener (`switchyard serve`), so that
+    /// the customer's browser completes the authorization without the operator.
+    pub serve_redirect: bool,
+    /// Path of the notification endpoint on the operator listener, the Third Party notify
+    /// URI registered with the Data Custodian (served only with `notification_token`).
+    pub notification_path: String,
+    /// The bearer token the Data Custodian sends on notifications (better set with
+    /// SWITCHYARD_GREENBUTTON_NOTIFICATION_TOKEN). Unset: no notification endpoint.
+    pub notification_token: Option<String>,
+    /// Largest notification (BatchList) body accepted, bytes.
+    pub notification_body_limit_bytes: usize,
 }
 
 impl Default for GreenButtonConfig {
@@ -76,6 +90,11 @@ impl Default for GreenButtonConfig {
             request_timeout_seconds: 60,
             max_page_bytes: 256 * 1024 * 1024,
             fetch_interval_seconds: 0,
+            authorization_timeout_seconds: 900,
+            serve_redirect: true,
+            notification_path: "/greenbutton/notify".into(),
+            notification_token: None,
+            notification_body_limit_bytes: 64 * 1024,
         }
     }
 }

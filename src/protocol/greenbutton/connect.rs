@@ -23,6 +23,7 @@ use super::config::GreenButtonConfig;
 use super::import::{self, ImportError};
 use super::model::{Feed, MeterReading, ReadingType, UsagePoint};
 use super::parse::{ParseError, parse_feed};
+use super::pending::{self, PendingError};
 use super::series::{self, SeriesError};
 use crate::domain::EpochSeconds;
 use crate::store::Store;
@@ -92,6 +93,8 @@ pub enum ConnectError {
     Database(#[from] sqlx::Error),
     #[error("stored Green Button state is inconsistent: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Pending(#[from] PendingError),
 }
 
 /// A stored authorization (row of `greenbutton_authorizations`).
@@ -405,6 +408,60 @@ impl Client {
             .append_pair("scope", &self.cfg.scope)
             .append_pair("state", state);
         Ok(url.into())
+    }
+
+    /// Starts authorization `name`: remembers a fresh single-use state for
+    /// `authorization_timeout_seconds` and returns the URL to send the customer to and the
+    /// state. With `state` given (the CLI's `--state`) that one is used instead.
+    pub async fn start_authorization(
+        &self,
+        name: &str,
+        state: Option<String>,
+        now: EpochSeconds,
+    ) -> Result<(String, String), ConnectError> {
+        if name.trim().is_empty() {
+            return Err(ConnectError::Config(
+                "the authorization name is empty".into(),
+            ));
+        }
+        let state = state.unwrap_or_else(pending::new_state);
+        let url = self.authorization_url(&state)?;
+        let timeout = i64::try_from(self.cfg.authorization_timeout_seconds).unwrap_or(i64::MAX);
+        pending::remember(&self.store, &state, name, now, timeout).await?;
+        Ok((url, state))
+    }
+
+    /// The customer's browser came back to the redirect URI with `state` and `code`: takes
+    /// the state (single use; unknown, used or expired is refused before anything else) and
+    /// trades the code as `exchange_code` does, storing the authorization.
+    pub async fn complete_authorization(
+        &self,
+        state: &str,
+        code: &str,
+        now: EpochSeconds,
+    ) -> Result<Authorization, ConnectError> {
+        let name = pending::take(&self.store, state, now).await?;
+        self.exchange_code(&name, code, now).await
+    }
+
+    /// The customer declined (or the Data Custodian failed) the authorization started with
+    /// `state`: forgets it and returns its name.
+    pub async fn abandon_authorization(
+        &self,
+        state: &str,
+        now: EpochSeconds,
+    ) -> Result<String, ConnectError> {
+        Ok(pending::take(&self.store, state, now).await?)
+    }
+
+    /// The configuration this client was made with.
+    pub fn config(&self) -> &GreenButtonConfig {
+        &self.cfg
+    }
+
+    /// The store it writes to.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// POSTs a grant to the token endpoint, client authenticated by HTTP Basic.
@@ -900,7 +957,7 @@ impl Client {
 /// until `shutdown` completes. A failed fetch is logged and tried again next time (it stored
 /// nothing); stopping in the middle of one abandons its transaction, which stores nothing.
 pub async fn run_schedule(
-    client: Client,
+    client: Arc<Client>,
     every: Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) {

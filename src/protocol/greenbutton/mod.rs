@@ -9,12 +9,22 @@
 //!   telemetry readings, all or nothing.
 //! - [`connect`]: the Green Button Connect My Data client (OAuth2 Third Party), configured
 //!   by [`config`] (`[greenbutton]`).
+//! - [`pending`]: authorizations started and waiting for the customer's redirect.
+//! - [`batchlist`]: the ESPI `BatchList` a Data Custodian POSTs as a notification.
+//! - [`notify`]: which authorizations a notification concerns, and their fetches in the
+//!   background, coalesced per authorization.
+//! - [`endpoints`]: the redirect URI and the notification endpoint `switchyard serve`
+//!   answers on the operator listener.
 
+pub mod batchlist;
 pub mod config;
 pub mod connect;
+pub mod endpoints;
 pub mod import;
 pub mod model;
+pub mod notify;
 pub mod parse;
+pub mod pending;
 pub mod series;
 
 pub use parse::{ParseError, parse_feed};
