@@ -249,6 +249,9 @@ enum Sink {
     Pool(Store),
 }
 
+/// WAL pages (4 KiB) after which the writer's commit checkpoints: 64 MiB of WAL.
+pub const WAL_AUTOCHECKPOINT: u32 = 16_384;
+
 /// Values bound per row in the SQLite statements.
 const SQLITE_COLUMNS: usize = 7;
 const _: () = assert!(SQLITE_SIZES[0] * SQLITE_COLUMNS <= 32_766);
@@ -268,10 +271,17 @@ impl Sink {
                 // synchronous=NORMAL in WAL mode keeps every commit across a process crash.
                 // A larger cache than theirs (256 MiB, a ceiling): the leaf pages where each
                 // source's newest readings go are revisited by every transaction.
-                conn.execute(
+                //
+                // Checkpoints every WAL_AUTOCHECKPOINT pages rather than SQLite's 1000: each
+                // commit rewrites the hot leaf page of every source it touches, so with the
+                // default a checkpoint followed nearly every commit and copied the same
+                // pages back into the database file again and again; a checkpoint copies
+                // each page once however many commits rewrote it in the WAL.
+                conn.execute(sqlx::AssertSqlSafe(format!(
                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
-                     PRAGMA busy_timeout=10000; PRAGMA cache_size=-262144;",
-                )
+                     PRAGMA busy_timeout=10000; PRAGMA cache_size=-262144; \
+                     PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT};"
+                )))
                 .await?;
                 Ok(Sink::Sqlite(
                     Box::new(conn),
@@ -439,8 +449,10 @@ async fn sqlite_rows(
     now: EpochSeconds,
     per_job: bool,
 ) -> Result<Option<Vec<u64>>, TelemetryError> {
-    // The enum names are bound as shared strings: no copy per row.
+    // The enum names are bound as shared strings: no copy per row. So are the source
+    // ids, one copy per run of rows of the same source (the rows are sorted by source).
     let mut names = Names::default();
+    let mut source = LastSource::default();
     let mut counts = vec![0u64; jobs.len()];
     // Each row carries its job's index, so that a statement's count can be attributed.
     let mut groups: Vec<Vec<(usize, &Reading)>> = if per_job {
@@ -483,7 +495,7 @@ async fn sqlite_rows(
             let mut q = sqlx::query(sqlx::AssertSqlSafe(statements.for_rows(size)));
             for (_, r) in rows {
                 q = q
-                    .bind(r.source_id.as_str().to_owned())
+                    .bind(source.get(&r.source_id))
                     .bind(names.get(r.source_kind.as_str()))
                     .bind(names.get(r.measurand.as_str()))
                     .bind(r.instant)
@@ -521,6 +533,24 @@ impl Names {
         let a: Arc<str> = Arc::from(name);
         self.0.push((name, a.clone()));
         a
+    }
+}
+
+/// The source id of the previous row as a shared string: the sorted rows of one source
+/// follow each other, so most rows reuse it instead of copying their own.
+#[derive(Default)]
+struct LastSource(Option<Arc<str>>);
+
+impl LastSource {
+    fn get(&mut self, id: &str) -> Arc<str> {
+        match &self.0 {
+            Some(last) if **last == *id => last.clone(),
+            _ => {
+                let a: Arc<str> = Arc::from(id);
+                self.0 = Some(a.clone());
+                a
+            }
+        }
     }
 }
 
