@@ -316,13 +316,19 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
     // telemetry store. A device that does not answer is retried with backoff and does not
     // hold up the others or the server.
     let sunspec = if config.sunspec.enabled {
-        use crate::protocol::sunspec::poller::{Poller, record};
+        use crate::protocol::sunspec::poller::{Poller, record_with_status};
+        use crate::protocol::sunspec::status::PollStatus;
         let (limits, devices) = config.sunspec.poller()?;
         tracing::info!(devices = devices.len(), "SunSpec poller starting");
         let (events, received) = tokio::sync::mpsc::channel(1024);
         let store = registry.store().clone();
-        let recorder = tokio::spawn(async move { record(&store, received).await });
-        Some((Poller::start(limits, devices, events), recorder))
+        // The operator API reads this board; the recorder updates it after each store.
+        let board = PollStatus::new(&devices);
+        let recorder = {
+            let board = board.clone();
+            tokio::spawn(async move { record_with_status(&store, received, &board).await })
+        };
+        Some((Poller::start(limits, devices, events), recorder, board))
     } else {
         None
     };
@@ -397,6 +403,8 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
         import_limit: config.server.import_limit_bytes,
         dispatch: executor.as_ref().map(|(e, _)| e.clone()),
         telemetry: telemetry.clone(),
+        sunspec: sunspec.as_ref().map(|(_, _, board)| board.clone()),
+        mqtt: mqtt.as_ref().map(|m| m.monitor()),
     };
     let app_state = state.clone();
     let mut router = api::router(state);
@@ -482,7 +490,7 @@ pub async fn start(config: &Config, registry: Registry) -> Result<RunningServer,
         if let Some(t) = greenbutton {
             let _ = t.await;
         }
-        if let Some((poller, recorder)) = sunspec {
+        if let Some((poller, recorder, _)) = sunspec {
             // Stopping the poller closes the channel; the recorder stores what is queued
             // and ends, before the store closes.
             poller.stop().await;

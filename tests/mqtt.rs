@@ -4,12 +4,16 @@
 
 mod common;
 
-use common::TestDb;
+use common::api::ApiClient;
+use common::{READER_TOKEN, TestDb};
+use reqwest::{Method, StatusCode};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{Value, json};
 use std::time::Duration;
 use switchyard::envelope::model::ControlModes;
 use switchyard::protocol::mqtt::payload::{AckMessage, AckStatus, CommandMessage};
 use switchyard::protocol::mqtt::{MqttConfig, MqttError, MqttIngest, quarantine};
+use switchyard::telemetry::status::OperatingState;
 use switchyard::telemetry::{
     self, Measurand, Quality, SourceKind, TelemetryWriter, WriterSettings,
 };
@@ -493,7 +497,7 @@ async fn serve_starts_the_ingest_when_configured(db: TestDb) {
     }
     let cfg = config();
     let mqtt = cfg.clone();
-    let (server, _) = common::start_server_with(&db, 64 * 1024, move |c| c.mqtt = mqtt).await;
+    let (server, base) = common::start_server_with(&db, 64 * 1024, move |c| c.mqtt = mqtt).await;
     let (pubc, _rx) = peer(&format!("{}-dev", cfg.client_id), &[]).await;
     let topic = switchyard::protocol::mqtt::topics::Topics::new(&cfg.topic_prefix).telemetry("srv");
     let t = now() - 30;
@@ -512,8 +516,91 @@ async fn serve_starts_the_ingest_when_configured(db: TestDb) {
             .is_empty()
     })
     .await;
+
+    // The operator sees the connection, the counters and what was refused, page by page.
+    let api = ApiClient::new(base);
+    for payload in ["one", "two", "three"] {
+        pubc.publish(&topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+    eventually("three quarantined", async || {
+        api.ok_as(READER_TOKEN, "/api/v1/mqtt/status").await["stats"]["quarantined"] == 3
+    })
+    .await;
+    let status = api.ok_as(READER_TOKEN, "/api/v1/mqtt/status").await;
+    assert_eq!(status["enabled"], true, "{status}");
+    assert_eq!(status["connected"], true, "{status}");
+    assert_eq!(status["last_error"], Value::Null, "{status}");
+    assert!(
+        status["stats"]["messages"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
+    let first = api
+        .ok_as(READER_TOKEN, "/api/v1/mqtt/quarantine?limit=2")
+        .await;
+    let payloads = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q["payload"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(payloads(&first), ["three", "two"], "{first}");
+    assert!(
+        first["items"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not JSON"),
+        "{first}"
+    );
+    assert_eq!(first["items"][0]["topic"], topic.as_str());
+    let after = first["next_after"].as_str().unwrap();
+    let second = api
+        .ok_as(
+            READER_TOKEN,
+            &format!("/api/v1/mqtt/quarantine?limit=2&after={after}"),
+        )
+        .await;
+    assert_eq!(payloads(&second), ["one"], "{second}");
+    assert_eq!(second["next_after"], Value::Null);
+    for (path, status) in [
+        ("/api/v1/mqtt/quarantine?limit=0", StatusCode::BAD_REQUEST),
+        ("/api/v1/mqtt/quarantine?topic=x", StatusCode::BAD_REQUEST),
+    ] {
+        let (s, v) = api.send(Some(READER_TOKEN), Method::GET, path, None).await;
+        assert_eq!(s, status, "{path}: {v}");
+    }
+    let (s, _) = api
+        .send(None, Method::GET, "/api/v1/mqtt/status", None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
     server.stop().await.unwrap();
     forget_session(&cfg.client_id).await;
+}
+
+async fn without_mqtt_the_status_says_so_and_the_quarantine_is_listed(db: TestDb) {
+    // No broker needed: the ingest is off and the quarantine row is written directly.
+    let row = quarantine::Quarantined::new("t/x", b"{bad", "not JSON: EOF".into(), now());
+    let mut conn = db.store.pool().acquire().await.unwrap();
+    quarantine::insert_in(&mut conn, std::slice::from_ref(&row))
+        .await
+        .unwrap();
+    drop(conn);
+    let (server, base) = common::start_server(&db, 64 * 1024).await;
+    let api = ApiClient::new(base);
+    let status = api.ok_as(READER_TOKEN, "/api/v1/mqtt/status").await;
+    assert_eq!(
+        (&status["enabled"], &status["connected"], &status["stats"]),
+        (&json!(false), &json!(false), &Value::Null)
+    );
+    let all = api.ok_as(READER_TOKEN, "/api/v1/mqtt/quarantine").await;
+    assert_eq!(all["items"][0]["payload"], "{bad", "{all}");
+    assert_eq!(all["items"][0]["reason"], "not JSON: EOF");
+    assert_eq!(all["items"][0]["payload_bytes"], 4);
+    assert_eq!(all["next_after"], Value::Null);
+    server.stop().await.unwrap();
 }
 
 /// Holds the database's write lock (SQLite) or a lock on the readings table that blocks
@@ -699,7 +786,71 @@ async fn each_device_keeps_its_order_across_publishers(db: TestDb) {
     forget_session(&cfg.client_id).await;
 }
 
+async fn device_status_is_stored_as_state_codes(db: TestDb) {
+    if !broker_up().await {
+        return;
+    }
+    let cfg = config();
+    let ingest = MqttIngest::start(&cfg, db.store.clone(), writer(&db).await).unwrap();
+    ingest.ready(WAIT).await.unwrap();
+    let (pubc, _rx) = peer(&format!("{}-dev", cfg.client_id), &[]).await;
+    let topics = ingest.topics().clone();
+    let t = now() - 30;
+    let status = |ts: i64, state: &str, connected: bool| {
+        format!(
+            r#"{{"device_id":"chg-1","ts":{ts},"measurements":[{{"measurand":"operating_state","value":"{state}"}},{{"measurand":"grid_connected","value":{connected}}},{{"measurand":"active_power","value":7.2,"unit":"kW"}}]}}"#
+        )
+    };
+    let bad = format!(
+        r#"{{"device_id":"chg-1","ts":{},"measurements":[{{"measurand":"operating_state","value":"exploded"}},{{"measurand":"active_power","value":1,"unit":"W"}}]}}"#,
+        t + 5
+    );
+    for payload in [
+        status(t, "running", true),
+        bad,
+        status(t + 10, "fault", false),
+    ] {
+        pubc.publish(topics.telemetry("chg-1"), QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+    eventually("two stored, one quarantined", async || {
+        let s = ingest.stats();
+        s.messages == 2 && s.quarantined == 1
+    })
+    .await;
+    let rows = telemetry::query(&db.store, "chg-1", None, t, t + 11)
+        .await
+        .unwrap();
+    let got: Vec<(i64, Measurand, f64)> = rows
+        .iter()
+        .map(|r| (r.instant - t, r.measurand, r.value))
+        .collect();
+    for want in [
+        (0, Measurand::OperatingState, OperatingState::Running.code()),
+        (0, Measurand::GridConnected, 1.0),
+        (0, Measurand::ActivePower, 7200.0),
+        (10, Measurand::OperatingState, OperatingState::Fault.code()),
+        (10, Measurand::GridConnected, 0.0),
+    ] {
+        assert!(got.contains(&want), "{want:?} not in {got:?}");
+    }
+    // The message with an unknown state stored nothing, not even its power.
+    assert!(got.iter().all(|(dt, _, _)| *dt != 5), "{got:?}");
+    let q = quarantine::list(&db.store, 10).await.unwrap();
+    assert!(
+        q[0].reason
+            .contains("operating_state must be one of off, sleeping"),
+        "{}",
+        q[0].reason
+    );
+    ingest.stop().await;
+    forget_session(&cfg.client_id).await;
+}
+
 on_both_backends!(
+    without_mqtt_the_status_says_so_and_the_quarantine_is_listed,
+    device_status_is_stored_as_state_codes,
     serve_starts_the_ingest_when_configured,
     acknowledging_on_receipt_still_stores_everything,
     telemetry_single_and_gateway_batches_are_stored_in_si,

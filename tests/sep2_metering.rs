@@ -8,6 +8,8 @@
 //! Operator operations: a usage point's postRate, clearing a device's usage points,
 //! withdrawing a device's access; mRIDs another client uses are refused and a re-posted
 //! usage point redefines its ReadingTypes.
+//! A DERStatus a device PUTs becomes status readings of its DER, each at its own dateTime,
+//! in the same transaction as the document.
 //! The telemetry store itself is exercised directly: deduplication, chunked batches,
 //! validation, range queries.
 
@@ -31,6 +33,7 @@ on_both_backends!(
     operator_controls_the_mirror_and_access,
     responses_to_controls_are_stored_and_listed,
     telemetry_store_deduplicates_and_validates,
+    der_status_becomes_status_history,
 );
 
 const NS: &str = "urn:ieee:std:2030.5:ns";
@@ -950,6 +953,91 @@ async fn responses_to_controls_are_stored_and_listed(db: TestDb) {
     ));
     docs.push(posted_doc("plain-response", &plain));
     validate_all("responses", docs);
+    server.stop().await.unwrap();
+}
+
+fn der_status(inverter: u8, connect_hex: &str, storage: u8, soc: u16, t: i64) -> String {
+    format!(
+        "<DERStatus xmlns=\"{NS}\"><genConnectStatus><dateTime>{t}</dateTime><value>{connect_hex}</value></genConnectStatus><inverterStatus><dateTime>{t}</dateTime><value>{inverter}</value></inverterStatus><readingTime>{t}</readingTime><stateOfChargeStatus><dateTime>{t}</dateTime><value>{soc}</value></stateOfChargeStatus><storageModeStatus><dateTime>{t}</dateTime><value>{storage}</value></storageModeStatus></DERStatus>"
+    )
+}
+
+async fn der_status_becomes_status_history(db: TestDb) {
+    use switchyard::telemetry::status::{OperatingState, StorageState};
+    let pki = pki();
+    let (server, base, ops) = start_sep2_server(&db, &pki).await;
+    portfolio(&ops, &pki).await;
+    let dev = Sep2::new(&pki, &pki.device, &base);
+    let other = Sep2::new(&pki, &pki.other, &base);
+    let edev = register(&dev, &pki.device.lfdi).await;
+    register(&other, &pki.other.lfdi).await;
+    ops_patch(
+        &ops,
+        &format!("/api/v1/end-devices/{}", pki.device.sfdi.value()),
+        json!({"der_id": "d1"}),
+    )
+    .await;
+    let ders = format!("{edev}/der/1/ders");
+    async fn put_to(who: &Sep2, path: &str, body: String) -> reqwest::Response {
+        who.send(reqwest::Method::PUT, path, "application/sep+xml", body)
+            .await
+    }
+    let put = async |who: &Sep2, body: String| put_to(who, &ders, body).await;
+    let t = now() - 120;
+    // Running, connected (bitmap 07: connected, available, operating), discharging, 61.5 %;
+    // then a fault, disconnected (bit 0 clear), holding.
+    let first = der_status(4, "07", 1, 6150, t);
+    validate_all("DERStatus", vec![posted_doc("ders", &first)]);
+    assert_eq!(put(&dev, first).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        put(&dev, der_status(7, "06", 2, 6100, t + 60))
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let mut got: Vec<(Measurand, i64, f64)> = stored(&db, "d1")
+        .await
+        .iter()
+        .map(|r| (r.measurand, r.instant - t, r.value))
+        .collect();
+    got.sort_by(|a, b| (a.0.as_str(), a.1).cmp(&(b.0.as_str(), b.1)));
+    assert_eq!(
+        got,
+        [
+            (Measurand::GridConnected, 0, 1.0),
+            (Measurand::GridConnected, 60, 0.0),
+            (Measurand::OperatingState, 0, OperatingState::Running.code()),
+            (Measurand::OperatingState, 60, OperatingState::Fault.code()),
+            (Measurand::StateOfCharge, 0, 61.5),
+            (Measurand::StateOfCharge, 60, 61.0),
+            (Measurand::StorageState, 0, StorageState::Discharging.code()),
+            (Measurand::StorageState, 60, StorageState::Holding.code()),
+        ]
+    );
+    assert!(
+        stored(&db, "d1")
+            .await
+            .iter()
+            .all(|r| r.source_kind == SourceKind::Sep2Der)
+    );
+    // The document is served back as written last.
+    let (s, body) = dev.get(&ders).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(body.contains("<value>7</value>"), "{body}");
+    // Another device cannot write this device's status (it does not even see it): nothing
+    // is stored.
+    let r = put(&other, der_status(1, "00", 0, 0, t + 90)).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // A malformed document is refused and stores nothing either.
+    let r = put(&dev, der_status(1, "zz", 0, 0, t + 90)).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = put(
+        &dev,
+        "<DERStatus xmlns=\"urn:ieee:std:2030.5:ns\"><inverterStatus>".into(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(stored(&db, "d1").await.len(), 8);
     server.stop().await.unwrap();
 }
 

@@ -13,6 +13,7 @@ use switchyard::protocol::sunspec::poller::{
 };
 use switchyard::protocol::sunspec::sim::{ChainMode, MODELS, SimConfig, Simulator};
 use switchyard::protocol::sunspec::{ExceptionCode, SunSpecError};
+use switchyard::telemetry::status::{OperatingState, StorageState};
 use switchyard::telemetry::{self, Measurand};
 use tokio::net::TcpListener;
 
@@ -362,6 +363,29 @@ async fn poller_feeds_telemetry_and_keeps_running_past_failures(db: TestDb) {
     assert!(
         rows.iter().all(|r| (200.0..280.0).contains(&r.value)),
         "{rows:?}"
+    );
+    // The status of each poll is stored beside the measurements, as state codes.
+    let states = |m| telemetry::query(&db.store, "inv-1", Some(m), 0, now + 10);
+    let connected = states(Measurand::GridConnected).await.unwrap();
+    assert!(!connected.is_empty());
+    assert!(connected.iter().all(|r| r.value == 1.0), "{connected:?}");
+    let operating = states(Measurand::OperatingState).await.unwrap();
+    assert!(!operating.is_empty());
+    assert!(
+        operating
+            .iter()
+            .all(|r| [OperatingState::Running, OperatingState::Throttled]
+                .map(OperatingState::code)
+                .contains(&r.value)),
+        "{operating:?}"
+    );
+    let storage = states(Measurand::StorageState).await.unwrap();
+    assert!(
+        !storage.is_empty()
+            && storage
+                .iter()
+                .all(|r| StorageState::from_code(r.value).is_some()),
+        "{storage:?}"
     );
 }
 

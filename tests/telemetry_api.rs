@@ -11,13 +11,15 @@ use common::api::ApiClient;
 use common::{OPERATOR_TOKEN, READER_TOKEN, TestDb, start_server};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use switchyard::telemetry::status::OperatingState;
 use switchyard::telemetry::{Measurand, Quality, Reading, SourceKind, insert_batch};
 
 on_both_backends!(
     gaps_and_lateness_report,
     late_readings_revise_aggregates_with_an_audit,
     group_estimate_from_the_store,
-    bad_requests_are_refused_and_change_nothing
+    bad_requests_are_refused_and_change_nothing,
+    a_status_history_aggregates_to_the_state_that_held_longest,
 );
 
 /// A fixed past hour, so that every interval is closed and every report deterministic.
@@ -191,6 +193,64 @@ async fn gaps_and_lateness_report(db: TestDb) {
         ))
         .await;
     assert_eq!(v["sources"], json!([]));
+    server.stop().await.unwrap();
+}
+
+async fn a_status_history_aggregates_to_the_state_that_held_longest(db: TestDb) {
+    let (server, api) = setup(&db).await;
+    let state = |instant: i64, s: OperatingState| Reading {
+        measurand: Measurand::OperatingState,
+        value: s.code(),
+        ..power("d1", instant, 0.0)
+    };
+    // Running, a one-minute fault at T0+200, running again, then a fault from T0+400 that
+    // lasts until the device falls silent (held for at most max_gap_s = 600 s).
+    let history = [
+        state(T0, OperatingState::Running),
+        state(T0 + 200, OperatingState::Fault),
+        state(T0 + 260, OperatingState::Running),
+        state(T0 + 400, OperatingState::Fault),
+    ];
+    arrive(&db, &history, 1).await;
+    let body = json!({"source_id": "d1", "measurand": "operating_state", "grid": "5m", "from": T0, "to": T0 + 1500, "max_gap_s": 600});
+    let (s, rows) = api
+        .send(
+            Some(OPERATOR_TOKEN),
+            Method::POST,
+            "/api/v1/telemetry/aggregates",
+            Some(body),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{rows}");
+    let got: Vec<(Option<f64>, &str, i64)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["value"].as_f64(),
+                r["quality"].as_str().unwrap(),
+                r["coverage_s"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let (run, fault) = (
+        Some(OperatingState::Running.code()),
+        Some(OperatingState::Fault.code()),
+    );
+    assert_eq!(
+        got,
+        vec![
+            // 240 s running beat 60 s of fault: a state, never an average of codes.
+            (run, "measured", 300),
+            // 100 s running, 200 s fault.
+            (fault, "measured", 300),
+            (fault, "measured", 300),
+            // The fault is held to T0+1000 and no further.
+            (fault, "estimated", 100),
+            (None, "missing", 0),
+        ]
+    );
     server.stop().await.unwrap();
 }
 

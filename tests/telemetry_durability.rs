@@ -266,6 +266,14 @@ async fn a_batch_with_one_bad_reading_stores_nothing(db: TestDb) {
             "2000-01-01",
             Some("readings[2].instant"),
         ),
+        // A status code that names no state (operating states are 1 to 8).
+        (
+            json!({"source_id": "dur-bad", "source_kind": "mqtt", "measurand": "operating_state",
+                   "instant": t, "value": 9.0, "quality": "measured"}),
+            422,
+            "9 is not a state code (expected 1 off,",
+            Some("readings[2].value"),
+        ),
     ];
     for (bad, status, detail, field) in cases {
         let r = post(&client, &server.base, &[good(0), good(1), bad.clone()])

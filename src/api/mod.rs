@@ -11,10 +11,12 @@ pub mod dispatch;
 pub mod envelopes;
 pub mod extras;
 pub mod mirror;
+pub mod mqtt;
 pub mod openapi;
 pub mod problem;
 pub mod resources;
 pub mod settlement;
+pub mod sunspec;
 pub mod telemetry;
 pub mod telemetry_ingest;
 
@@ -46,6 +48,10 @@ pub struct AppState {
     pub dispatch: Option<crate::dispatch::execute::Executor>,
     /// The durable telemetry writer (bulk ingest answers after its commit).
     pub telemetry: crate::telemetry::TelemetryWriter,
+    /// The SunSpec poller's live state, when `[sunspec]` is enabled.
+    pub sunspec: Option<crate::protocol::sunspec::status::PollStatus>,
+    /// The MQTT ingest's connection state and counters, when `[mqtt]` is enabled.
+    pub mqtt: Option<crate::protocol::mqtt::IngestMonitor>,
 }
 
 /// Collects routes and their documentation together.
@@ -95,6 +101,8 @@ pub fn router(state: AppState) -> Router {
     settlement::register(&mut api);
     telemetry::register(&mut api);
     telemetry_ingest::register(&mut api);
+    sunspec::register(&mut api);
+    mqtt::register(&mut api);
     let ApiBuilder { router, mut doc } = api;
     extras::document_public(&mut doc);
     let document = Arc::new(doc.finish());

@@ -109,7 +109,7 @@ async fn ingest(
 fn refused(i: usize, e: &TelemetryError) -> Problem {
     let field = match e {
         TelemetryError::NoSource { .. } => "source_id",
-        TelemetryError::NotFinite { .. } => "value",
+        TelemetryError::NotFinite { .. } | TelemetryError::NotAState { .. } => "value",
         _ => "instant",
     };
     Problem::new(

@@ -7,7 +7,7 @@
 //! grid interval `[start, start + step)`. Grid intervals start at multiples of the step
 //! since the epoch, so every source's 15-minute intervals line up.
 //!
-//! The three rules ([`Kind`]), chosen so that energy is conserved and a coarse grid equals
+//! The four rules ([`Kind`]), chosen so that energy is conserved and a coarse grid equals
 //! the fine grid aggregated (both are property-tested below):
 //!
 //! - **Instantaneous** (power, reactive power, voltage, frequency, state of charge): two
@@ -26,6 +26,10 @@
 //!   evenly over its own interval and apportioned to grid intervals by overlap. The
 //!   reading's interval length is given in [`Rules::interval_s`] or inferred as the
 //!   smallest spacing between readings.
+//! - **State** (operating state, grid connection, storage state: codes, not quantities): a
+//!   state holds from its sample until the next sample, or for at most `max_gap_s`; the
+//!   value of an interval is the state that held for the most seconds of it (on a tie, the
+//!   later one), never an average of codes.
 //!
 //! Quality per interval: `measured` when the value rests on samples inside or on the
 //! boundaries of a fully covered interval without interpolation across a gap or splitting
@@ -128,6 +132,8 @@ pub enum Kind {
     Cumulative,
     /// Energy over the reading's own interval: apportioned by overlap.
     IntervalEnergy,
+    /// A state code: held until the next sample; the state that held longest.
+    State,
 }
 
 impl Kind {
@@ -143,6 +149,9 @@ impl Kind {
             | Measurand::StateOfCharge
             | Measurand::Voltage
             | Measurand::Frequency => Kind::Instantaneous,
+            Measurand::OperatingState | Measurand::GridConnected | Measurand::StorageState => {
+                Kind::State
+            }
         }
     }
 }
@@ -283,6 +292,7 @@ pub fn align(
                 .unwrap_or(DEFAULT_ENERGY_INTERVAL_S);
             interval_energy(&pts, &mut out, from, step, d)
         }
+        Kind::State => state(&pts, &mut out, rules.max_gap_s),
     }
     Ok(out)
 }
@@ -341,6 +351,50 @@ fn instantaneous(pts: &[Point], out: &mut [Aligned], max_gap_s: i64) {
         } else if count > 0 {
             iv.value = Some(sum / f64::from(count));
             iv.quality = Quality::Estimated;
+        }
+    }
+}
+
+/// Sample and hold: each state holds from its sample to the next one, at most `max_gap_s`.
+fn state(pts: &[Point], out: &mut [Aligned], max_gap_s: i64) {
+    // Seconds each state held inside the interval; a handful of distinct codes at most.
+    let mut held: Vec<(f64, i64, EpochSeconds)> = Vec::new();
+    let mut first = 0usize;
+    for iv in out.iter_mut() {
+        let (a, b) = (iv.start, iv.end);
+        // A sample that stops holding before this interval starts cannot reach later ones.
+        while first + 1 < pts.len() && pts[first + 1].instant <= a {
+            first += 1;
+        }
+        held.clear();
+        let mut covered = 0i64;
+        let mut k = first;
+        while k < pts.len() && pts[k].instant < b {
+            let p = pts[k];
+            let until = pts.get(k + 1).map_or(p.instant + max_gap_s, |q| {
+                q.instant.min(p.instant + max_gap_s)
+            });
+            let (x0, x1) = (p.instant.max(a), until.min(b));
+            if x1 > x0 {
+                covered += x1 - x0;
+                match held.iter_mut().find(|h| h.0 == p.value) {
+                    Some(h) => {
+                        h.1 += x1 - x0;
+                        h.2 = x0;
+                    }
+                    None => held.push((p.value, x1 - x0, x0)),
+                }
+            }
+            k += 1;
+        }
+        iv.coverage_s = covered;
+        if let Some(&(value, _, _)) = held.iter().max_by_key(|h| (h.1, h.2)) {
+            iv.value = Some(value);
+            iv.quality = if covered == b - a {
+                Quality::Measured
+            } else {
+                Quality::Estimated
+            };
         }
     }
 }
@@ -683,6 +737,38 @@ mod tests {
         )
         .unwrap();
         assert_eq!(q[0].quality, Quality::Measured);
+    }
+
+    #[test]
+    fn a_state_is_held_and_the_longest_held_state_wins() {
+        let rules = Rules {
+            max_gap_s: 600,
+            interval_s: None,
+        };
+        // running (4) from 0, fault (7) from 100 to 130, running again, then silence from
+        // 200 (held for max_gap_s = 600 s, to 800).
+        let pts = [p(0, 4.0), p(100, 7.0), p(130, 4.0), p(200, 4.0)];
+        let out = align(Kind::State, &pts, Grid::OneMinute, 0, 900, rules).unwrap();
+        assert_eq!(out[0].value, Some(4.0), "30 s of fault in a running minute");
+        assert_eq!(out[0].quality, Quality::Measured);
+        assert_eq!(out[1].value, Some(4.0));
+        assert_eq!(out[1].coverage_s, 60);
+        // 780..840: held until 800 only.
+        assert_eq!(out[13].value, Some(4.0));
+        assert_eq!(out[13].coverage_s, 20);
+        assert_eq!(out[13].quality, Quality::Estimated);
+        assert_eq!(out[14].value, None);
+        assert_eq!(out[14].quality, Quality::Missing);
+        // Never an average of codes: 45 s of fault beats 15 s of running.
+        let pts = [p(0, 4.0), p(15, 7.0), p(60, 4.0)];
+        let out = align(Kind::State, &pts, Grid::OneMinute, 0, 60, rules).unwrap();
+        assert_eq!(out[0].value, Some(7.0));
+        // A tie goes to the later state; a state held from before the range counts.
+        let pts = [p(-30, 1.0), p(30, 4.0)];
+        let out = align(Kind::State, &pts, Grid::OneMinute, 0, 60, rules).unwrap();
+        assert_eq!(out[0].value, Some(4.0));
+        assert_eq!(out[0].coverage_s, 60);
+        assert_eq!(Kind::of(Measurand::OperatingState), Kind::State);
     }
 
     #[test]

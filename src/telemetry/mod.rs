@@ -1,19 +1,23 @@
 //! Telemetry: measured values from every source, in SI units, in one store.
 //!
 //! Protocols translate what devices report into [`Reading`]s at the edge (the 2030.5
-//! metering mirror today; SunSpec polls, MQTT and OpenADR reports later); this module knows
-//! none of them. A reading is identified by its source, what it measures and when
-//! (`source_id`, [`Measurand`], `instant`): the same reading delivered twice, by a retried
-//! POST for example, is stored once, so nothing downstream double-counts it.
+//! metering mirror, SunSpec polls, MQTT messages, OpenADR reports, Green Button imports);
+//! this module knows none of them. A reading is identified by its source, what it measures
+//! and when (`source_id`, [`Measurand`], `instant`): the same reading delivered twice, by a
+//! retried POST for example, is stored once, so nothing downstream double-counts it.
+//! Device statuses are readings too, under the state measurands whose values are the codes
+//! of [`status`].
 //!
 //! Readings are validated before anything is written ([`Reading::validate`]): a value that
-//! is not a finite number, or an instant that cannot be right (before 2000, or more than a
-//! day ahead of the server's clock), is refused with a [`TelemetryError`] that names the
-//! problem, and a batch with one bad reading stores nothing.
+//! is not a finite number (or, for a state, not one of its codes), or an instant that
+//! cannot be right (before 2000, or more than a day ahead of the server's clock), is
+//! refused with a [`TelemetryError`] that names the problem, and a batch with one bad
+//! reading stores nothing.
 
 pub mod align;
 pub mod gaps;
 pub mod revisions;
+pub mod status;
 pub mod store;
 pub mod writer;
 
@@ -61,14 +65,35 @@ string_enum!(
         Voltage => "voltage_v",
         /// Frequency in Hz.
         Frequency => "frequency_hz",
+        /// What the device is doing: the code of a [`status::OperatingState`] (1 `off` to
+        /// 8 `standby`).
+        OperatingState => "operating_state",
+        /// Whether the device is connected to the grid: 1 connected, 0 disconnected.
+        GridConnected => "grid_connected",
+        /// What a storage device's energy is doing: the code of a
+        /// [`status::StorageState`] (1 `off` to 7 `testing`).
+        StorageState => "storage_state",
     }
 );
+
+impl Measurand {
+    /// True for the measurands whose value codes a state (see [`status`]) rather than a
+    /// quantity: they are held, not averaged, and never summed.
+    pub fn is_state(self) -> bool {
+        matches!(
+            self,
+            Measurand::OperatingState | Measurand::GridConnected | Measurand::StorageState
+        )
+    }
+}
 
 string_enum!(
     /// Which kind of ingest produced a reading.
     SourceKind, "source_kind", {
         /// An IEEE 2030.5 MirrorUsagePoint posted by a device or aggregator.
         Sep2Mirror => "sep2_mirror",
+        /// An IEEE 2030.5 DERStatus written by a device.
+        Sep2Der => "sep2_der",
         /// A SunSpec Modbus poll.
         SunSpec => "sunspec",
         /// An MQTT telemetry message.
@@ -129,6 +154,17 @@ pub enum TelemetryError {
     /// NaN or an infinity: nothing can be computed from it.
     #[error("{measurand} of {source_id} at {instant}: value {value} is not a finite number")]
     NotFinite {
+        source_id: String,
+        measurand: Measurand,
+        instant: EpochSeconds,
+        value: f64,
+    },
+    /// A state measurand whose value is not one of its codes.
+    #[error(
+        "{measurand} of {source_id} at {instant}: {value} is not a state code (expected {})",
+        status::expected_codes(*measurand)
+    )]
+    NotAState {
         source_id: String,
         measurand: Measurand,
         instant: EpochSeconds,
@@ -215,6 +251,14 @@ impl Reading {
                 value: self.value,
             });
         }
+        if !status::check_code(self.measurand, self.value) {
+            return Err(TelemetryError::NotAState {
+                source_id: self.source_id.clone(),
+                measurand: self.measurand,
+                instant: self.instant,
+                value: self.value,
+            });
+        }
         if self.instant > now.saturating_add(MAX_FUTURE_SECONDS) {
             return Err(TelemetryError::InFuture {
                 source_id: self.source_id.clone(),
@@ -284,6 +328,21 @@ mod tests {
         // Arithmetic near the limits of the type does not wrap into acceptance.
         assert!(reading(1.0, i64::MAX).validate(i64::MAX).is_ok());
         assert!(reading(1.0, i64::MIN).validate(NOW).is_err());
+    }
+
+    #[test]
+    fn refuses_state_readings_that_name_no_state() {
+        let mut r = reading(7.0, NOW);
+        r.measurand = Measurand::OperatingState;
+        r.validate(NOW).unwrap();
+        r.value = 0.0;
+        let err = r.validate(NOW).unwrap_err();
+        assert!(matches!(err, TelemetryError::NotAState { .. }), "{err}");
+        assert!(err.to_string().contains("7 fault"), "{err}");
+        r.measurand = Measurand::GridConnected;
+        r.validate(NOW).unwrap();
+        r.value = 2.0;
+        assert!(r.validate(NOW).is_err());
     }
 
     #[test]

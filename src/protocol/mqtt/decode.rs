@@ -2,8 +2,9 @@
 //! edge (kW to W and so on) and validation. A message either yields all its readings or is
 //! refused whole with a [`Malformed`] reason for the quarantine; it is never half-used.
 
-use super::payload::{Measurement, TelemetryMessage};
+use super::payload::{Measurement, TelemetryMessage, Value};
 use crate::domain::EpochSeconds;
+use crate::telemetry::status::{self, OperatingState, StorageState};
 use crate::telemetry::{Measurand, Quality, Reading, SourceKind, TelemetryError};
 
 /// Why a telemetry message was quarantined instead of ingested.
@@ -28,6 +29,14 @@ pub enum Malformed {
         measurand: String,
         unit: String,
         expected: &'static str,
+    },
+    /// A quantity without a number, a status with a unit, or a status value that names no
+    /// state.
+    #[error("{at}: {measurand} {problem}")]
+    BadValue {
+        at: String,
+        measurand: String,
+        problem: String,
     },
     /// A quality name outside the telemetry module's list.
     #[error("{at}: unknown quality '{quality}'")]
@@ -61,24 +70,78 @@ fn measurand_units(name: &str) -> Option<(Measurand, Units, &'static str)> {
     })
 }
 
-/// Converts one measurement to its measurand and SI value.
+/// The status measurand named `name` in the payload.
+fn state_measurand(name: &str) -> Option<Measurand> {
+    Some(match name {
+        "operating_state" => Measurand::OperatingState,
+        "grid_connected" => Measurand::GridConnected,
+        "storage_state" => Measurand::StorageState,
+        _ => return None,
+    })
+}
+
+/// Converts one measurement to its measurand and SI value (a status to its state code).
 pub fn to_si(m: &Measurement, at: &str) -> Result<(Measurand, f64), Malformed> {
+    let bad = |problem: String| Malformed::BadValue {
+        at: at.to_string(),
+        measurand: m.measurand.clone(),
+        problem,
+    };
+    if let Some(measurand) = state_measurand(&m.measurand) {
+        if let Some(unit) = &m.unit {
+            return Err(bad(format!("is a state and has no unit (got '{unit}')")));
+        }
+        let code = match (measurand, &m.value) {
+            (Measurand::GridConnected, Value::Flag(c)) => Some(status::connected_code(*c)),
+            (Measurand::OperatingState, Value::Name(n)) => {
+                n.parse::<OperatingState>().ok().map(OperatingState::code)
+            }
+            (Measurand::StorageState, Value::Name(n)) => {
+                n.parse::<StorageState>().ok().map(StorageState::code)
+            }
+            _ => None,
+        };
+        return code.map(|c| (measurand, c)).ok_or_else(|| {
+            bad(match measurand {
+                Measurand::GridConnected => "must be true or false".to_string(),
+                Measurand::OperatingState => format!(
+                    "must be one of {}",
+                    names(OperatingState::ALL.iter().map(|s| s.as_str()))
+                ),
+                _ => format!(
+                    "must be one of {}",
+                    names(StorageState::ALL.iter().map(|s| s.as_str()))
+                ),
+            })
+        });
+    }
     let (measurand, units, expected) =
         measurand_units(&m.measurand).ok_or_else(|| Malformed::UnknownMeasurand {
             at: at.to_string(),
             name: m.measurand.clone(),
         })?;
+    let Value::Number(value) = m.value else {
+        return Err(bad("must be a number".to_string()));
+    };
+    let unit = m
+        .unit
+        .as_deref()
+        .ok_or_else(|| bad(format!("needs a unit (one of {expected})")))?;
     let factor = units
         .iter()
-        .find(|(u, _)| *u == m.unit)
+        .find(|(u, _)| *u == unit)
         .map(|(_, f)| *f)
         .ok_or_else(|| Malformed::UnknownUnit {
             at: at.to_string(),
             measurand: m.measurand.clone(),
-            unit: m.unit.clone(),
+            unit: unit.to_string(),
             expected,
         })?;
-    Ok((measurand, m.value * factor))
+    Ok((measurand, value * factor))
+}
+
+fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names.collect::<Vec<_>>().join(", ")
 }
 
 /// Parses a telemetry payload: one message object, or an array of them from a gateway.
@@ -228,6 +291,28 @@ mod tests {
     }
 
     #[test]
+    fn statuses_become_state_codes() {
+        let r = decode(
+            r#"{"device_id":"bat-1","ts":1749999990,"measurements":[
+                {"measurand":"operating_state","value":"fault"},
+                {"measurand":"grid_connected","value":false},
+                {"measurand":"storage_state","value":"charging"},
+                {"measurand":"state_of_charge","value":40,"unit":"%"}]}"#,
+        )
+        .unwrap();
+        let v: Vec<(Measurand, f64)> = r.iter().map(|r| (r.measurand, r.value)).collect();
+        assert_eq!(
+            v,
+            vec![
+                (Measurand::OperatingState, OperatingState::Fault.code()),
+                (Measurand::GridConnected, 0.0),
+                (Measurand::StorageState, StorageState::Charging.code()),
+                (Measurand::StateOfCharge, 40.0),
+            ]
+        );
+    }
+
+    #[test]
     fn gateway_batches_are_arrays() {
         let r = decode(
             r#"[{"device_id":"a","ts":1749999990,"measurements":[{"measurand":"frequency","value":50.01,"unit":"Hz"}]},
@@ -278,6 +363,34 @@ mod tests {
             (
                 r#"{"device_id":"a","ts":12,"measurements":[{"measurand":"active_power","value":1,"unit":"W"}]}"#,
                 "device clock",
+            ),
+            (
+                r#"{"device_id":"a","ts":1749999990,"measurements":[{"measurand":"active_power","value":1}]}"#,
+                "active_power needs a unit (one of W, kW, MW)",
+            ),
+            (
+                r#"{"device_id":"a","ts":1749999990,"measurements":[{"measurand":"active_power","value":"high","unit":"W"}]}"#,
+                "active_power must be a number",
+            ),
+            (
+                r#"{"device_id":"a","ts":1749999990,"measurements":[{"measurand":"operating_state","value":"dancing"}]}"#,
+                "operating_state must be one of off, sleeping, starting, running",
+            ),
+            (
+                r#"{"device_id":"a","ts":1749999990,"measurements":[{"measurand":"operating_state","value":7}]}"#,
+                "operating_state must be one of",
+            ),
+            (
+                r#"{"device_id":"a","ts":1749999990,"measurements":[{"measurand":"grid_connected","value":"yes"}]}"#,
+                "grid_connected must be true or false",
+            ),
+            (
+                r#"{"device_id":"a","ts":1749999990,"measurements":[{"measurand":"storage_state","value":"full","unit":"%"}]}"#,
+                "storage_state is a state and has no unit (got '%')",
+            ),
+            (
+                r#"{"device_id":"a","ts":1749999990,"measurements":[{"measurand":"active_power","value":[1],"unit":"W"}]}"#,
+                "a number, a state name or true/false",
             ),
             (
                 r#"{"device_id":"a","ts":1749999990,"quality":"great","measurements":[{"measurand":"active_power","value":1,"unit":"W"}]}"#,

@@ -24,6 +24,7 @@
 
 use super::config::{MqttConfig, MqttConfigError};
 use super::decode::decode_into;
+use super::failure::ConnectionFailure;
 use super::payload::{AckMessage, CommandMessage};
 use super::quarantine::{self, Quarantined};
 use super::topics::{Incoming, Topics, valid_segment};
@@ -59,8 +60,16 @@ pub enum MqttError {
     },
     #[error("the ingest stopped before command {0} was acknowledged")]
     Stopped(String),
-    #[error("not subscribed within {0:?}: is the broker reachable?")]
-    NotReady(Duration),
+    /// Not connected and subscribed in time; `cause` is why the last attempt failed
+    /// (none when no attempt has failed yet: the connect or subscribe is still pending).
+    #[error("not subscribed within {timeout:?}: {}", match cause {
+        Some(c) => c.to_string(),
+        None => "no answer from the broker; is it reachable?".to_string(),
+    })]
+    NotReady {
+        timeout: Duration,
+        cause: Option<ConnectionFailure>,
+    },
 }
 
 impl From<rumqttc::v5::ClientError> for MqttError {
@@ -85,7 +94,7 @@ struct Counters {
 }
 
 /// A snapshot of the ingest's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct IngestStats {
     /// Messages received from the broker on the telemetry and ack topics, whether
     /// stored, quarantined or still waiting for their commit.
@@ -176,6 +185,32 @@ pub enum ReadingSink {
     Discard,
 }
 
+/// What [`MqttIngest::monitor`] hands out: connection state and counters, nothing that
+/// can publish or stop.
+#[derive(Clone)]
+pub struct IngestMonitor {
+    counters: Arc<Counters>,
+    ready: watch::Receiver<bool>,
+    last_error: LastError,
+}
+
+impl IngestMonitor {
+    /// Whether the connection is up and subscribed.
+    pub fn connected(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Why the last attempt to connect failed, until a connect succeeds.
+    pub fn last_error(&self) -> Option<ConnectionFailure> {
+        self.last_error.lock().expect("last_error").clone()
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> IngestStats {
+        self.counters.snapshot()
+    }
+}
+
 /// The running MQTT ingest and command publisher.
 pub struct MqttIngest {
     client: AsyncClient,
@@ -183,9 +218,13 @@ pub struct MqttIngest {
     counters: Arc<Counters>,
     pending: Pending,
     ready: watch::Receiver<bool>,
+    last_error: LastError,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
+
+/// Why the last connection attempt failed; cleared by a successful connect.
+type LastError = Arc<Mutex<Option<ConnectionFailure>>>;
 
 impl MqttIngest {
     /// Starts the connection and writer tasks. Returns at once: the connection is made
@@ -218,6 +257,7 @@ impl MqttIngest {
         let counters = Arc::new(Counters::default());
         let pending: Pending = Arc::default();
         let (ready_tx, ready) = watch::channel(false);
+        let last_error: LastError = Arc::default();
         let (shutdown, stop_rx) = watch::channel(false);
         // Unbounded: with acks after the store the broker sends at most its in-flight window
         // of unacknowledged messages, so the queue cannot outgrow that; with acks on
@@ -233,6 +273,7 @@ impl MqttIngest {
             },
             counters.clone(),
             ready_tx,
+            last_error.clone(),
             tx,
             stop_rx.clone(),
             !config.ack_after_store,
@@ -257,24 +298,45 @@ impl MqttIngest {
             counters,
             pending,
             ready,
+            last_error,
             shutdown,
             tasks: vec![conn, writer],
         })
     }
 
-    /// Waits until the broker has acknowledged the subscriptions (after a connect).
+    /// Waits until the broker has acknowledged the subscriptions (after a connect). Failed
+    /// attempts are retried with backoff meanwhile; on timeout the error carries the
+    /// reason the last one failed (TLS, refused login, network).
     pub async fn ready(&self, timeout: Duration) -> Result<(), MqttError> {
         let mut r = self.ready.clone();
-        tokio::time::timeout(timeout, r.wait_for(|ok| *ok))
-            .await
-            .map_err(|_| MqttError::NotReady(timeout))?
-            .map_err(|_| MqttError::NotReady(timeout))?;
-        Ok(())
+        match tokio::time::timeout(timeout, r.wait_for(|ok| *ok)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(MqttError::NotReady {
+                timeout,
+                cause: self.last_error(),
+            }),
+        }
+    }
+
+    /// Why the last attempt to connect to the broker failed, until a connect succeeds:
+    /// what an operator needs when the ingest stays disconnected.
+    pub fn last_error(&self) -> Option<ConnectionFailure> {
+        self.last_error.lock().expect("last_error").clone()
     }
 
     /// The counters so far.
     pub fn stats(&self) -> IngestStats {
         self.counters.snapshot()
+    }
+
+    /// A read-only view of the connection state and counters, for the operator API: it
+    /// can be held anywhere without keeping the ingest from stopping.
+    pub fn monitor(&self) -> IngestMonitor {
+        IngestMonitor {
+            counters: self.counters.clone(),
+            ready: self.ready.clone(),
+            last_error: self.last_error.clone(),
+        }
     }
 
     /// The topic scheme in use.
@@ -363,6 +425,7 @@ async fn connection_task(
     settings: ConnectionSettings,
     counters: Arc<Counters>,
     ready: watch::Sender<bool>,
+    last_error: LastError,
     tx: mpsc::UnboundedSender<Vec<Publish>>,
     mut stop: watch::Receiver<bool>,
     ack_on_receipt: bool,
@@ -386,6 +449,7 @@ async fn connection_task(
                 let receive_max = ack.properties.as_ref().and_then(|p| p.receive_max);
                 backoff = settings.initial;
                 bump(&counters.connects, 1);
+                *last_error.lock().expect("last_error") = None;
                 tracing::info!(
                     session_present = ack.session_present,
                     ?receive_max,
@@ -410,7 +474,11 @@ async fn connection_task(
                 }
                 let _ = ready.send(false);
                 bump(&counters.connection_errors, 1);
-                tracing::warn!(error = %e, retry_in = ?backoff, "MQTT connection failed");
+                // Kept for ready() and last_error(); retried all the same, since a broker
+                // restarting or a certificate being replaced heals without a restart here.
+                let failure = ConnectionFailure::of(&e);
+                tracing::warn!(error = %failure, kind = ?failure.kind, retry_in = ?backoff, "MQTT connection failed");
+                *last_error.lock().expect("last_error") = Some(failure);
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => break,
                     _ = tokio::time::sleep(backoff) => {}

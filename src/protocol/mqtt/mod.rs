@@ -6,14 +6,17 @@
 //! - [`topics`]: the topic scheme.
 //! - [`quarantine`]: the table of refused messages.
 //! - [`config`]: the `[mqtt]` configuration and the client options it makes.
+//! - [`failure`]: why the broker connection failed (TLS, refused login, network).
 //! - [`ingest`]: the broker connection (rumqttc), the batched writer, command publishing.
 
 pub mod config;
 pub mod decode;
+pub mod failure;
 pub mod ingest;
 pub mod payload;
 pub mod quarantine;
 pub mod topics;
 
 pub use config::{MqttConfig, MqttTlsConfig};
-pub use ingest::{IngestStats, MqttError, MqttIngest, PendingCommand, ReadingSink};
+pub use failure::{ConnectionFailure, FailureKind};
+pub use ingest::{IngestMonitor, IngestStats, MqttError, MqttIngest, PendingCommand, ReadingSink};

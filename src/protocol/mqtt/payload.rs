@@ -29,12 +29,61 @@ pub struct TelemetryMessage {
 #[serde(deny_unknown_fields)]
 pub struct Measurement {
     /// What was measured: `active_power`, `reactive_power`, `energy_imported`,
-    /// `energy_exported`, `state_of_charge`, `voltage` or `frequency`.
+    /// `energy_exported`, `state_of_charge`, `voltage` or `frequency`; or a status:
+    /// `operating_state`, `grid_connected` or `storage_state`.
     pub measurand: String,
-    /// The value in `unit`.
-    pub value: f64,
-    /// The unit of `value`, e.g. `W`, `kW`, `kvar`, `kWh`, `%`, `V`, `Hz`.
-    pub unit: String,
+    /// The value in `unit`; for a status, the state's name (`"fault"`) or, for
+    /// `grid_connected`, `true` or `false`.
+    pub value: Value,
+    /// The unit of `value`, e.g. `W`, `kW`, `kvar`, `kWh`, `%`, `V`, `Hz`. A status has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}
+
+/// A measurement's value: a number for a quantity, a name or a flag for a status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    Number(f64),
+    Name(String),
+    Flag(bool),
+}
+
+// By hand rather than `#[serde(untagged)]`: an untagged enum buffers every value into an
+// intermediate tree before trying each variant, on the hottest path of the ingest, and
+// its error ("data did not match any variant") would not say what was expected.
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Value;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number, a state name or true/false")
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+                Ok(Value::Number(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+                Ok(Value::Number(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+                Ok(Value::Number(v as f64))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+                Ok(Value::Name(v.to_string()))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+                Ok(Value::Flag(v))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Number(v)
+    }
 }
 
 /// A command to one device, published on its command topic.

@@ -10,11 +10,15 @@ use sqlx::AnyConnection;
 pub const KEPT_PAYLOAD_BYTES: usize = 4096;
 
 /// One refused message.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Quarantined {
+    /// Time-ordered id (UUID v7).
     pub id: String,
+    /// When it arrived, epoch seconds.
     pub received_at: EpochSeconds,
+    /// The topic it was published on.
     pub topic: String,
+    /// Why it was refused, naming the field or value at fault.
     pub reason: String,
     /// The payload's first [`KEPT_PAYLOAD_BYTES`] bytes, as text.
     pub payload: String,
@@ -85,16 +89,32 @@ pub async fn expire_in(conn: &mut AnyConnection, before: EpochSeconds) -> Result
 
 /// The newest `limit` quarantined messages, newest first.
 pub async fn list(store: &Store, limit: u32) -> Result<Vec<Quarantined>, StoreError> {
-    let rows = dynamic(
-        "SELECT id, received_at, topic, reason, payload, payload_bytes FROM mqtt_quarantine \
-         ORDER BY id DESC LIMIT $1"
-            .to_string(),
-    )
-    .bind(i64::from(limit))
-    .fetch_all(store.pool())
-    .await
-    .map_err(StoreError::Database)?;
-    rows.iter()
+    Ok(page(store, None, limit).await?.0)
+}
+
+/// Up to `limit` quarantined messages older than the one with id `after` (all when
+/// `None`), newest first, and the id to continue after when there are more.
+pub async fn page(
+    store: &Store,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<(Vec<Quarantined>, Option<String>), StoreError> {
+    const COLUMNS: &str = "SELECT id, received_at, topic, reason, payload, payload_bytes \
+                           FROM mqtt_quarantine";
+    // One row more than asked says whether there is a next page.
+    let fetch = i64::from(limit) + 1;
+    let q = match after {
+        None => dynamic(format!("{COLUMNS} ORDER BY id DESC LIMIT $1")).bind(fetch),
+        Some(a) => dynamic(format!("{COLUMNS} WHERE id < $1 ORDER BY id DESC LIMIT $2"))
+            .bind(a.to_string())
+            .bind(fetch),
+    };
+    let rows = q
+        .fetch_all(store.pool())
+        .await
+        .map_err(StoreError::Database)?;
+    let mut items = rows
+        .iter()
         .map(|r| {
             Ok(Quarantined {
                 id: text(r, "id")?,
@@ -105,5 +125,12 @@ pub async fn list(store: &Store, limit: u32) -> Result<Vec<Quarantined>, StoreEr
                 payload_bytes: int(r, "payload_bytes")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let next = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|q| q.id.clone())
+    } else {
+        None
+    };
+    Ok((items, next))
 }

@@ -179,6 +179,7 @@ where
         kind,
         &canonical,
         now_epoch(),
+        &[],
     )
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())

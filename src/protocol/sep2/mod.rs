@@ -5,6 +5,7 @@
 
 pub mod convert;
 pub mod curves;
+pub mod der_status;
 pub mod device_info;
 pub mod function_sets;
 pub mod log_events;

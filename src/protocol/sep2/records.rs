@@ -11,6 +11,7 @@ use crate::registry::entity::{
 use crate::registry::validate::Checker;
 use crate::store::record::{int, opt_text, text};
 use crate::store::{Record, Store, StoreError, Value};
+use crate::telemetry::{self, Reading, TelemetryError};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -234,13 +235,15 @@ impl DerResource {
     }
 }
 
-/// Stores the canonical XML of a DER resource for an EndDevice (replacing the previous one).
+/// Stores the canonical XML of a DER resource for an EndDevice (replacing the previous one),
+/// with the telemetry `readings` it carries in the same transaction.
 pub async fn put_der_resource(
     store: &Store,
     end_device: &str,
     kind: DerResource,
     body: &str,
     now: EpochSeconds,
+    readings: &[Reading],
 ) -> Result<(), StoreError> {
     let mut tx = store.begin_write().await?;
     sqlx::query("DELETE FROM sep2_der_resources WHERE end_device_id = $1 AND kind = $2")
@@ -257,6 +260,13 @@ pub async fn put_der_resource(
     .bind(now)
     .execute(&mut *tx)
     .await?;
+    telemetry::insert_in(&mut tx, readings, now)
+        .await
+        .map_err(|e| match e {
+            TelemetryError::Store(e) => e,
+            // The caller passes only validated readings; anything else is a bug upstream.
+            other => StoreError::Corrupt(format!("DER readings refused: {other}")),
+        })?;
     tx.commit().await?;
     Ok(())
 }

@@ -21,7 +21,7 @@ use super::model::{
     EndDevice, EndDeviceList, FunctionSetAssignments, FunctionSetAssignmentsList, Link, ListLink,
     Registration, SepResource, Time,
 };
-use super::model::{DerAvailability, DerCapability, DerSettings, DerStatus};
+use super::model::{DerAvailability, DerCapability, DerSettings};
 use super::poll_cache::{PollCache, PollKey};
 use super::poll_rates::PollRates;
 use super::read_model::ReadModel;
@@ -213,7 +213,10 @@ pub fn router(state: Sep2State) -> Router {
         .route("/edev/{edev}/der/1", get(der))
         .route("/edev/{edev}/der/1/dercap", get(get_dercap).put(put_dercap))
         .route("/edev/{edev}/der/1/derg", get(get_derg).put(put_derg))
-        .route("/edev/{edev}/der/1/ders", get(get_ders).put(put_ders))
+        .route(
+            "/edev/{edev}/der/1/ders",
+            get(super::der_status::get_ders).put(super::der_status::put_ders),
+        )
         .route("/edev/{edev}/der/1/dera", get(get_dera).put(put_dera))
         .merge(super::subscriptions::routes())
         .merge(super::curves::routes())
@@ -1157,12 +1160,13 @@ where
         kind,
         &canonical,
         now_epoch(),
+        &[],
     )
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn get_der_info(
+pub(super) async fn get_der_info(
     state: Sep2State,
     peer: PeerIdentity,
     id: String,
@@ -1204,7 +1208,6 @@ der_info_handlers!(
     DerResource::Capability
 );
 der_info_handlers!(get_derg, put_derg, DerSettings, DerResource::Settings);
-der_info_handlers!(get_ders, put_ders, DerStatus, DerResource::Status);
 der_info_handlers!(
     get_dera,
     put_dera,

@@ -8,6 +8,8 @@
 //! - [`poller`]: the poll scheduler (intervals, jitter, timeouts, backoff, bounded
 //!   connections) emitting telemetry readings.
 //! - [`readings`]: decoded models to normalized telemetry readings.
+//! - [`status`]: each polled device's live state (last success, last failure, backoff,
+//!   next poll), fed by the poller's events, read by the operator API.
 //! - [`sim`]: a SunSpec device simulator serving Modbus TCP, for tests, the demo and
 //!   installers without hardware.
 
@@ -20,6 +22,7 @@ pub mod model;
 pub mod poller;
 pub mod readings;
 pub mod sim;
+pub mod status;
 
 pub use client::{Device, DeviceMap, ModelEntry};
 pub use decode::{DecodedModel, Point, Value};

@@ -6,11 +6,13 @@
 //! Each poll produces one [`PollEvent`]: the normalized readings and status, or the failure
 //! with its kind (the device refused, or the link failed). A failing device never stops
 //! the others. [`record`] stores the readings of a stream of events in the telemetry
-//! store.
+//! store; [`record_with_status`] also keeps a [`PollStatus`] board up to date for the
+//! operator API.
 
 use super::SunSpecError;
 use super::client::{Device, DeviceMap};
 use super::readings::{DeviceStatus, MEASURED_MODELS, normalize, status};
+use super::status::{PollStatus, Stored};
 use crate::domain::{EpochSeconds, now_epoch};
 use crate::store::Store;
 use crate::telemetry::{self, Reading};
@@ -61,7 +63,7 @@ impl Default for PollerConfig {
 }
 
 /// How a poll failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// The device answered with a Modbus exception.
@@ -92,6 +94,8 @@ pub enum PollEvent {
         instant: EpochSeconds,
         readings: Vec<Reading>,
         status: DeviceStatus,
+        /// When the next poll is due, jitter included (epoch seconds, rounded up).
+        next_due: EpochSeconds,
     },
     Failed {
         source_id: String,
@@ -100,8 +104,10 @@ pub enum PollEvent {
         error: String,
         /// Failures in a row, this one included.
         consecutive: u32,
-        /// The wait before the next attempt.
+        /// The wait before the next attempt (the backoff, without jitter).
         retry_in: Duration,
+        /// When the next attempt is due, jitter included (epoch seconds, rounded up).
+        next_due: EpochSeconds,
     },
 }
 
@@ -181,6 +187,14 @@ fn jitter(max: Duration) -> Duration {
     Duration::from_secs_f64(rand::rng().random_range(0.0..max.as_secs_f64()))
 }
 
+/// The epoch second by which a wait of `wait` from now has passed: rounded up, so a
+/// status reader is never told a poll is due before it can have started.
+fn due_after(wait: Duration) -> EpochSeconds {
+    let at = std::time::SystemTime::now() + wait;
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    since.as_secs() as EpochSeconds + EpochSeconds::from(since.subsec_nanos() > 0)
+}
+
 /// The wait after `failures` failures in a row: the interval doubled per failure, capped.
 pub fn backoff(interval: Duration, failures: u32, max: Duration) -> Duration {
     let factor = 2u32.saturating_pow(failures.min(20));
@@ -210,12 +224,14 @@ async fn run_device(
         let event = match result {
             Ok(models) => {
                 failures = 0;
-                next = Instant::now() + spec.interval + jitter(spec.jitter);
+                let wait = spec.interval + jitter(spec.jitter);
+                next = Instant::now() + wait;
                 PollEvent::Polled {
                     source_id: spec.source_id.clone(),
                     instant,
                     readings: normalize(&models, &spec.source_id, instant),
                     status: status(&models),
+                    next_due: due_after(wait),
                 }
             }
             Err(e) => {
@@ -223,7 +239,8 @@ async fn run_device(
                 // The map may have changed (a firmware update) or never been read.
                 map = None;
                 let retry_in = backoff(spec.interval, failures, shared.max_backoff);
-                next = Instant::now() + retry_in + jitter(spec.jitter);
+                let wait = retry_in + jitter(spec.jitter);
+                next = Instant::now() + wait;
                 tracing::warn!(source = %spec.source_id, failures, ?retry_in, "sunspec poll failed: {e}");
                 PollEvent::Failed {
                     source_id: spec.source_id.clone(),
@@ -232,6 +249,7 @@ async fn run_device(
                     error: e.to_string(),
                     consecutive: failures,
                     retry_in,
+                    next_due: due_after(wait),
                 }
             }
         };
@@ -286,21 +304,46 @@ async fn poll_once(
 /// Stores the readings of every `Polled` event in the telemetry store until the channel
 /// closes; returns how many readings were stored. A batch the store refuses is logged and
 /// skipped: one bad poll does not stop the ingest.
-pub async fn record(store: &Store, mut events: mpsc::Receiver<PollEvent>) -> u64 {
+pub async fn record(store: &Store, events: mpsc::Receiver<PollEvent>) -> u64 {
+    record_into(store, events, None).await
+}
+
+/// As [`record`], and every event (with what became of its readings) is also shown to
+/// `board`, after the readings are stored: what the board says is in the store, is.
+pub async fn record_with_status(
+    store: &Store,
+    events: mpsc::Receiver<PollEvent>,
+    board: &PollStatus,
+) -> u64 {
+    record_into(store, events, Some(board)).await
+}
+
+async fn record_into(
+    store: &Store,
+    mut events: mpsc::Receiver<PollEvent>,
+    board: Option<&PollStatus>,
+) -> u64 {
     let mut stored = 0;
     while let Some(e) = events.recv().await {
-        if let PollEvent::Polled {
-            source_id,
-            readings,
-            ..
-        } = e
-        {
-            match telemetry::insert_batch(store, &readings, now_epoch()).await {
-                Ok(o) => stored += o.inserted,
-                Err(err) => {
-                    tracing::warn!(source = %source_id, "sunspec readings not stored: {err}")
+        let outcome = match &e {
+            PollEvent::Polled {
+                source_id,
+                readings,
+                ..
+            } => match telemetry::insert_batch(store, readings, now_epoch()).await {
+                Ok(o) => {
+                    stored += o.inserted;
+                    Some(Stored::Inserted(o.inserted))
                 }
-            }
+                Err(err) => {
+                    tracing::warn!(source = %source_id, "sunspec readings not stored: {err}");
+                    Some(Stored::Refused(err.to_string()))
+                }
+            },
+            PollEvent::Failed { .. } => None,
+        };
+        if let Some(b) = board {
+            b.observe(&e, outcome);
         }
     }
     stored
