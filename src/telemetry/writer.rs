@@ -249,9 +249,6 @@ enum Sink {
     Pool(Store),
 }
 
-/// WAL pages (4 KiB) after which the writer's commit checkpoints: 64 MiB of WAL.
-pub const WAL_AUTOCHECKPOINT: u32 = 16_384;
-
 /// Values bound per row in the SQLite statements.
 const SQLITE_COLUMNS: usize = 7;
 const _: () = assert!(SQLITE_SIZES[0] * SQLITE_COLUMNS <= 32_766);
@@ -271,17 +268,10 @@ impl Sink {
                 // synchronous=NORMAL in WAL mode keeps every commit across a process crash.
                 // A larger cache than theirs (256 MiB, a ceiling): the leaf pages where each
                 // source's newest readings go are revisited by every transaction.
-                //
-                // Checkpoints every WAL_AUTOCHECKPOINT pages rather than SQLite's 1000: each
-                // commit rewrites the hot leaf page of every source it touches, so with the
-                // default a checkpoint followed nearly every commit and copied the same
-                // pages back into the database file again and again; a checkpoint copies
-                // each page once however many commits rewrote it in the WAL.
-                conn.execute(sqlx::AssertSqlSafe(format!(
+                conn.execute(
                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
-                     PRAGMA busy_timeout=10000; PRAGMA cache_size=-262144; \
-                     PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT};"
-                )))
+                     PRAGMA busy_timeout=10000; PRAGMA cache_size=-262144;",
+                )
                 .await?;
                 Ok(Sink::Sqlite(
                     Box::new(conn),
