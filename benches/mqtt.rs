@@ -2,7 +2,11 @@
 //! readings table, end to end, against the Mosquitto at 127.0.0.1:1883 (default config).
 //!
 //! Run with `cargo bench --bench mqtt`. `SWITCHYARD_BENCH_MQTT_MESSAGES` (default 200,000)
-//! sets how many messages are published. Each message is one device's power and state of
+//! sets how many messages are published. `SWITCHYARD_BENCH_MQTT_ROWS` (a comma-separated
+//! list of `decode`, `writer`, `broker`, `mqtt-only`, `e2e`, `e2e-window20`,
+//! `e2e-gateway`; all when unset) runs only those measurements, e.g. to profile one.
+//! `SWITCHYARD_BENCH_MQTT_RECEIVE_MAXIMUM` replaces the ingest's default Receive Maximum
+//! (and so the publishers' window, a quarter of it) in the rows that use the default. Each message is one device's power and state of
 //! charge (two readings), as a device publishes it. All figures come from the same run, so
 //! that they can be compared on a machine whose load changes:
 //!
@@ -440,16 +444,23 @@ fn main() -> Result<()> {
         bytes / n
     );
 
-    let clock = CpuClock::start();
-    let now = switchyard::domain::now_epoch();
-    let mut out = Vec::with_capacity(2 * n);
-    for p in &payloads {
-        decode_into(p.as_bytes(), now, &mut out).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let wanted: Option<Vec<String>> = std::env::var("SWITCHYARD_BENCH_MQTT_ROWS")
+        .ok()
+        .map(|v| v.split(',').map(|r| r.trim().to_string()).collect());
+    let wants = |row: &str| wanted.as_ref().is_none_or(|w| w.iter().any(|r| r == row));
+    let mut lines: Vec<String> = Vec::new();
+    if wants("decode") {
+        let clock = CpuClock::start();
+        let now = switchyard::domain::now_epoch();
+        let mut out = Vec::with_capacity(2 * n);
+        for p in &payloads {
+            decode_into(p.as_bytes(), now, &mut out).map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        std::hint::black_box(&out);
+        let mut m = clock.stop();
+        m.messages = n as u64;
+        lines.push(row("decode only (codec, in process)", n, &m));
     }
-    std::hint::black_box(&out);
-    let mut decode = clock.stop();
-    decode.messages = n as u64;
-    drop(out);
 
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let dir = tempfile::tempdir()?;
@@ -457,69 +468,68 @@ fn main() -> Result<()> {
         if tokio::net::TcpStream::connect(BROKER).await.is_err() {
             bail!("no MQTT broker at 127.0.0.1:1883: start Mosquitto (see .ci/run)");
         }
-        let default_window = MqttConfig::default().receive_maximum;
-        let writer = writer_only(&payloads, dir.path()).await?;
-        let raw = broker_only(&payloads, &tag).await?;
+        let default_window = match std::env::var("SWITCHYARD_BENCH_MQTT_RECEIVE_MAXIMUM") {
+            Ok(v) => v.parse().context("SWITCHYARD_BENCH_MQTT_RECEIVE_MAXIMUM")?,
+            Err(_) => MqttConfig::default().receive_maximum,
+        };
+        let mut writer = None;
+        if wants("writer") {
+            let m = writer_only(&payloads, dir.path()).await?;
+            lines.push(row(
+                &format!("writer only (decode + TelemetryWriter in jobs of {JOB} messages, SQLite, no broker)"),
+                n,
+                &m,
+            ));
+            writer = Some(m);
+        }
+        if wants("broker") {
+            let m = broker_only(&payloads, &tag).await?;
+            lines.push(row("broker only (bare 3.1.1 subscriber, ack on receipt)", n, &m));
+        }
         let runs = [
-            Run { name: "mqtt-only", per_publish: 1, receive_maximum: default_window, store_readings: false },
-            Run { name: "e2e", per_publish: 1, receive_maximum: default_window, store_readings: true },
-            Run { name: "e2e-window20", per_publish: 1, receive_maximum: 20, store_readings: true },
-            Run { name: "e2e-gateway", per_publish: GATEWAY_BATCH, receive_maximum: default_window, store_readings: true },
+            (Run { name: "mqtt-only", per_publish: 1, receive_maximum: default_window, store_readings: false },
+             format!("MQTT path alone (MqttIngest, discarding sink, receive maximum {default_window})")),
+            (Run { name: "e2e", per_publish: 1, receive_maximum: default_window, store_readings: true },
+             format!("end to end (MqttIngest -> TelemetryWriter -> SQLite, PUBACK after commit, receive maximum {default_window})")),
+            (Run { name: "e2e-window20", per_publish: 1, receive_maximum: 20, store_readings: true },
+             "end to end, receive maximum 20 (a 3.1.1 client's window)".to_string()),
+            (Run { name: "e2e-gateway", per_publish: GATEWAY_BATCH, receive_maximum: default_window, store_readings: true },
+             format!("end to end, gateways batching {GATEWAY_BATCH} device messages per publish (device msg/s)")),
         ];
-        let mut measured = Vec::new();
-        for run in &runs {
-            measured.push(ingest_run(run, &payloads, &tag, dir.path()).await?);
+        let mut measured = std::collections::HashMap::new();
+        for (run, what) in &runs {
+            if wants(run.name) {
+                let m = ingest_run(run, &payloads, &tag, dir.path()).await?;
+                lines.push(row(what, n, &m));
+                measured.insert(run.name, m);
+            }
         }
         println!();
         println!("| Measurement | Rate | Time | CPU, bench process | CPU, broker |");
         println!("|---|---:|---:|---:|---:|");
-        println!("{}", row("decode only (codec, in process)", n, &decode));
-        println!(
-            "{}",
-            row(
-                &format!("writer only (decode + TelemetryWriter in jobs of {JOB} messages, SQLite, no broker)"),
-                n,
-                &writer
-            )
-        );
-        println!("{}", row("broker only (bare 3.1.1 subscriber, ack on receipt)", n, &raw));
-        println!(
-            "{}",
-            row(
-                &format!("MQTT path alone (MqttIngest, discarding sink, receive maximum {default_window})"),
-                n,
-                &measured[0]
-            )
-        );
-        println!(
-            "{}",
-            row(
-                &format!("end to end (MqttIngest -> TelemetryWriter -> SQLite, PUBACK after commit, receive maximum {default_window})"),
-                n,
-                &measured[1]
-            )
-        );
-        println!(
-            "{}",
-            row("end to end, receive maximum 20 (a 3.1.1 client's window)", n, &measured[2])
-        );
-        println!(
-            "{}",
-            row(
-                &format!("end to end, gateways batching {GATEWAY_BATCH} device messages per publish (device msg/s)"),
-                n,
-                &measured[3]
-            )
-        );
+        for line in &lines {
+            println!("{line}");
+        }
         println!();
         let rate = |m: &Measured| m.messages as f64 / m.took.as_secs_f64();
-        let ratio = |a: &Measured, b: &Measured| rate(a) / rate(b);
-        println!(
-            "end to end: {:.0}% of the MQTT path alone, {:.0}% of the writer alone; {:.1}x the 20-message window",
-            100.0 * ratio(&measured[1], &measured[0]),
-            100.0 * ratio(&measured[1], &writer),
-            ratio(&measured[1], &measured[2]),
-        );
+        if let Some(e2e) = measured.get("e2e") {
+            if let Some(alone) = measured.get("mqtt-only") {
+                println!("end to end: {:.0}% of the MQTT path alone", 100.0 * rate(e2e) / rate(alone));
+            }
+            if let Some(w) = &writer {
+                println!("end to end: {:.0}% of the writer alone", 100.0 * rate(e2e) / rate(w));
+            }
+            if let Some(w20) = measured.get("e2e-window20") {
+                println!("end to end: {:.1}x the 20-message window", rate(e2e) / rate(w20));
+            }
+            if let (Some(own), Some(broker)) = (e2e.own_cpu, e2e.broker_cpu) {
+                println!(
+                    "end to end: {:.1} us CPU per message in the bench process, {:.1} us in the broker",
+                    1e6 * own / e2e.messages as f64,
+                    1e6 * broker / e2e.messages as f64
+                );
+            }
+        }
         Ok(())
     })
 }

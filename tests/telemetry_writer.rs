@@ -3,7 +3,7 @@
 //! stored), backpressure when its queue is full, invalid readings refused before queueing,
 //! and a clean close that writes what was queued; late data submitted through the writer
 //! revises an earlier stored aggregate with an audit record, also when the revision was
-//! only queued when the process died.
+//! only queued when the process died; rows of interleaved sources each keep their own id.
 
 mod common;
 
@@ -419,7 +419,40 @@ async fn the_first_of_two_readings_with_one_key_is_kept(db: TestDb) {
     writer.close().await;
 }
 
+/// Every row is stored under its own source id: the SQLite path binds one shared copy of
+/// the id for each run of rows of the same source, so rows of sources whose ids share a
+/// prefix, interleaved in the submission, must not end up under a neighbour's id.
+async fn interleaved_sources_keep_their_own_ids(db: TestDb) {
+    let t = base();
+    let writer = TelemetryWriter::start(&db.store, WriterSettings::default())
+        .await
+        .unwrap();
+    let sources = ["s-1", "s-10", "s-1x", "s-", "s-100", "S-1", "s-1 "];
+    let mut batch = Vec::new();
+    for i in 0..30 {
+        for (k, s) in sources.iter().enumerate() {
+            batch.push(reading(s, t + i, k as f64));
+        }
+    }
+    let o = writer.submit(batch).await.unwrap();
+    assert_eq!(o.inserted, 30 * sources.len() as u64);
+    for (k, s) in sources.iter().enumerate() {
+        let stored = telemetry::query(&db.store, s, None, t, t + 30)
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 30, "{s:?}");
+        assert!(
+            stored
+                .iter()
+                .all(|r| r.value == k as f64 && r.source_id == *s),
+            "{s:?} holds another source's rows: {stored:?}"
+        );
+    }
+    writer.close().await;
+}
+
 on_both_backends!(
+    interleaved_sources_keep_their_own_ids,
     the_first_of_two_readings_with_one_key_is_kept,
     jobs_sharing_a_transaction_get_exact_counts,
     invalid_readings_are_refused_before_queueing,

@@ -439,8 +439,10 @@ async fn sqlite_rows(
     now: EpochSeconds,
     per_job: bool,
 ) -> Result<Option<Vec<u64>>, TelemetryError> {
-    // The enum names are bound as shared strings: no copy per row.
+    // The enum names are bound as shared strings: no copy per row. So are the source
+    // ids, one copy per run of rows of the same source (the rows are sorted by source).
     let mut names = Names::default();
+    let mut source = LastSource::default();
     let mut counts = vec![0u64; jobs.len()];
     // Each row carries its job's index, so that a statement's count can be attributed.
     let mut groups: Vec<Vec<(usize, &Reading)>> = if per_job {
@@ -483,7 +485,7 @@ async fn sqlite_rows(
             let mut q = sqlx::query(sqlx::AssertSqlSafe(statements.for_rows(size)));
             for (_, r) in rows {
                 q = q
-                    .bind(r.source_id.as_str().to_owned())
+                    .bind(source.get(&r.source_id))
                     .bind(names.get(r.source_kind.as_str()))
                     .bind(names.get(r.measurand.as_str()))
                     .bind(r.instant)
@@ -521,6 +523,24 @@ impl Names {
         let a: Arc<str> = Arc::from(name);
         self.0.push((name, a.clone()));
         a
+    }
+}
+
+/// The source id of the previous row as a shared string: the sorted rows of one source
+/// follow each other, so most rows reuse it instead of copying their own.
+#[derive(Default)]
+struct LastSource(Option<Arc<str>>);
+
+impl LastSource {
+    fn get(&mut self, id: &str) -> Arc<str> {
+        match &self.0 {
+            Some(last) if **last == *id => last.clone(),
+            _ => {
+                let a: Arc<str> = Arc::from(id);
+                self.0 = Some(a.clone());
+                a
+            }
+        }
     }
 }
 

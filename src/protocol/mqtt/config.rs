@@ -41,7 +41,10 @@ pub struct MqttConfig {
     /// MQTT 5 Receive Maximum announced to the broker: how many QoS 1 messages it may send
     /// before Switchyard has acknowledged them. With acknowledgements after the commit this
     /// window, divided by the commit latency, bounds the ingest rate; it also bounds the
-    /// memory held by messages waiting for their commit (about this many payloads).
+    /// memory held by messages waiting for their commit (about this many payloads). The
+    /// default is the protocol's largest, 65,535: the more messages wait for a commit, the
+    /// more readings per device each commit holds, and SQLite's cost per commit grows with
+    /// the devices it touches, not with their readings (docs/benchmarks.md, 2026-11-25).
     pub receive_maximum: u16,
     /// MQTT 5 Session Expiry Interval, seconds: how long the broker keeps the session (the
     /// subscriptions and the telemetry queued for Switchyard) after a disconnect.
@@ -87,7 +90,7 @@ impl Default for MqttConfig {
             reconnect_initial_ms: 100,
             reconnect_max_seconds: 30,
             max_batch: 5000,
-            receive_maximum: 20_000,
+            receive_maximum: u16::MAX,
             session_expiry_seconds: u32::MAX,
             ack_after_store: true,
             max_packet_bytes: 1024 * 1024,
@@ -221,7 +224,7 @@ mod tests {
         let o = MqttConfig::default().options().unwrap();
         assert!(!o.clean_start());
         assert_eq!(o.session_expiry_interval(), Some(u32::MAX));
-        assert_eq!(o.receive_maximum(), Some(20_000));
+        assert_eq!(o.receive_maximum(), Some(65_535));
         assert_eq!(o.client_id(), "switchyard");
         assert_eq!(o.broker_address(), ("127.0.0.1".to_string(), 1883));
     }

@@ -159,20 +159,35 @@ pub fn parse(payload: &[u8]) -> Result<Vec<TelemetryMessage>, Malformed> {
             }
         }
     };
-    let mut de = serde_json::Deserializer::from_slice(payload);
+    // Well-formed messages, nearly all of them, are parsed without tracking the path;
+    // only a refused one is parsed again with it, for the quarantine's reason.
+    let with_path = |payload: &[u8]| -> Malformed {
+        let mut de = serde_json::Deserializer::from_slice(payload);
+        let parsed = if first == Some(b'[') {
+            serde_path_to_error::deserialize::<_, Vec<TelemetryMessage>>(&mut de).map(drop)
+        } else {
+            serde_path_to_error::deserialize::<_, TelemetryMessage>(&mut de).map(drop)
+        };
+        match parsed {
+            Err(e) => shape(e),
+            Ok(()) => match de.end() {
+                Err(e) => Malformed::NotJson(e.to_string()),
+                Ok(()) => Malformed::NotJson("refused, then accepted on a second parse".into()),
+            },
+        }
+    };
     match first {
         Some(b'[') => {
             let v: Vec<TelemetryMessage> =
-                serde_path_to_error::deserialize(&mut de).map_err(shape)?;
-            de.end().map_err(|e| Malformed::NotJson(e.to_string()))?;
+                serde_json::from_slice(payload).map_err(|_| with_path(payload))?;
             if v.is_empty() {
                 return Err(Malformed::Empty("batch".into()));
             }
             Ok(v)
         }
         Some(b'{') => {
-            let m: TelemetryMessage = serde_path_to_error::deserialize(&mut de).map_err(shape)?;
-            de.end().map_err(|e| Malformed::NotJson(e.to_string()))?;
+            let m: TelemetryMessage =
+                serde_json::from_slice(payload).map_err(|_| with_path(payload))?;
             Ok(vec![m])
         }
         Some(_) => Err(Malformed::NotJson("expected a JSON object or array".into())),
@@ -385,6 +400,35 @@ mod tests {
         for (payload, reason) in cases {
             let err = decode(payload).unwrap_err().to_string();
             assert!(err.contains(reason), "{payload}: {err}");
+        }
+    }
+
+    /// Valid messages take a parse without path tracking; the refused ones are parsed
+    /// again for a reason that still names where the message went wrong.
+    #[test]
+    fn refused_messages_keep_a_precise_reason() {
+        let cases: &[(&str, &str)] = &[
+            (
+                r#"[{"device_id":"a","ts":1749999990,"measurements":[{"measurand":"voltage","value":230,"unit":"V"}]},
+                    {"device_id":"b","ts":"late","measurements":[]}]"#,
+                "invalid message at [1].ts",
+            ),
+            (
+                r#"{"device_id":"a","ts":1749999990,"measurements":[{"measurand":5,"value":230,"unit":"V"}]}"#,
+                "invalid message at measurements[0].measurand",
+            ),
+            (
+                r#"{"device_id":"a","ts":1749999990,"measurements":[{"measurand":"voltage","value":230,"unit":"V"}]} trailing"#,
+                "not JSON: trailing characters",
+            ),
+            (
+                r#"{"device_id":"a","ts":1749999990,"colour":"red","measurements":[]}"#,
+                "invalid message at colour: unknown field `colour`",
+            ),
+        ];
+        for (payload, reason) in cases {
+            let err = decode(payload).unwrap_err().to_string();
+            assert!(err.starts_with(reason), "{payload}: {err}");
         }
     }
 

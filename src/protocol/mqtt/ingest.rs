@@ -426,11 +426,12 @@ async fn connection_task(
     counters: Arc<Counters>,
     ready: watch::Sender<bool>,
     last_error: LastError,
-    tx: mpsc::UnboundedSender<Publish>,
+    tx: mpsc::UnboundedSender<Vec<Publish>>,
     mut stop: watch::Receiver<bool>,
     ack_on_receipt: bool,
 ) {
     let mut backoff = settings.initial;
+    let mut arrived: Vec<Publish> = Vec::new();
     loop {
         let event = tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
@@ -442,9 +443,7 @@ async fn connection_task(
                 if ack_on_receipt && let Err(e) = client.try_ack(&p) {
                     tracing::debug!(error = %e, "MQTT ack not queued");
                 }
-                if tx.send(p).is_err() {
-                    break;
-                }
+                arrived.push(p);
             }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 let receive_max = ack.properties.as_ref().and_then(|p| p.receive_max);
@@ -469,6 +468,10 @@ async fn connection_task(
             }
             Ok(_) => {}
             Err(e) => {
+                // What arrived before the failure goes to the writer first, in order.
+                if !arrived.is_empty() && tx.send(std::mem::take(&mut arrived)).is_err() {
+                    break;
+                }
                 let _ = ready.send(false);
                 bump(&counters.connection_errors, 1);
                 // Kept for ready() and last_error(); retried all the same, since a broker
@@ -482,6 +485,15 @@ async fn connection_task(
                 }
                 backoff = (backoff * 2).min(settings.max);
             }
+        }
+        // rumqttc reads a bunch of packets per socket read and hands them out one per
+        // poll; the writer gets the bunch's messages together once the last is handed out:
+        // one channel send and one wake-up of the writer per read, not per message.
+        if !arrived.is_empty()
+            && eventloop.state.events.is_empty()
+            && tx.send(std::mem::take(&mut arrived)).is_err()
+        {
+            break;
         }
     }
     let _ = ready.send(false);
@@ -528,7 +540,11 @@ impl Writer {
     /// without waiting for the commit: the acker waits, in order, while the next messages
     /// are already being decoded and queued, so the broker's in-flight window is not idle
     /// during a commit.
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Publish>, mut stop: watch::Receiver<bool>) {
+    async fn run(
+        self,
+        mut rx: mpsc::UnboundedReceiver<Vec<Publish>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let (to_acker, acked) = mpsc::channel(IN_FLIGHT_BATCHES);
         let acker = tokio::spawn(
             Acker {
@@ -542,17 +558,16 @@ impl Writer {
             }
             .run(acked, stop.clone()),
         );
-        let mut batch: Vec<Publish> = Vec::with_capacity(self.max_batch);
         loop {
-            let first = tokio::select! {
+            let mut batch = tokio::select! {
                 biased;
                 _ = stop.wait_for(|s| *s) => break,
                 p = rx.recv() => match p { Some(p) => p, None => break },
             };
-            batch.push(first);
+            // Up to `max_batch` messages, give or take the rest of one network read.
             while batch.len() < self.max_batch {
                 match rx.try_recv() {
-                    Ok(p) => batch.push(p),
+                    Ok(mut more) => batch.append(&mut more),
                     Err(_) => break,
                 }
             }
@@ -578,7 +593,7 @@ impl Writer {
                 committed,
                 readings: count,
                 decoded,
-                messages: std::mem::take(&mut batch),
+                messages: batch,
                 now,
             };
             if to_acker.send(flight).await.is_err() {
@@ -681,8 +696,14 @@ impl Acker {
             }
             if self.ack_after_store {
                 for p in &messages {
+                    // Queued without an await while the client's request queue has room
+                    // (it is sized for a full batch of acks); only a full queue waits.
                     // A failed ack is redelivered by the broker and deduplicated on store.
-                    if let Err(e) = self.client.ack(p).await {
+                    let queued = match self.client.try_ack(p) {
+                        Err(rumqttc::v5::ClientError::TryRequest(_)) => self.client.ack(p).await,
+                        other => other,
+                    };
+                    if let Err(e) = queued {
                         tracing::debug!(error = %e, "MQTT ack not queued");
                     }
                 }
