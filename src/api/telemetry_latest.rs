@@ -10,7 +10,7 @@ use super::problem::Problem;
 use super::telemetry::{EPOCH, group_member_ids, no_more, required, take};
 use super::{ApiBuilder, AppState};
 use crate::domain::{EpochSeconds, now_epoch};
-use crate::telemetry::status::state_name;
+use crate::telemetry::status::{state_name, state_names};
 use crate::telemetry::{self, Measurand, Quality, SourceKind};
 use axum::Json;
 use axum::extract::{Query, State};
@@ -100,13 +100,6 @@ pub fn register(api: &mut ApiBuilder) {
             authenticated: true,
         },
     );
-}
-
-/// The state names a state measurand's values can have, for the `state` filter.
-fn state_names(m: Measurand) -> Vec<&'static str> {
-    (0..=16)
-        .filter_map(|code| state_name(m, f64::from(code)))
-        .collect()
 }
 
 async fn latest(

@@ -100,29 +100,49 @@ fn from_code<T: Copy>(all: &[T], v: f64) -> Option<T> {
     all.get(v as usize - 1).copied()
 }
 
-/// The name of the state `value` codes for `measurand`; `None` for a measurand that is not
-/// a state or a value that is not one of its codes.
-pub fn state_name(measurand: Measurand, value: f64) -> Option<&'static str> {
+/// Each state of a state measurand with its code, in code order; empty for a quantity.
+pub fn states(measurand: Measurand) -> Vec<(f64, &'static str)> {
     match measurand {
-        Measurand::OperatingState => OperatingState::from_code(value).map(|s| s.as_str()),
-        Measurand::StorageState => StorageState::from_code(value).map(|s| s.as_str()),
-        Measurand::GridConnected if value == 1.0 => Some("connected"),
-        Measurand::GridConnected if value == 0.0 => Some("disconnected"),
-        _ => None,
+        Measurand::OperatingState => OperatingState::ALL
+            .iter()
+            .map(|s| (s.code(), s.as_str()))
+            .collect(),
+        Measurand::StorageState => StorageState::ALL
+            .iter()
+            .map(|s| (s.code(), s.as_str()))
+            .collect(),
+        Measurand::GridConnected => vec![(0.0, "disconnected"), (1.0, "connected")],
+        _ => Vec::new(),
     }
 }
 
-/// The codes a state measurand accepts, for error messages.
-pub fn expected_codes(measurand: Measurand) -> &'static str {
-    match measurand {
-        Measurand::OperatingState => {
-            "1 off, 2 sleeping, 3 starting, 4 running, 5 throttled, 6 shutting_down, 7 fault, 8 standby"
-        }
-        Measurand::StorageState => {
-            "1 off, 2 empty, 3 discharging, 4 charging, 5 full, 6 holding, 7 testing"
-        }
-        Measurand::GridConnected => "0 disconnected, 1 connected",
-        _ => "a number",
+/// The state names of a state measurand, in code order; empty for a quantity.
+pub fn state_names(measurand: Measurand) -> Vec<&'static str> {
+    states(measurand)
+        .into_iter()
+        .map(|(_, name)| name)
+        .collect()
+}
+
+/// The name of the state `value` codes for `measurand`; `None` for a measurand that is not
+/// a state or a value that is not one of its codes.
+pub fn state_name(measurand: Measurand, value: f64) -> Option<&'static str> {
+    states(measurand)
+        .into_iter()
+        .find(|(code, _)| *code == value)
+        .map(|(_, name)| name)
+}
+
+/// The codes a state measurand accepts, for error messages (`1 off, 2 sleeping, ...`).
+pub fn expected_codes(measurand: Measurand) -> String {
+    let codes: Vec<String> = states(measurand)
+        .iter()
+        .map(|(code, name)| format!("{code} {name}"))
+        .collect();
+    if codes.is_empty() {
+        "a number".to_string()
+    } else {
+        codes.join(", ")
     }
 }
 

@@ -104,13 +104,9 @@ pub fn to_si(m: &Measurement, at: &str) -> Result<(Measurand, f64), Malformed> {
         return code.map(|c| (measurand, c)).ok_or_else(|| {
             bad(match measurand {
                 Measurand::GridConnected => "must be true or false".to_string(),
-                Measurand::OperatingState => format!(
-                    "must be one of {}",
-                    names(OperatingState::ALL.iter().map(|s| s.as_str()))
-                ),
                 _ => format!(
                     "must be one of {}",
-                    names(StorageState::ALL.iter().map(|s| s.as_str()))
+                    status::state_names(measurand).join(", ")
                 ),
             })
         });
@@ -138,10 +134,6 @@ pub fn to_si(m: &Measurement, at: &str) -> Result<(Measurand, f64), Malformed> {
             expected,
         })?;
     Ok((measurand, value * factor))
-}
-
-fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
-    names.collect::<Vec<_>>().join(", ")
 }
 
 /// Parses a telemetry payload: one message object, or an array of them from a gateway.

@@ -11,20 +11,17 @@
 //! document is still stored and served back as it was written.
 
 use super::model::{ConnectStatus, DerStatus};
-use super::records::{DerResource, put_der_resource};
-use super::server::{
-    Result, Sep2Error, Sep2State, body_bytes, caller, enabled_end_device, get_der_info, read_xml,
-};
+use super::records::{DerResource, EndDeviceRecord};
+use super::server::{Result, Sep2State, get_der_info, put_der_info};
 use super::tls::PeerIdentity;
-use super::xml as codec;
-use crate::domain::{EpochSeconds, now_epoch};
+use crate::domain::EpochSeconds;
 use crate::telemetry::status::{self, OperatingState, StorageState};
 use crate::telemetry::{Measurand, Quality, Reading, SourceKind};
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 
 /// The engine's operating state for an `inverterStatus` code.
 pub fn operating_state(code: u8) -> Option<OperatingState> {
@@ -141,9 +138,7 @@ pub(super) async fn get_ders(
     get_der_info(state, peer, id, DerResource::Status).await
 }
 
-/// PUT: stores the document and its readings together. The readings' source is the DER
-/// the EndDevice is linked to in the registry (every ingest keys device telemetry by DER
-/// id), else the EndDevice itself.
+/// PUT: stores the document and its readings together.
 pub(super) async fn put_ders(
     State(state): State<Sep2State>,
     Extension(peer): Extension<PeerIdentity>,
@@ -151,25 +146,27 @@ pub(super) async fn put_ders(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
-    let bytes = body_bytes(&state, body).await?;
-    let doc: DerStatus = read_xml(&state, &headers, &bytes)?;
-    check(&doc).map_err(Sep2Error::BadRequest)?;
-    let canonical = codec::encode(&doc, state.settings.csipaus)
-        .map_err(|e| Sep2Error::BadRequest(e.to_string()))?;
-    let now = now_epoch();
-    let source = ed.der_id.as_deref().unwrap_or(&ed.id);
-    let readings = readings(&doc, source, now);
-    put_der_resource(
-        state.registry.store(),
-        &ed.id,
+    put_der_info::<DerStatus>(
+        state,
+        peer,
+        id,
         DerResource::Status,
-        &canonical,
-        now,
-        &readings,
+        headers,
+        body,
+        status_readings,
     )
-    .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    .await
+}
+
+/// The readings' source is the DER the EndDevice is linked to in the registry (every
+/// ingest keys device telemetry by DER id), else the EndDevice itself.
+fn status_readings(
+    doc: &DerStatus,
+    ed: &EndDeviceRecord,
+    now: EpochSeconds,
+) -> std::result::Result<Vec<Reading>, String> {
+    check(doc)?;
+    Ok(readings(doc, ed.der_id.as_deref().unwrap_or(&ed.id), now))
 }
 
 #[cfg(test)]

@@ -1137,13 +1137,33 @@ async fn der(
     xml(&state, &der_doc(&ed))
 }
 
-async fn put_der_info<T>(
+/// What a DER resource adds to telemetry when it is written, or why it is refused.
+pub(super) type DerTelemetry<T> = fn(
+    &T,
+    &EndDeviceRecord,
+    EpochSeconds,
+)
+    -> std::result::Result<Vec<crate::telemetry::Reading>, String>;
+
+/// For the DER resources that carry no measurements.
+fn no_readings<T>(
+    _: &T,
+    _: &EndDeviceRecord,
+    _: EpochSeconds,
+) -> std::result::Result<Vec<crate::telemetry::Reading>, String> {
+    Ok(Vec::new())
+}
+
+/// Stores a DER resource an EndDevice PUTs, with the readings `telemetry` derives from it,
+/// in one transaction; a refusal from `telemetry` is a 400 and stores nothing.
+pub(super) async fn put_der_info<T>(
     state: Sep2State,
     peer: PeerIdentity,
     id: String,
     kind: DerResource,
     headers: HeaderMap,
     body: Body,
+    telemetry: DerTelemetry<T>,
 ) -> Result<Response>
 where
     T: SepResource + Serialize + DeserializeOwned,
@@ -1151,6 +1171,8 @@ where
     let ed = enabled_end_device(&state, &caller(&state, &peer), &id).await?;
     let bytes = body_bytes(&state, body).await?;
     let doc: T = read_xml(&state, &headers, &bytes)?;
+    let now = now_epoch();
+    let readings = telemetry(&doc, &ed, now).map_err(Sep2Error::BadRequest)?;
     // Store the server's canonical rendering, so what is served back is always valid.
     let canonical = xml::encode(&doc, state.settings.csipaus)
         .map_err(|e| Sep2Error::BadRequest(e.to_string()))?;
@@ -1159,8 +1181,8 @@ where
         &ed.id,
         kind,
         &canonical,
-        now_epoch(),
-        &[],
+        now,
+        &readings,
     )
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -1196,7 +1218,7 @@ macro_rules! der_info_handlers {
             headers: HeaderMap,
             body: Body,
         ) -> Result<Response> {
-            put_der_info::<$ty>(state, peer, id, $kind, headers, body).await
+            put_der_info::<$ty>(state, peer, id, $kind, headers, body, no_readings).await
         }
     };
 }
